@@ -1,0 +1,236 @@
+"""The guest's libvirt domain XML: read safely, understood with lxml, never with regexes.
+
+The configuration file is operator input on shared storage, so the parser is locked down:
+no DTD, no entities (a ``<!DOCTYPE`` or ``<!ENTITY`` is refused outright, which rules out
+entity expansion bombs and external entities), no network, and a size limit.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import os
+import stat
+from dataclasses import dataclass
+from typing import Any
+
+MAX_CONFIG_BYTES = 1024 * 1024
+
+# libvirt's memory units (docs: formatdomain.html#memory-allocation), in bytes.
+_UNIT_BYTES = {
+    "b": 1, "bytes": 1,
+    "kb": 1000, "k": 1024, "kib": 1024,
+    "mb": 1000**2, "m": 1024**2, "mib": 1024**2,
+    "gb": 1000**3, "g": 1024**3, "gib": 1024**3,
+    "tb": 1000**4, "t": 1024**4, "tib": 1024**4,
+    "pb": 1000**5, "p": 1024**5, "pib": 1024**5,
+    "eb": 1000**6, "e": 1024**6, "eib": 1024**6,
+}  # fmt: skip
+
+
+class GuestType(enum.Enum):
+    PV = "pv"
+    PVH = "pvh"
+    HVM = "hvm"
+
+    @property
+    def label(self) -> str:
+        return self.value.upper()
+
+
+class DomainXmlError(Exception):
+    """The domain XML cannot be used; the message names the file and the fix."""
+
+
+class ConfigUnreadable(Exception):
+    """The configuration file cannot be read (missing, permissions, storage away)."""
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    """What the suite needs to know about a guest, from its domain XML."""
+
+    name: str
+    uuid: str | None
+    hypervisor_type: str
+    guest_type: GuestType
+    memory_mib: int
+    vcpus: int
+    video_mib: int
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    path: str
+    data: bytes
+    fingerprint: str
+
+
+def file_fingerprint(status: os.stat_result) -> str:
+    """Identity of a file version: changes when the file is replaced or modified."""
+    return f"{status.st_dev}:{status.st_ino}:{status.st_size}:{status.st_mtime_ns}"
+
+
+def stat_config(path: str) -> os.stat_result:
+    try:
+        return os.stat(path)
+    except OSError as error:
+        raise ConfigUnreadable(f"cannot read {path}: {error.strerror or error}") from error
+
+
+def load_config(path: str) -> ConfigFile:
+    """The configuration file's bytes, refusing what cannot be a domain XML file."""
+    try:
+        with open(path, "rb") as handle:
+            status = os.fstat(handle.fileno())
+            if not stat.S_ISREG(status.st_mode):
+                raise DomainXmlError(f"{path} is not a regular file: point config at the domain XML file")
+            if status.st_size > MAX_CONFIG_BYTES:
+                raise DomainXmlError(
+                    f"{path} is {status.st_size} bytes, more than the {MAX_CONFIG_BYTES} a domain XML "
+                    "may have here: check that config points at the right file"
+                )
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as error:
+        raise ConfigUnreadable(f"cannot read {path}: {error.strerror or error}") from error
+    return ConfigFile(path, data, file_fingerprint(status))
+
+
+def _parser() -> Any:
+    from lxml import etree
+
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+    )
+
+
+def parse_tree(data: bytes, source: str) -> Any:
+    """The XML document in ``data`` as an lxml element, or DomainXmlError."""
+    from lxml import etree
+
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        raise DomainXmlError(
+            f"{source} declares a DOCTYPE or entities; domain XML needs neither: remove them"
+        )
+    try:
+        root = etree.fromstring(data, _parser())
+    except etree.XMLSyntaxError as error:
+        raise DomainXmlError(f"{source} is not well-formed XML ({error}): fix the file") from error
+    except ValueError as error:
+        raise DomainXmlError(f"{source} cannot be parsed: {error}") from error
+    if root is None or root.tag != "domain":
+        tag = getattr(root, "tag", None)
+        raise DomainXmlError(
+            f"{source} is not a libvirt domain definition (root element {tag!r}, expected 'domain')"
+        )
+    return root
+
+
+def parse_domain(data: bytes, source: str) -> DomainSpec:
+    root = parse_tree(data, source)
+    name = (root.findtext("name") or "").strip()
+    if not name:
+        raise DomainXmlError(f"{source} has no <name>: give the domain a name")
+    if len(name) > 200 or any(ord(char) < 0x20 or char == "/" for char in name):
+        raise DomainXmlError(f"{source}: the domain name {name[:40]!r} is not usable by libvirt")
+    memory = _memory_mib(root.find("memory"), source, "memory")
+    if memory is None:
+        raise DomainXmlError(f"{source} has no <memory>: set the guest's memory")
+    maximum = _memory_mib(root.find("maxMemory"), source, "maxMemory")
+    hypervisor_type = (root.get("type") or "").strip()
+    if not hypervisor_type:
+        raise DomainXmlError(f"{source}: <domain> has no type attribute (xen for a Xen guest)")
+    return DomainSpec(
+        name=name,
+        uuid=(root.findtext("uuid") or "").strip() or None,
+        hypervisor_type=hypervisor_type,
+        guest_type=_guest_type(root, source),
+        memory_mib=max(memory, maximum or 0),
+        vcpus=_vcpus(root, source),
+        video_mib=_video_mib(root, source),
+    )
+
+
+def _memory_mib(element: Any, source: str, tag: str) -> int | None:
+    if element is None:
+        return None
+    text = (element.text or "").strip()
+    unit = (element.get("unit") or "KiB").strip().lower()
+    if unit not in _UNIT_BYTES:
+        raise DomainXmlError(f"{source}: <{tag}> has the unknown unit {unit!r}")
+    if not text.isascii() or not text.isdigit() or len(text) > 20:
+        raise DomainXmlError(f"{source}: <{tag}> must be a whole number, not {text[:40]!r}")
+    mib = math.ceil(int(text) * _UNIT_BYTES[unit] / 1024**2)
+    if mib <= 0:
+        raise DomainXmlError(f"{source}: <{tag}> is zero")
+    return mib
+
+
+def _vcpus(root: Any, source: str) -> int:
+    element = root.find("vcpu")
+    if element is None:
+        return 1  # libvirt's default
+    text = (element.text or "").strip()
+    if not text.isascii() or not text.isdigit() or not 0 < int(text) <= 4096:
+        raise DomainXmlError(
+            f"{source}: <vcpu> must be a number of vCPUs between 1 and 4096, not {text[:40]!r}"
+        )
+    return int(text)
+
+
+def _guest_type(root: Any, source: str) -> GuestType:
+    element = root.find("os/type")
+    if element is None:
+        raise DomainXmlError(
+            f"{source} has no <os><type>: say whether the guest is hvm, linux (PV) or xenpvh"
+        )
+    os_type = (element.text or "").strip().lower()
+    machine = (element.get("machine") or "").strip().lower()
+    if os_type == "xenpvh" or machine == "xenpvh":
+        return GuestType.PVH
+    if os_type in ("linux", "xen"):
+        return GuestType.PV
+    if os_type == "hvm":
+        return GuestType.HVM
+    raise DomainXmlError(f"{source}: <os><type> {os_type!r} is not a Xen guest type (hvm, linux, xenpvh)")
+
+
+def _video_mib(root: Any, source: str) -> int:
+    model = root.find("devices/video/model")
+    if model is None or model.get("vram") is None:
+        return 0
+    text = (model.get("vram") or "").strip()
+    if not text.isascii() or not text.isdigit():
+        raise DomainXmlError(f"{source}: <video><model vram> must be a number of KiB, not {text[:40]!r}")
+    return math.ceil(int(text) / 1024)
+
+
+def with_owner(data: bytes, source: str, resource: str, attributes: dict[str, str]) -> str:
+    """The domain XML with the suite's metadata element naming the owning cluster resource.
+
+    libvirt keeps the element with the domain (across migrations too), which lets a probe
+    find the guest even when the configuration file cannot be read, and lets the host agent
+    tell managed guests from the others.
+    """
+    from lxml import etree
+
+    from xenha.hypervisor import METADATA_PREFIX, METADATA_URI
+
+    root = parse_tree(data, source)
+    metadata = root.find("metadata")
+    if metadata is None:
+        metadata = etree.SubElement(root, "metadata")
+    for old in metadata.findall(f"{{{METADATA_URI}}}guest"):
+        metadata.remove(old)
+    element = etree.SubElement(metadata, f"{{{METADATA_URI}}}guest", nsmap={METADATA_PREFIX: METADATA_URI})
+    element.set("resource", resource)
+    for key, value in attributes.items():
+        element.set(key, value)
+    text: str = etree.tostring(root, encoding="unicode")
+    return text

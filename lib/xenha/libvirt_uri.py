@@ -1,0 +1,108 @@
+"""libvirt connection URIs: checked without connecting, masked before logging, derived for peers.
+
+libvirt itself gives no useful error for an unknown scheme (``foo:///x`` falls through to
+the remote driver and fails with "Failed to connect socket"), so the agents check the
+scheme here, at validation time, and say which drivers they support.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+SUPPORTED_DRIVERS = ("xen", "qemu", "test")
+SUPPORTED_TRANSPORTS = ("unix", "ssh", "libssh", "libssh2", "tcp", "tls", "ext")
+NODE_PLACEHOLDER = "%n"
+
+_SECRET_QUERY = re.compile(r"(?i)((?:^|[?&;])(?:password|passwd|secret|pass|key)=)[^&;]*")
+
+
+class UriError(ValueError):
+    """A URI the agents cannot use; the message says what to write instead."""
+
+
+@dataclass(frozen=True)
+class LibvirtUri:
+    text: str
+    driver: str
+    transport: str | None
+    host: str
+    path: str
+
+    @property
+    def is_local(self) -> bool:
+        return not self.host and self.transport in (None, "unix")
+
+
+def parse(text: str, parameter: str = "hypervisor") -> LibvirtUri:
+    """Check that ``text`` names a libvirt driver this suite supports.
+
+    >>> parse("xen:///system").driver
+    'xen'
+    >>> parse("qemu+tcp://node2/system").transport
+    'tcp'
+    """
+    stripped = text.strip()
+    if not stripped:
+        raise UriError(f"{parameter} is empty: use a libvirt URI such as xen:///system")
+    if any(ord(char) < 0x20 for char in stripped):
+        raise UriError(f"{parameter} contains control characters")
+    try:
+        parts = urlsplit(stripped.replace(NODE_PLACEHOLDER, "node-placeholder"))
+    except ValueError as error:
+        raise UriError(f"{parameter}={mask(stripped)!r} is not a URI ({error})") from error
+    scheme = parts.scheme
+    if not scheme or "://" not in stripped:
+        raise UriError(f"{parameter}={mask(stripped)!r} is not a libvirt URI: use one such as xen:///system")
+    driver, _, transport = scheme.partition("+")
+    if driver not in SUPPORTED_DRIVERS:
+        raise UriError(
+            f"{parameter}={mask(stripped)!r} uses the libvirt driver {driver!r}; "
+            f"xenha supports {', '.join(SUPPORTED_DRIVERS)} (xen:///system on a Xen host)"
+        )
+    if transport and transport not in SUPPORTED_TRANSPORTS:
+        raise UriError(
+            f"{parameter}={mask(stripped)!r} uses the transport {transport!r}; "
+            f"libvirt knows {', '.join(SUPPORTED_TRANSPORTS)}"
+        )
+    host = (parts.hostname or "").replace("node-placeholder", NODE_PLACEHOLDER)
+    return LibvirtUri(stripped, driver, transport or None, host, parts.path)
+
+
+def mask(text: str) -> str:
+    """The URI with any password (user:password@ or a password-like query field) hidden.
+
+    >>> mask("xen+ssh://root:s3cret@node2/system?keyfile=/k")
+    'xen+ssh://root:***@node2/system?keyfile=/k'
+    """
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", text)
+    netloc = parts.netloc
+    if "@" in netloc:
+        credentials, _, location = netloc.rpartition("@")
+        if ":" in credentials:
+            user = credentials.split(":", 1)[0]
+            netloc = f"{user}:***@{location}"
+    query = _SECRET_QUERY.sub(r"\1***", parts.query)
+    if netloc == parts.netloc and query == parts.query:
+        return text  # nothing secret: keep the text exactly (urlunsplit would drop "//")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def default_remote(hypervisor: LibvirtUri) -> str:
+    """The URI of the same driver on another node, reached over ssh: ``xen+ssh://%n/system``.
+
+    >>> default_remote(parse("xen:///system"))
+    'xen+ssh://%n/system'
+    """
+    transport = hypervisor.transport if hypervisor.transport not in (None, "unix") else "ssh"
+    path = hypervisor.path or "/system"
+    return f"{hypervisor.driver}+{transport}://{NODE_PLACEHOLDER}{path}"
+
+
+def for_node(template: str, node: str) -> str:
+    """Fill in the ``%n`` placeholder with a node name (plus the network suffix, if any)."""
+    return template.replace(NODE_PLACEHOLDER, node)

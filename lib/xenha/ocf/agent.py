@@ -1,0 +1,189 @@
+"""Dispatching an OCF action: validation first, then the handler, then one exit reason.
+
+The contract every agent of the suite gets from here:
+
+* ``meta-data`` and ``usage``/``help`` never validate, never log, never touch the hypervisor.
+* Every other action is validated first (``validate-all`` is exactly that validation).
+  Actions listed as *lenient* (stop, monitor) still run when the configuration is broken and
+  receive the problems: a stop or a probe must answer truthfully about what is running,
+  whatever the configuration says now.
+* An action ends with an exit code and, for anything but success, one ``ocf-exit-reason``
+  line on stderr. An unexpected exception becomes ``OCF_ERR_GENERIC`` with a reason and a
+  logged traceback, never a bare traceback on stderr.
+* The action's deadline is Pacemaker's timeout minus a margin kept for answering.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TextIO
+
+from xenha.deadline import Deadline
+from xenha.ocf.codes import OcfError, OcfExit
+from xenha.ocf.environment import OcfEnvironment
+from xenha.ocf.log import OcfLog
+from xenha.ocf.metadata import Action, choose_version, render
+from xenha.ocf.parameters import Parameter, ParameterValues
+
+DEFAULT_TIMEOUT_S = 20.0
+# Kept back from Pacemaker's timeout so the agent can still log and answer: a tenth of the
+# timeout, between a quarter of a second and five seconds.
+MARGIN_FRACTION = 0.1
+MARGIN_MIN_S = 0.25
+MARGIN_MAX_S = 5.0
+
+
+@dataclass
+class Context:
+    """Everything one action needs: what Pacemaker said, the parameters, log and deadline."""
+
+    env: OcfEnvironment
+    params: ParameterValues
+    log: OcfLog
+    deadline: Deadline
+    timeout_s: float
+    problems: list[OcfError] = field(default_factory=list)
+
+    @property
+    def action(self) -> str:
+        return self.env.action
+
+
+Handler = Callable[[Context], OcfExit]
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    name: str
+    shortdesc: str
+    longdesc: str
+    parameters: tuple[Parameter, ...]
+    actions: tuple[Action, ...]
+    lenient_actions: frozenset[str] = frozenset({"stop", "monitor", "status"})
+
+    def action_timeout_s(self, name: str) -> float:
+        for action in self.actions:
+            if action.name == name and not action.interval_s:
+                return float(action.timeout_s)
+        for action in self.actions:
+            if action.name == name:
+                return float(action.timeout_s)
+        return DEFAULT_TIMEOUT_S
+
+    def metadata(self, ocf_version: tuple[int, int]) -> str:
+        from xenha import __version__
+
+        return render(
+            self.name,
+            __version__,
+            self.shortdesc,
+            self.longdesc,
+            self.parameters,
+            self.actions,
+            ocf_version,
+        )
+
+    def usage(self) -> str:
+        names = sorted({action.name for action in self.actions} | {"usage"})
+        return f"usage: {self.name} {{{'|'.join(names)}}}\n"
+
+
+class Agent:
+    """Base of the suite's agents: a spec, a validation, and one handler per action."""
+
+    spec: AgentSpec
+
+    def validate(self, ctx: Context) -> list[OcfError]:
+        """Every problem with the configuration, without contacting the hypervisor."""
+        return ctx.params.problems()
+
+    def handlers(self) -> Mapping[str, Handler]:
+        raise NotImplementedError
+
+
+def action_margin_s(timeout_s: float) -> float:
+    return min(MARGIN_MAX_S, max(MARGIN_MIN_S, timeout_s * MARGIN_FRACTION))
+
+
+def run_agent(
+    agent: Agent,
+    argv: Sequence[str],
+    environ: Mapping[str, str],
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> int:
+    """Run one action as Pacemaker asked for it and return the exit code."""
+    started = clock()
+    out = stdout if stdout is not None else sys.stdout
+    err = stderr if stderr is not None else sys.stderr
+    spec = agent.spec
+    if len(argv) < 2:
+        err.write(spec.usage())
+        return OcfExit.ERR_ARGS
+    action = argv[1]
+    env = OcfEnvironment.from_environ(action, environ)
+
+    if action == "meta-data":
+        out.write(spec.metadata(choose_version(env.ocf_version)))
+        return OcfExit.SUCCESS
+    if action in ("usage", "help", "--help", "-h"):
+        out.write(spec.usage())
+        return OcfExit.SUCCESS
+
+    prefix = environ.get("OCF_EXIT_REASON_PREFIX") or "ocf-exit-reason:"
+    log = OcfLog(spec.name, env, stderr=err)
+    handler = agent.handlers().get(action)
+    if handler is None:
+        return _finish(
+            log, err, prefix,
+            OcfError(OcfExit.ERR_UNIMPLEMENTED, f"{spec.name} does not implement the action {action!r}"),
+        )  # fmt: skip
+
+    timeout_s = (env.timeout_ms / 1000.0) if env.timeout_ms else spec.action_timeout_s(action)
+    deadline = Deadline(started + timeout_s - action_margin_s(timeout_s), clock)
+    ctx = Context(env, ParameterValues(spec.parameters, env.params), log, deadline, timeout_s)
+    try:
+        for name in ctx.params.unknown():
+            log.warning(f"ignoring parameter {name!r}: {spec.name} has no such parameter")
+        problems = agent.validate(ctx)
+        for problem in problems[1:]:
+            log.error(f"also: {problem.reason}")
+        if problems and (action == "validate-all" or action not in spec.lenient_actions):
+            return _finish(log, err, prefix, problems[0])
+        ctx.problems = problems
+        code = handler(ctx)
+    except OcfError as error:
+        return _finish(log, err, prefix, error)
+    except Exception as error:  # noqa: BLE001 - the last line of defence: no bare tracebacks
+        import traceback
+
+        for line in traceback.format_exc().splitlines():
+            log.error(line)
+        return _finish(
+            log, err, prefix,
+            OcfError(
+                OcfExit.ERR_GENERIC,
+                f"internal error in {spec.name} {action}: {type(error).__name__}: {error} "
+                "(traceback in the log; please report it)",
+            ),
+        )  # fmt: skip
+    log.debug(f"{action} returned {int(code)} after {clock() - started:.3f} s")
+    return int(code)
+
+
+def _finish(log: OcfLog, err: TextIO, prefix: str, error: OcfError) -> int:
+    reason = " ".join(error.reason.split())
+    if error.code in (OcfExit.NOT_RUNNING, OcfExit.DEGRADED, OcfExit.DEGRADED_PROMOTED):
+        log.warning(reason)
+    else:
+        log.error(reason)
+    try:
+        err.write(f"{prefix}{reason}\n")
+        err.flush()
+    except (OSError, ValueError):
+        pass
+    return int(error.code)

@@ -1,0 +1,158 @@
+"""Declarative OCF parameters and their typed parsing from ``OCF_RESKEY_*``.
+
+A parameter is declared once; the declaration produces its meta-data, its parsing and
+the error an operator sees for a bad value. A bad value is a configuration error
+(``OCF_ERR_CONFIGURED``) whose reason names the parameter, the value and what is expected.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Union
+
+from xenha.ocf.codes import OcfError, OcfExit
+
+TRUE_WORDS = frozenset({"1", "yes", "true", "on", "y"})
+FALSE_WORDS = frozenset({"0", "no", "false", "off", "n"})
+
+
+class ParamType(enum.Enum):
+    STRING = "string"
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+    SELECT = "select"
+
+
+ParamValue = Union[str, int, bool, None]
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    shortdesc: str
+    longdesc: str
+    type: ParamType = ParamType.STRING
+    default: str | None = None
+    required: bool = False
+    unique: bool = False
+    reloadable: bool = False
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+    unit: str = ""
+
+    def __post_init__(self) -> None:
+        if self.type is ParamType.SELECT and not self.choices:
+            raise ValueError(f"select parameter {self.name} declares no choices")
+        if self.default is not None:
+            self.parse(self.default)  # a declaration with a bad default is a programming error
+
+    def parse(self, raw: str | None) -> ParamValue:
+        """The typed value of ``raw`` (the default when absent); raises OcfError when invalid."""
+        text = self.default if raw is None else raw
+        if text is None or (self.required and not text.strip()):
+            if self.required:
+                raise self._error(f"parameter {self.name} is required: {self.shortdesc.rstrip('.')}")
+            return None
+        if self.type is ParamType.STRING:
+            return text
+        stripped = text.strip()
+        if self.type is ParamType.BOOLEAN:
+            word = stripped.lower()
+            if word in TRUE_WORDS:
+                return True
+            if word in FALSE_WORDS:
+                return False
+            raise self._error(f"{self._shown(text)} is not a boolean: use true or false")
+        if self.type is ParamType.SELECT:
+            if stripped in self.choices:
+                return stripped
+            raise self._error(f"{self._shown(text)} is not one of: {', '.join(self.choices)}")
+        return self._parse_integer(text, stripped)
+
+    def _parse_integer(self, text: str, stripped: str) -> int:
+        digits = stripped[1:] if stripped[:1] in ("-", "+") else stripped
+        if not digits.isascii() or not digits.isdigit() or len(digits) > 18:
+            raise self._error(f"{self._shown(text)} is not a whole number{self._unit_phrase()}")
+        value = int(stripped)
+        if self.minimum is not None and value < self.minimum:
+            raise self._error(
+                f"{self._shown(text)} is below the minimum of {self.minimum}{self._unit_phrase()}"
+            )
+        if self.maximum is not None and value > self.maximum:
+            raise self._error(
+                f"{self._shown(text)} is above the maximum of {self.maximum}{self._unit_phrase()}"
+            )
+        return value
+
+    def _unit_phrase(self) -> str:
+        return f" ({self.unit})" if self.unit else ""
+
+    def _shown(self, text: str) -> str:
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        return f"parameter {self.name}={shown!r}"
+
+    def _error(self, reason: str) -> OcfError:
+        return OcfError(OcfExit.ERR_CONFIGURED, reason)
+
+
+class ParameterValues:
+    """The parameters one action was given, parsed on demand against their declarations."""
+
+    def __init__(self, declared: Iterable[Parameter], given: Mapping[str, str]) -> None:
+        self._declared = {parameter.name: parameter for parameter in declared}
+        self._given = dict(given)
+
+    def _value(self, name: str) -> ParamValue:
+        return self._declared[name].parse(self._given.get(name))
+
+    def is_set(self, name: str) -> bool:
+        return name in self._given
+
+    def raw(self, name: str) -> str | None:
+        return self._given.get(name)
+
+    def string(self, name: str) -> str | None:
+        value = self._value(name)
+        assert value is None or isinstance(value, str)
+        return value
+
+    def required_string(self, name: str) -> str:
+        value = self.string(name)
+        if value is None or not value.strip():
+            parameter = self._declared[name]
+            raise OcfError(
+                OcfExit.ERR_CONFIGURED,
+                f"parameter {name} is required: {parameter.shortdesc.rstrip('.')}",
+            )
+        return value
+
+    def integer(self, name: str) -> int | None:
+        value = self._value(name)
+        assert value is None or (isinstance(value, int) and not isinstance(value, bool))
+        return value
+
+    def boolean(self, name: str) -> bool:
+        value = self._value(name)
+        return bool(value)
+
+    def choice(self, name: str) -> str:
+        value = self._value(name)
+        assert isinstance(value, str)
+        return value
+
+    def problems(self) -> list[OcfError]:
+        """Every invalid or missing parameter, not just the first."""
+        found: list[OcfError] = []
+        for name in self._declared:
+            try:
+                self._value(name)
+            except OcfError as error:
+                found.append(error)
+        return found
+
+    def unknown(self) -> list[str]:
+        """Parameters given that the agent does not declare (usually a typo)."""
+        return sorted(name for name in self._given if name not in self._declared)
