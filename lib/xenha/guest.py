@@ -161,6 +161,11 @@ class GuestAgent(Agent):
             return False
         return bool(remembered.get("config_fingerprint") == fingerprint)
 
+    def translate(self, error: Exception) -> OcfError | None:
+        if isinstance(error, HypervisorError):
+            return OcfError(OcfExit.ERR_GENERIC, error.reason())
+        return None
+
     def handlers(self) -> Mapping[str, Handler]:
         return {
             "start": self.start,
@@ -242,7 +247,7 @@ class GuestAgent(Agent):
                 hypervisor.shutdown(domain)
             except HypervisorError as error:
                 if error.kind not in (ErrorKind.INVALID_STATE, ErrorKind.NO_DOMAIN, ErrorKind.FAILED):
-                    raise OcfError(OcfExit.ERR_GENERIC, error.reason()) from None
+                    raise
                 ctx.log.warning(f"graceful shutdown of {name} not possible: {error.detail}")
             graceful = hypervisor.deadline.within(graceful_s)
             while self._active(hypervisor, domain) and not graceful.expired():
@@ -253,7 +258,7 @@ class GuestAgent(Agent):
                 hypervisor.destroy(domain)
             except HypervisorError as error:
                 if error.kind not in (ErrorKind.INVALID_STATE, ErrorKind.NO_DOMAIN):
-                    raise OcfError(OcfExit.ERR_GENERIC, error.reason()) from None
+                    raise
             while self._active(hypervisor, domain):
                 if hypervisor.deadline.expired():
                     raise OcfError(
@@ -291,24 +296,18 @@ class GuestAgent(Agent):
         return None
 
     def _locate(self, ctx: Context, hypervisor: Hypervisor, identity: Identity | None) -> Any | None:
-        try:
-            if identity is not None:
-                return hypervisor.lookup(identity.name)
-            # Neither the configuration nor a remembered name: ask the hypervisor which
-            # domain records this resource as its owner.
-            ctx.log.warning(
-                f"looking for the guest of {ctx.env.instance} by its metadata: its configuration "
-                "cannot be read and no name is remembered on this node"
-            )
-            return hypervisor.find_owned_by(ctx.env.instance)
-        except HypervisorError as error:
-            raise OcfError(OcfExit.ERR_GENERIC, error.reason()) from None
+        if identity is not None:
+            return hypervisor.lookup(identity.name)
+        # Neither the configuration nor a remembered name: ask the hypervisor which domain
+        # records this resource as its owner.
+        ctx.log.warning(
+            f"looking for the guest of {ctx.env.instance} by its metadata: its configuration "
+            "cannot be read and no name is remembered on this node"
+        )
+        return hypervisor.find_owned_by(ctx.env.instance)
 
     def _active(self, hypervisor: Hypervisor, domain: Any) -> bool:
-        try:
-            status = hypervisor.status(domain)
-        except HypervisorError as error:
-            raise OcfError(OcfExit.ERR_GENERIC, error.reason()) from None
+        status = hypervisor.status(domain)
         return status is not None and status.state != domstate.SHUTOFF
 
     def _accept_existing(self, ctx: Context, hypervisor: Hypervisor, domain: Any, spec: DomainSpec) -> bool:

@@ -21,6 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.harness import mountpoints
+
 HARNESS_DIR = Path(__file__).resolve().parent
 MOUNT_POINTS = ("/etc/libvirt", "/run/libvirt", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt")
 PASSWD_EXTRA = "libvirt-qemu:x:64055:64055:Libvirt Qemu,,,:/var/lib/libvirt:/usr/sbin/nologin\n"
@@ -94,7 +96,6 @@ class HostSet:
         self.base_dir = base_dir
         self.networked = networked
         self.hosts: dict[str, LibvirtHost] = {}
-        self._created_mount_points: list[str] = []
         self._switch = f"{prefix}-sw" if networked else None
 
     # ---- setup -------------------------------------------------------------------------------
@@ -102,11 +103,7 @@ class HostSet:
         teardown_prefix(self.prefix)  # whatever an interrupted earlier run left behind
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self._prepare_shared(names)
-        for mount_point in MOUNT_POINTS:
-            if not os.path.exists(mount_point):
-                os.makedirs(mount_point)
-                self._created_mount_points.append(mount_point)
-        (self.base_dir / "created-mount-points").write_text("\n".join(self._created_mount_points))
+        mountpoints.acquire(MOUNT_POINTS, self.prefix)
         if self.networked:
             _ip("netns", "add", self._switch)
             _ip("-n", self._switch, "link", "set", "lo", "up")
@@ -237,12 +234,7 @@ class HostSet:
         for host in self.hosts.values():
             _stop_host(host)
         teardown_prefix(self.prefix)
-        for mount_point in reversed(self._created_mount_points):
-            try:
-                os.rmdir(mount_point)
-            except OSError:
-                pass
-        self._created_mount_points.clear()
+        mountpoints.release(self.prefix)
 
 
 def _stop_host(host: LibvirtHost) -> None:

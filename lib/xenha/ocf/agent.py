@@ -103,6 +103,14 @@ class Agent:
     def handlers(self) -> Mapping[str, Handler]:
         raise NotImplementedError
 
+    def translate(self, error: Exception) -> OcfError | None:
+        """The OCF result for an error of the agent's own layers (e.g. the hypervisor's).
+
+        Handlers let such errors propagate; anything not translated here is an internal
+        error of the agent.
+        """
+        return None
+
 
 def action_margin_s(timeout_s: float) -> float:
     return min(MARGIN_MAX_S, max(MARGIN_MIN_S, timeout_s * MARGIN_FRACTION))
@@ -159,6 +167,9 @@ def run_agent(
     except OcfError as error:
         return _finish(log, err, prefix, error)
     except Exception as error:  # noqa: BLE001 - the last line of defence: no bare tracebacks
+        translated = agent.translate(error)
+        if translated is not None:
+            return _finish(log, err, prefix, translated)
         import traceback
 
         for line in traceback.format_exc().splitlines():

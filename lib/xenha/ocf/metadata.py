@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from xenha.ocf.parameters import Parameter, ParamType
 
@@ -99,11 +98,11 @@ def render(
             attributes["depth"] = str(action.depth)
         etree.SubElement(actions_element, "action", attributes)
 
-    options: dict[str, Any] = {"pretty_print": True, "xml_declaration": True, "encoding": "UTF-8"}
-    if not modern:
-        options["doctype"] = '<!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">'
-    text = etree.tostring(root, **options)
-    return bytes(text).decode("utf-8")
+    body = etree.tostring(root, pretty_print=True, encoding="unicode")
+    # No encoding in the declaration: crmsh parses meta-data as a str with lxml, which
+    # refuses a str that declares an encoding. The text is ASCII-safe UTF-8 either way.
+    doctype = "" if modern else '<!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">\n'
+    return f'<?xml version="1.0"?>\n{doctype}{body}'
 
 
 def _description(parent: object, tag: str, text: str) -> None:

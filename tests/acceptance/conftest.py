@@ -1,0 +1,57 @@
+"""Fixtures that start real libvirtd hosts for the acceptance tests, and tear them down."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness.guests import AgentCase, domain_xml
+from tests.harness.libvirt_hosts import HostSet, LibvirtHost
+
+REPO = Path(__file__).resolve().parents[2]
+QEMU_CAPS_SEED = REPO / "build" / "qemu-caps"
+
+
+def unique_prefix(kind: str) -> str:
+    return f"x{kind}{os.getpid() % 100000}"
+
+
+@pytest.fixture(scope="session")
+def local_host() -> Iterator[LibvirtHost]:
+    """One libvirtd (test and qemu drivers), no network; reached through its unix socket."""
+    import libvirt
+
+    prefix = unique_prefix("l")
+    hosts = HostSet(prefix, REPO / "build" / "hosts" / prefix, networked=False)
+    try:
+        hosts.start(["testhost"], qemu_caps_seed=QEMU_CAPS_SEED)
+        host = hosts.hosts["testhost"]
+        # The test driver's state lives as long as one connection stays open.
+        keeper = libvirt.open(host.test_uri)
+        yield host
+        keeper.close()
+    finally:
+        hosts.teardown()
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[-40:]
+
+
+@pytest.fixture
+def test_guest(local_host: LibvirtHost, tmp_path: Path, request: pytest.FixtureRequest) -> AgentCase:
+    """A xen-guest resource whose domain lives in the test driver of ``local_host``."""
+    name = f"g-{safe_name(request.node.name)}"
+    config = tmp_path / f"{name}.xml"
+    config.write_text(domain_xml(name, driver="test", memory_mib=256, vcpus=2))
+    (tmp_path / "rsctmp").mkdir()
+    return AgentCase(
+        "xen-guest",
+        instance=f"r-{name}",
+        params={"config": str(config), "hypervisor": local_host.test_uri},
+        rsctmp=str(tmp_path / "rsctmp"),
+    )
