@@ -73,9 +73,7 @@ _TRANSIENT_PAUSES = frozenset(
     }
 )
 # Pauses after which the guest will not make progress without help: Pacemaker must recover.
-_BROKEN_PAUSES = frozenset(
-    {PAUSED_IOERROR, PAUSED_WATCHDOG, PAUSED_CRASHED, PAUSED_POSTCOPY_FAILED, PAUSED_API_ERROR}
-)
+_BROKEN_PAUSES = frozenset({PAUSED_IOERROR, PAUSED_WATCHDOG, PAUSED_CRASHED, PAUSED_POSTCOPY_FAILED, PAUSED_API_ERROR})
 
 
 @dataclass(frozen=True)

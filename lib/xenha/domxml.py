@@ -18,14 +18,27 @@ MAX_CONFIG_BYTES = 1024 * 1024
 
 # libvirt's memory units (docs: formatdomain.html#memory-allocation), in bytes.
 _UNIT_BYTES = {
-    "b": 1, "bytes": 1,
-    "kb": 1000, "k": 1024, "kib": 1024,
-    "mb": 1000**2, "m": 1024**2, "mib": 1024**2,
-    "gb": 1000**3, "g": 1024**3, "gib": 1024**3,
-    "tb": 1000**4, "t": 1024**4, "tib": 1024**4,
-    "pb": 1000**5, "p": 1024**5, "pib": 1024**5,
-    "eb": 1000**6, "e": 1024**6, "eib": 1024**6,
-}  # fmt: skip
+    "b": 1,
+    "bytes": 1,
+    "kb": 1000,
+    "k": 1024,
+    "kib": 1024,
+    "mb": 1000**2,
+    "m": 1024**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "g": 1024**3,
+    "gib": 1024**3,
+    "tb": 1000**4,
+    "t": 1024**4,
+    "tib": 1024**4,
+    "pb": 1000**5,
+    "p": 1024**5,
+    "pib": 1024**5,
+    "eb": 1000**6,
+    "e": 1024**6,
+    "eib": 1024**6,
+}
 
 
 class GuestType(enum.Enum):
@@ -115,9 +128,7 @@ def parse_tree(data: bytes, source: str) -> Any:
     from lxml import etree
 
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise DomainXmlError(
-            f"{source} declares a DOCTYPE or entities; domain XML needs neither: remove them"
-        )
+        raise DomainXmlError(f"{source} declares a DOCTYPE or entities; domain XML needs neither: remove them")
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as error:
@@ -126,9 +137,7 @@ def parse_tree(data: bytes, source: str) -> Any:
         raise DomainXmlError(f"{source} cannot be parsed: {error}") from error
     if root is None or root.tag != "domain":
         tag = getattr(root, "tag", None)
-        raise DomainXmlError(
-            f"{source} is not a libvirt domain definition (root element {tag!r}, expected 'domain')"
-        )
+        raise DomainXmlError(f"{source} is not a libvirt domain definition (root element {tag!r}, expected 'domain')")
     return root
 
 
@@ -178,18 +187,14 @@ def _vcpus(root: Any, source: str) -> int:
         return 1  # libvirt's default
     text = (element.text or "").strip()
     if not text.isascii() or not text.isdigit() or not 0 < int(text) <= 4096:
-        raise DomainXmlError(
-            f"{source}: <vcpu> must be a number of vCPUs between 1 and 4096, not {text[:40]!r}"
-        )
+        raise DomainXmlError(f"{source}: <vcpu> must be a number of vCPUs between 1 and 4096, not {text[:40]!r}")
     return int(text)
 
 
 def _guest_type(root: Any, source: str) -> GuestType:
     element = root.find("os/type")
     if element is None:
-        raise DomainXmlError(
-            f"{source} has no <os><type>: say whether the guest is hvm, linux (PV) or xenpvh"
-        )
+        raise DomainXmlError(f"{source} has no <os><type>: say whether the guest is hvm, linux (PV) or xenpvh")
     os_type = (element.text or "").strip().lower()
     machine = (element.get("machine") or "").strip().lower()
     if os_type == "xenpvh" or machine == "xenpvh":

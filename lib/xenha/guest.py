@@ -12,12 +12,14 @@ from the last good read, or by the owner recorded in the domain's own metadata.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from xenha import domstate
+from xenha import domstate, guest_migration
+from xenha.capacity import demand_of
 from xenha.domxml import (
     ConfigFile,
     ConfigUnreadable,
@@ -29,76 +31,20 @@ from xenha.domxml import (
     stat_config,
     with_owner,
 )
+from xenha.guest_spec import AGENT_NAME, SPEC
 from xenha.hypervisor import ErrorKind, Hypervisor, HypervisorError
 from xenha.libvirt_uri import UriError, parse
-from xenha.ocf import Action, Agent, AgentSpec, Context, Handler, OcfError, OcfExit, Parameter, ParamType
+from xenha.ocf import Agent, Context, Handler, OcfError, OcfExit
+from xenha.pacemaker import ClusterCli, NotInCluster, PacemakerError
+from xenha.reservation import (
+    AdmissionRefused,
+    AdmissionRequest,
+    ClusterOrLocalLedger,
+    ReservationError,
+    admit,
+)
+from xenha.runner import CommandRunner
 from xenha.statefile import StateFile
-
-AGENT_NAME = "xen-guest"
-
-PARAMETERS = (
-    Parameter(
-        "config",
-        "Path to the guest's libvirt domain XML.",
-        "Absolute path to the libvirt domain XML file of the guest, on storage that every "
-        "node sees at the same path. The guest is started from this file as a transient "
-        "domain; its <name> identifies the guest on every host. "
-        "Example: /srv/xen/web1.xml",
-        required=True,
-        unique=True,
-    ),
-    Parameter(
-        "hypervisor",
-        "libvirt URI of the local hypervisor.",
-        "libvirt connection URI of the hypervisor on the node running the action. "
-        "xen:///system on a Xen host; qemu:///system and test:///default work for testing.",
-        default="xen:///system",
-    ),
-    Parameter(
-        "shutdown_timeout",
-        "Seconds of graceful shutdown before the guest is destroyed.",
-        "How long stop waits for the guest to shut down after an ACPI/PV shutdown request "
-        "before destroying it. Unset, it is two thirds of the stop operation's timeout, so "
-        "that destroying and verifying always fit in the remaining third. 0 destroys at once. "
-        "Example: 60",
-        type=ParamType.INTEGER,
-        minimum=0,
-        unit="seconds",
-        reloadable=True,
-    ),
-    Parameter(
-        "force_stop",
-        "Destroy the guest on stop without asking it to shut down.",
-        "As in VirtualDomain: when true, stop destroys the guest immediately (same as shutdown_timeout=0).",
-        type=ParamType.BOOLEAN,
-        default="false",
-        reloadable=True,
-    ),
-)
-
-ACTIONS = (
-    Action("start", 90),
-    Action("stop", 90),
-    Action("monitor", 30, interval_s=10),
-    Action("status", 30),
-    Action("validate-all", 10),
-    Action("meta-data", 5),
-    Action("reload-agent", 20),
-)
-
-SPEC = AgentSpec(
-    name=AGENT_NAME,
-    shortdesc="Xen guest with capacity-checked live migration",
-    longdesc=(
-        "Runs one Xen guest through libvirt. The guest is defined by a libvirt domain XML "
-        "file on shared storage and runs as a transient domain on one node at a time. "
-        "Monitor answers from the hypervisor itself; a probe never reports a guest as "
-        "stopped when the hypervisor could not confirm it. Every hypervisor call is bounded "
-        "by the operation's timeout, so a hung libvirtd cannot hang the agent."
-    ),
-    parameters=PARAMETERS,
-    actions=ACTIONS,
-)
 
 POLL_INTERVAL_S = 0.2
 # Part of stop's time kept for destroy and verification after a graceful shutdown.
@@ -132,6 +78,7 @@ class GuestAgent(Agent):
             problems.append(OcfError(OcfExit.ERR_CONFIGURED, str(error)))
         except OcfError:
             pass  # already among the parameter problems
+        problems.extend(_migration_problems(ctx))
         path = _config_path(ctx)
         if path is None:
             return problems
@@ -144,7 +91,7 @@ class GuestAgent(Agent):
             problems.append(
                 OcfError(
                     OcfExit.ERR_INSTALLED,
-                    f"{error} on {_node(ctx)}: make the guest's configuration readable on this node",
+                    f"{error} on {ctx.env.node_name}: make the guest's configuration readable on this node",
                 )
             )
         except DomainXmlError as error:
@@ -172,6 +119,8 @@ class GuestAgent(Agent):
             "stop": self.stop,
             "monitor": self.monitor,
             "status": self.monitor,
+            "migrate_to": self.migrate_to,
+            "migrate_from": self.migrate_from,
             "validate-all": self.validate_all,
             "reload-agent": self.reload_agent,
         }
@@ -181,8 +130,31 @@ class GuestAgent(Agent):
         return OcfExit.SUCCESS  # the framework ran validate() before calling this
 
     def reload_agent(self, ctx: Context) -> OcfExit:
+        _, spec = self._require_config()
         ctx.log.info("reloaded the agent's parameters; nothing in the running guest changes")
+        self._publish_utilization(ctx, spec, force=True)
         return OcfExit.SUCCESS
+
+    def migrate_to(self, ctx: Context) -> OcfExit:
+        _, spec = self._require_config()
+        code = guest_migration.migrate_to(
+            ctx,
+            spec,
+            _migration_settings(ctx),
+            self._hypervisor(ctx),
+            lambda action, hold_s: _admission_request(ctx, spec, action, hold_s),
+            ClusterOrLocalLedger(self._cluster(ctx), ctx.env.rsctmp, ctx.env.migrate_target or ""),
+            _token(ctx),
+        )
+        _state(ctx).remove()  # the guest no longer lives here
+        return code
+
+    def migrate_from(self, ctx: Context) -> OcfExit:
+        config, spec = self._require_config()
+        code = guest_migration.migrate_from(ctx, spec, self._hypervisor(ctx))
+        self._remember(ctx, config, spec)
+        self._publish_utilization(ctx, spec, force=False)
+        return code
 
     def monitor(self, ctx: Context) -> OcfExit:
         hypervisor = self._hypervisor(ctx)
@@ -198,10 +170,14 @@ class GuestAgent(Agent):
         if verdict.code == OcfExit.SUCCESS:
             for problem in ctx.problems:
                 ctx.log.warning(f"guest {name} runs, but its configuration has a problem: {problem.reason}")
+            if self._domain is not None and self._config is not None and not ctx.problems:
+                # the configuration changed since the last good read: its demand may have too
+                self._remember(ctx, self._config, self._domain)
+                self._publish_utilization(ctx, self._domain, force=False)
             return OcfExit.SUCCESS
         if verdict.code == OcfExit.NOT_RUNNING:
             return OcfExit.NOT_RUNNING
-        raise OcfError(verdict.code, f"guest {name} is {verdict.description} on {_node(ctx)}")
+        raise OcfError(verdict.code, f"guest {name} is {verdict.description} on {ctx.env.node_name}")
 
     def start(self, ctx: Context) -> OcfExit:
         config, spec = self._require_config()
@@ -209,7 +185,9 @@ class GuestAgent(Agent):
         existing = hypervisor.lookup(spec.name)
         if existing is not None and self._accept_existing(ctx, hypervisor, existing, spec):
             self._remember(ctx, config, spec)
+            self._publish_utilization(ctx, spec, force=True)
             return OcfExit.SUCCESS
+        demand = demand_of(spec)
         xml = with_owner(
             config.data,
             config.path,
@@ -218,16 +196,34 @@ class GuestAgent(Agent):
                 "guest-type": spec.guest_type.value,
                 "vcpus": str(spec.vcpus),
                 "memory-mib": str(spec.memory_mib),
+                "demand-mib": str(demand.memory_mib),
             },
         )
-        ctx.log.info(
-            f"starting guest {spec.name} ({spec.guest_type.label}, {spec.memory_mib} MiB, "
-            f"{spec.vcpus} vCPUs) from {config.path} on {_node(ctx)}"
-        )
-        domain = hypervisor.create(xml, spec.name)
-        self._wait_running(ctx, hypervisor, domain, spec.name)
+        here = ctx.env.node_name
+        request = _admission_request(ctx, spec, f"start {spec.name} on {here}", ctx.deadline.remaining() + 60)
+        ledger = ClusterOrLocalLedger(self._cluster(ctx), ctx.env.rsctmp, here)
+        admission_deadline = ctx.deadline.within(max(10.0, ctx.timeout_s * 0.3))
+        try:
+            booking = admit(request, ledger, hypervisor, admission_deadline, ctx.log, _token(ctx))
+        except AdmissionRefused as refusal:
+            raise OcfError(OcfExit.ERR_GENERIC, str(refusal)) from None
+        except ReservationError as error:
+            raise OcfError(OcfExit.ERR_GENERIC, f"cannot reserve room on {here}: {error}") from None
+        try:
+            ctx.log.info(
+                f"starting guest {spec.name} ({spec.guest_type.label}, {spec.memory_mib} MiB, "
+                f"{spec.vcpus} vCPUs) from {config.path} on {here}"
+            )
+            domain = hypervisor.create(xml, spec.name)
+            self._wait_running(ctx, hypervisor, domain, spec.name)
+        finally:
+            try:
+                booking.release()  # from now on the running domain itself holds the room
+            except Exception as error:  # noqa: BLE001 - the reservation expires by itself
+                ctx.log.warning(f"could not release the reservation on {here}: {error}")
         self._remember(ctx, config, spec)
-        ctx.log.info(f"guest {spec.name} is running on {_node(ctx)}")
+        self._publish_utilization(ctx, spec, force=True)
+        ctx.log.info(f"guest {spec.name} is running on {here}")
         return OcfExit.SUCCESS
 
     def stop(self, ctx: Context) -> OcfExit:
@@ -236,7 +232,7 @@ class GuestAgent(Agent):
         domain = self._locate(ctx, hypervisor, identity)
         if domain is None:
             ctx.log.info(
-                f"guest {identity.name if identity else ctx.env.instance} is not running on {_node(ctx)}"
+                f"guest {identity.name if identity else ctx.env.instance} is not running on {ctx.env.node_name}"
             )
             return OcfExit.SUCCESS
         name = domain.name()
@@ -263,10 +259,10 @@ class GuestAgent(Agent):
                 if hypervisor.deadline.expired():
                     raise OcfError(
                         OcfExit.ERR_GENERIC,
-                        f"guest {name} is still active on {_node(ctx)} after destroy; the node needs fencing",
+                        f"guest {name} is still active on {ctx.env.node_name} after destroy; the node needs fencing",
                     )
                 time.sleep(POLL_INTERVAL_S)
-        ctx.log.info(f"guest {name} is stopped on {_node(ctx)}")
+        ctx.log.info(f"guest {name} is stopped on {ctx.env.node_name}")
         return OcfExit.SUCCESS
 
     # ---- helpers ----------------------------------------------------------------------------
@@ -282,7 +278,7 @@ class GuestAgent(Agent):
             parse(uri)
         except UriError as error:
             raise OcfError(OcfExit.ERR_CONFIGURED, str(error)) from None
-        return self._hypervisor_factory(uri, ctx.deadline, _node(ctx))
+        return self._hypervisor_factory(uri, ctx.deadline, ctx.env.node_name)
 
     def _identity(self, ctx: Context) -> Identity | None:
         """The guest's domain name: from the configuration, else as remembered, else unknown."""
@@ -319,12 +315,12 @@ class GuestAgent(Agent):
         if owner is not None and owner != ctx.env.instance:
             raise OcfError(
                 OcfExit.ERR_CONFIGURED,
-                f"domain {spec.name} on {_node(ctx)} belongs to cluster resource {owner}, "
+                f"domain {spec.name} on {ctx.env.node_name} belongs to cluster resource {owner}, "
                 f"not {ctx.env.instance}: two resources name the same domain",
             )
         verdict = domstate.judge(status.state, status.reason)
         if verdict.code == OcfExit.SUCCESS:
-            ctx.log.info(f"guest {spec.name} is already running on {_node(ctx)}")
+            ctx.log.info(f"guest {spec.name} is already running on {ctx.env.node_name}")
             return True
         if status.state == domstate.PAUSED and verdict.code == OcfExit.DEGRADED:
             ctx.log.info(f"guest {spec.name} is {verdict.description}: resuming it")
@@ -340,19 +336,16 @@ class GuestAgent(Agent):
             status = hypervisor.status(domain)
             if status is None:
                 raise OcfError(
-                    OcfExit.ERR_GENERIC, f"guest {name} disappeared right after it started on {_node(ctx)}"
+                    OcfExit.ERR_GENERIC,
+                    f"guest {name} disappeared right after it started on {ctx.env.node_name}",
                 )
             verdict = domstate.judge(status.state, status.reason)
             if verdict.code == OcfExit.SUCCESS and status.state != domstate.PAUSED:
                 return
             if verdict.code in (OcfExit.ERR_GENERIC, OcfExit.NOT_RUNNING):
-                raise OcfError(
-                    OcfExit.ERR_GENERIC, f"guest {name} is {verdict.description} right after it started"
-                )
+                raise OcfError(OcfExit.ERR_GENERIC, f"guest {name} is {verdict.description} right after it started")
             if hypervisor.deadline.expired():
-                raise OcfError(
-                    OcfExit.ERR_GENERIC, f"guest {name} is still {verdict.description}, not running"
-                )
+                raise OcfError(OcfExit.ERR_GENERIC, f"guest {name} is still {verdict.description}, not running")
             time.sleep(POLL_INTERVAL_S)
 
     def _graceful_seconds(self, ctx: Context) -> float:
@@ -367,6 +360,45 @@ class GuestAgent(Agent):
         # Never eat into the time destroy needs.
         return min(float(configured), ctx.deadline.remaining() * (1.0 - DESTROY_SHARE))
 
+    def _cluster(self, ctx: Context) -> ClusterCli:
+        return ClusterCli(CommandRunner(), ctx.deadline)
+
+    def _publish_utilization(self, ctx: Context, spec: DomainSpec, force: bool) -> None:
+        """Set the resource's hv_memory and cpu utilization to the guest's demand.
+
+        Only what changed is written: the last published values are kept in the state file,
+        so an unchanged monitor costs no cluster call at all. ``force`` compares with the
+        CIB itself instead (start, reload), in case someone changed it there.
+        """
+        wanted = {}
+        demand = demand_of(spec)
+        try:
+            if ctx.params.boolean("autoset_utilization_hv_memory"):
+                wanted["hv_memory"] = demand.memory_mib
+            if ctx.params.boolean("autoset_utilization_cpu"):
+                wanted["cpu"] = demand.vcpus
+        except OcfError:
+            return
+        state = _state(ctx)
+        published = state.load().get("published", {})
+        if not force and all(published.get(name) == value for name, value in wanted.items()):
+            return
+        cluster = self._cluster(ctx)
+        resource = ctx.env.instance
+        try:
+            for name, value in wanted.items():
+                if force and cluster.resource_utilization(resource, name) == value:
+                    continue
+                cluster.set_resource_utilization(resource, name, value)
+                ctx.log.info(f"set utilization {name}={value} for {resource}")
+        except NotInCluster:
+            ctx.log.debug("no cluster: utilization not published")
+            return
+        except PacemakerError as error:
+            ctx.log.warning(f"could not publish the utilization of {resource}: {error}")
+            return
+        state.update(published=wanted)
+
     def _remember(self, ctx: Context, config: ConfigFile, spec: DomainSpec) -> None:
         _state(ctx).update(
             config=config.path,
@@ -376,6 +408,97 @@ class GuestAgent(Agent):
             vcpus=spec.vcpus,
             guest_type=spec.guest_type.value,
         )
+
+
+def _migration_problems(ctx: Context) -> list[OcfError]:
+    """Checks of the migration and reservation parameters that their types cannot express."""
+    problems = []
+    for name in ("remoteuri", "migrateuri"):
+        try:
+            value = ctx.params.string(name)
+        except OcfError:
+            continue
+        if value and name == "remoteuri":
+            try:
+                parse(value, name)
+            except UriError as error:
+                problems.append(OcfError(OcfExit.ERR_CONFIGURED, str(error)))
+        elif value and "://" not in value:
+            problems.append(
+                OcfError(
+                    OcfExit.ERR_CONFIGURED,
+                    f"migrateuri={value!r} is not a URI: use one such as tcp://%n:49152",
+                )
+            )
+    try:
+        _cpu_overcommit(ctx)
+    except OcfError as error:
+        problems.append(error)
+    try:
+        policy = ctx.params.choice("hvm_migration")
+        save_dir = ctx.params.string("save_dir")
+    except OcfError:
+        return problems
+    if policy == "save-restore" and not save_dir:
+        problems.append(
+            OcfError(
+                OcfExit.ERR_CONFIGURED,
+                "hvm_migration=save-restore needs save_dir: a directory on storage every node shares",
+            )
+        )
+    elif policy == "save-restore" and save_dir and not os.path.isdir(save_dir):
+        problems.append(
+            OcfError(
+                OcfExit.ERR_INSTALLED,
+                f"save_dir {save_dir} is not a directory on {ctx.env.node_name}: mount the shared storage",
+            )
+        )
+    return problems
+
+
+def _cpu_overcommit(ctx: Context) -> float:
+    text = (ctx.params.string("cpu_overcommit") or "").strip()
+    try:
+        ratio = float(text)
+    except ValueError:
+        ratio = -1.0
+    if not 0 < ratio <= 1000 or text.lower() in ("nan", "inf", "infinity"):
+        raise OcfError(
+            OcfExit.ERR_CONFIGURED,
+            f"parameter cpu_overcommit={text[:40]!r} is not a positive ratio: use a number such as 4 or 1.5",
+        )
+    return ratio
+
+
+def _migration_settings(ctx: Context) -> guest_migration.MigrationSettings:
+    return guest_migration.MigrationSettings(
+        remote_template=ctx.params.string("remoteuri") or None,
+        data_template=ctx.params.string("migrateuri") or None,
+        network_suffix=ctx.params.string("migration_network_suffix") or "",
+        speed_mib_s=ctx.params.integer("migration_speed") or 0,
+        downtime_ms=ctx.params.integer("migration_downtime") or 0,
+        hvm_policy=ctx.params.choice("hvm_migration"),
+        save_dir=ctx.params.string("save_dir") or None,
+    )
+
+
+def _admission_request(ctx: Context, spec: DomainSpec, action: str, hold_s: float) -> AdmissionRequest:
+    return AdmissionRequest(
+        action=action,
+        resource=ctx.env.instance,
+        domain=spec.name,
+        demand=demand_of(spec),
+        hold_s=hold_s,
+        memory_reserve_mib=ctx.params.integer("host_memory_reserve"),
+        cpu_overcommit=_cpu_overcommit(ctx),
+    )
+
+
+def _token(ctx: Context) -> str:
+    """Who holds a lock or a reservation: node, process and a random part."""
+    import secrets
+
+    return f"{ctx.env.node_name}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def _state(ctx: Context) -> StateFile:
@@ -388,12 +511,6 @@ def _config_path(ctx: Context) -> str | None:
     except OcfError:
         return None
     return path if path and path.strip() else None
-
-
-def _node(ctx: Context) -> str:
-    import os
-
-    return ctx.env.node_name or os.uname().nodename
 
 
 def main() -> None:

@@ -142,8 +142,8 @@ class ActiveDomain:
     os_type: str
     # The cluster resource that owns it (from the suite's metadata), None when unmanaged.
     resource: str | None
-    # The demand recorded in the metadata when the suite started it, when recorded.
-    recorded_memory_mib: int | None
+    # The memory demand recorded in the metadata when the suite started it, when recorded.
+    recorded_demand_mib: int | None
     recorded_vcpus: int | None
     guest_type: str | None
 
@@ -170,9 +170,12 @@ class Hypervisor:
         """Run one libvirt call under the deadline and classify what goes wrong."""
         if self._stuck is not None:
             raise HypervisorError(
-                ErrorKind.TIMEOUT, operation, self.uri, self.node,
+                ErrorKind.TIMEOUT,
+                operation,
+                self.uri,
+                self.node,
                 f"libvirtd stopped answering earlier in this action ({self._stuck})",
-            )  # fmt: skip
+            )
         remaining = self.deadline.remaining()
         libvirt = libvirt_module()
         try:
@@ -284,7 +287,7 @@ class Hypervisor:
                     vcpus=int(info[3]),
                     os_type=os_type,
                     resource=_attribute(metadata, "resource"),
-                    recorded_memory_mib=_int_attribute(metadata, "memory-mib"),
+                    recorded_demand_mib=_int_attribute(metadata, "demand-mib"),
                     recorded_vcpus=_int_attribute(metadata, "vcpus"),
                     guest_type=_attribute(metadata, "guest-type"),
                 )
@@ -308,9 +311,7 @@ class Hypervisor:
         connection = self.connection()
         info = self.call("read the host's memory and CPUs", connection.getInfo)
         free_bytes = self.call("read the host's free memory", connection.getFreeMemory)
-        return NodeFacts(
-            memory_mib=int(info[1]), cpus=int(info[2]), free_memory_mib=int(free_bytes) // (1024 * 1024)
-        )
+        return NodeFacts(memory_mib=int(info[1]), cpus=int(info[2]), free_memory_mib=int(free_bytes) // (1024 * 1024))
 
     def domain0_memory_mib(self) -> int | None:
         """Xen's Domain-0 current memory, when this libvirt reports a Domain-0 (libxl does)."""

@@ -32,8 +32,22 @@ def local_host() -> Iterator[LibvirtHost]:
         host = hosts.hosts["testhost"]
         # The test driver's state lives as long as one connection stays open.
         keeper = libvirt.open(host.test_uri)
+        # Its built-in 8 GiB "test" domain would fill the driver's 3 GiB host.
+        keeper.lookupByName("test").destroy()
         yield host
         keeper.close()
+    finally:
+        hosts.teardown()
+
+
+@pytest.fixture(scope="session")
+def qemu_hosts() -> Iterator[HostSet]:
+    """Two libvirtd hosts (qemu driver) in network namespaces on a private bridge."""
+    prefix = unique_prefix("m")
+    hosts = HostSet(prefix, REPO / "build" / "hosts" / prefix, networked=True)
+    try:
+        hosts.start(["hostA", "hostB"], qemu_caps_seed=QEMU_CAPS_SEED)
+        yield hosts
     finally:
         hosts.teardown()
 

@@ -60,9 +60,7 @@ def test_version_negotiation() -> None:
     legacy = metadata("xen-guest")
     modern = metadata("xen-guest", OCF_1_1)
     assert "<version>1.0</version>" in legacy and "reload-agent" not in legacy and "reloadable" not in legacy
-    assert (
-        "<version>1.1</version>" in modern and 'name="reload-agent"' in modern and 'reloadable="1"' in modern
-    )
+    assert "<version>1.1</version>" in modern and 'name="reload-agent"' in modern and 'reloadable="1"' in modern
 
 
 def test_metadata_escapes_text() -> None:

@@ -33,9 +33,7 @@ def write(path: Path, text: str) -> str:
 def test_missing_config_file(test_guest: AgentCase, tmp_path: Path, action: str) -> None:
     missing = str(tmp_path / "nowhere.xml")
     result = test_guest.run(action, config=missing)
-    assert_clean_failure(
-        result, ERR_INSTALLED, missing, "No such file", "make the guest's configuration readable"
-    )
+    assert_clean_failure(result, ERR_INSTALLED, missing, "No such file", "make the guest's configuration readable")
 
 
 def test_config_behind_a_dangling_symlink(test_guest: AgentCase, tmp_path: Path) -> None:
@@ -97,9 +95,7 @@ def test_config_parameter_missing(test_guest: AgentCase) -> None:
         ),
     ],
 )
-def test_unusable_domain_xml(
-    test_guest: AgentCase, tmp_path: Path, document: str, fragments: tuple[str, ...]
-) -> None:
+def test_unusable_domain_xml(test_guest: AgentCase, tmp_path: Path, document: str, fragments: tuple[str, ...]) -> None:
     config = write(tmp_path / "bad.xml", document)
     for action in ("validate-all", "start"):
         assert_clean_failure(test_guest.run(action, config=config), ERR_CONFIGURED, config, *fragments)
@@ -165,9 +161,7 @@ def test_probe_and_stop_answer_despite_bad_parameters(test_guest: AgentCase) -> 
 
 
 def test_unknown_action(test_guest: AgentCase) -> None:
-    assert_clean_failure(
-        test_guest.run("promote"), ERR_UNIMPLEMENTED, "does not implement the action 'promote'"
-    )
+    assert_clean_failure(test_guest.run("promote"), ERR_UNIMPLEMENTED, "does not implement the action 'promote'")
 
 
 @pytest.mark.parametrize("action", ["start", "stop", "monitor"])

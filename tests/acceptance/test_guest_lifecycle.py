@@ -77,9 +77,9 @@ def test_started_domain_records_its_owner_and_demand(test_guest: AgentCase, loca
 def test_state_file_is_private(test_guest: AgentCase) -> None:
     assert test_guest.run("start").code == SUCCESS
     files = list(Path(test_guest.rsctmp).iterdir())
-    assert len(files) == 1
-    assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
-    assert json.loads(files[0].read_text())["domain"] == guest_name(test_guest)
+    assert files and all(stat.S_IMODE(path.stat().st_mode) == 0o600 for path in files)
+    state = next(path for path in files if path.name.startswith("xenha-xen-guest-"))
+    assert json.loads(state.read_text())["domain"] == guest_name(test_guest)
     test_guest.run("stop")
 
 
@@ -110,9 +110,7 @@ def test_probe_with_unreadable_config_still_sees_the_running_guest(
         hidden.rename(config)
 
 
-def test_start_with_unreadable_config_fails_and_does_nothing(
-    test_guest: AgentCase, local_host: LibvirtHost
-) -> None:
+def test_start_with_unreadable_config_fails_and_does_nothing(test_guest: AgentCase, local_host: LibvirtHost) -> None:
     config = Path(test_guest.params["config"])
     hidden = config.with_suffix(".away")
     config.rename(hidden)
@@ -148,10 +146,7 @@ def test_domain_of_another_resource_is_not_adopted(test_guest: AgentCase) -> Non
     os.makedirs(impostor.rsctmp, exist_ok=True)
     start = impostor.run("start")
     assert start.code == ERR_CONFIGURED, start
-    assert (
-        start.exit_reason is not None
-        and f"belongs to cluster resource {test_guest.instance}" in start.exit_reason
-    )
+    assert start.exit_reason is not None and f"belongs to cluster resource {test_guest.instance}" in start.exit_reason
     test_guest.run("stop")
 
 

@@ -61,6 +61,9 @@ class AgentCase:
         timeout: float = 180,
         **overrides: str,
     ) -> AgentRun:
+        import os
+
+        os.makedirs(self.rsctmp, exist_ok=True)
         params = {**self.params, **overrides}
         all_meta = {"timeout": str(timeout_ms), **(meta or {})}
         if interval_ms is not None:
@@ -68,6 +71,13 @@ class AgentCase:
         env = ocf_environment(self.instance, params, all_meta, self.rsctmp)
         env.update(self.extra_env)
         return run_agent(self.agent, action, env, timeout=timeout, prefix=self.prefix)
+
+    def on(self, prefix: list[str], node: str) -> AgentCase:
+        """The same resource, with actions run inside another host (``prefix``) named ``node``."""
+        return AgentCase(
+            self.agent, self.instance, dict(self.params), self.rsctmp.rstrip("/") + f"-{node}", prefix,
+            dict(self.extra_env, OCF_RESKEY_CRM_meta_on_node=node),
+        )  # fmt: skip
 
     def probe(self, **overrides: str) -> AgentRun:
         return self.run("monitor", interval_ms=0, **overrides)

@@ -80,9 +80,7 @@ class LibvirtHost:
             raise RuntimeError(f"host {self.name} is not running")
         return ["nsenter", "-t", str(pid), "-m", "-u", *(["-n"] if self.netns else []), "--"]
 
-    def run(
-        self, argv: Sequence[str], timeout: float = 60, **kwargs: object
-    ) -> subprocess.CompletedProcess[str]:
+    def run(self, argv: Sequence[str], timeout: float = 60, **kwargs: object) -> subprocess.CompletedProcess[str]:
         return subprocess.run(  # type: ignore[call-overload,no-any-return]
             [*self.nsenter_argv(), *argv], text=True, capture_output=True, timeout=timeout, **kwargs
         )
@@ -224,6 +222,20 @@ class HostSet:
 
     def thaw_libvirtd(self, name: str) -> None:
         _signal(self.hosts[name].libvirtd_pid(), signal.SIGCONT)
+
+    def shape(self, name: str, rate: str | None) -> None:
+        """Limit the host's outgoing traffic (e.g. "1mbit"), or lift the limit (None)."""
+        host = self.hosts[name]
+        assert host.netns is not None, "only networked hosts can be shaped"
+        if rate is None:
+            subprocess.run(["ip", "netns", "exec", host.netns, "tc", "qdisc", "del", "dev", "eth0", "root"],
+                           capture_output=True, check=False)  # fmt: skip
+            return
+        subprocess.run(
+            ["ip", "netns", "exec", host.netns, "tc", "qdisc", "replace", "dev", "eth0", "root",
+             "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms"],
+            check=True, capture_output=True,
+        )  # fmt: skip
 
     def kill_libvirtd(self, name: str) -> None:
         """SIGKILL libvirtd; its guests keep running, as on a real host."""

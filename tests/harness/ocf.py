@@ -24,9 +24,7 @@ class AgentRun:
     @property
     def exit_reason(self) -> str | None:
         """The last ``ocf-exit-reason:`` line on stderr, as Pacemaker would show it."""
-        reasons = [
-            line.split(":", 1)[1] for line in self.stderr.splitlines() if line.startswith("ocf-exit-reason:")
-        ]
+        reasons = [line.split(":", 1)[1] for line in self.stderr.splitlines() if line.startswith("ocf-exit-reason:")]
         return reasons[-1] if reasons else None
 
     def __str__(self) -> str:
@@ -70,6 +68,4 @@ def run_agent(
         timeout=timeout,
         check=False,
     )
-    return AgentRun(
-        action, completed.returncode, completed.stdout, completed.stderr, time.monotonic() - started
-    )
+    return AgentRun(action, completed.returncode, completed.stdout, completed.stderr, time.monotonic() - started)

@@ -75,9 +75,7 @@ def test_owner_metadata_is_added_and_replaced() -> None:
 
 def test_owner_with_markup_characters_is_escaped() -> None:
     text = with_owner(domain("<memory>1</memory>" + PV), "t", 'a"<b>&', {})
-    assert (
-        parse_tree(text.encode(), "t").find("metadata/{urn:xenha:guest:1}guest").get("resource") == 'a"<b>&'
-    )
+    assert parse_tree(text.encode(), "t").find("metadata/{urn:xenha:guest:1}guest").get("resource") == 'a"<b>&'
 
 
 @settings(max_examples=300)

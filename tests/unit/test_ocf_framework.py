@@ -174,9 +174,7 @@ def test_log_goes_to_the_log_file_and_not_stderr(tmp_path: Path) -> None:
 
 def test_log_falls_back_to_stderr_when_the_syslog_socket_is_missing(tmp_path: Path) -> None:
     err = io.StringIO()
-    OcfLog(
-        "demo", environment(HA_LOGFACILITY="daemon"), stderr=err, syslog_socket=str(tmp_path / "none")
-    ).error("x")
+    OcfLog("demo", environment(HA_LOGFACILITY="daemon"), stderr=err, syslog_socket=str(tmp_path / "none")).error("x")
     assert "ERROR: x" in err.getvalue()
 
 

@@ -8,13 +8,9 @@ from hypothesis import strategies as st
 
 from xenha.ocf import OcfError, OcfExit, Parameter, ParameterValues, ParamType
 
-TIMEOUT = Parameter(
-    "timeout", "Seconds.", "Seconds.", type=ParamType.INTEGER, minimum=0, maximum=3600, unit="s"
-)
+TIMEOUT = Parameter("timeout", "Seconds.", "Seconds.", type=ParamType.INTEGER, minimum=0, maximum=3600, unit="s")
 FLAG = Parameter("flag", "A flag.", "A flag.", type=ParamType.BOOLEAN, default="false")
-MODE = Parameter(
-    "mode", "Mode.", "Mode.", type=ParamType.SELECT, choices=("live", "refuse"), default="refuse"
-)
+MODE = Parameter("mode", "Mode.", "Mode.", type=ParamType.SELECT, choices=("live", "refuse"), default="refuse")
 NAME = Parameter("name", "The name.", "The name.", required=True)
 
 
@@ -31,9 +27,7 @@ def test_bad_integers_are_configuration_errors(raw: str) -> None:
     assert "timeout=" in caught.value.reason
 
 
-@pytest.mark.parametrize(
-    ("raw", "value"), [("true", True), ("YES", True), ("1", True), ("off", False), ("n", False)]
-)
+@pytest.mark.parametrize(("raw", "value"), [("true", True), ("YES", True), ("1", True), ("off", False), ("n", False)])
 def test_booleans(raw: str, value: bool) -> None:
     assert FLAG.parse(raw) is value
 

@@ -147,9 +147,11 @@ def run_agent(
     handler = agent.handlers().get(action)
     if handler is None:
         return _finish(
-            log, err, prefix,
+            log,
+            err,
+            prefix,
             OcfError(OcfExit.ERR_UNIMPLEMENTED, f"{spec.name} does not implement the action {action!r}"),
-        )  # fmt: skip
+        )
 
     timeout_s = (env.timeout_ms / 1000.0) if env.timeout_ms else spec.action_timeout_s(action)
     deadline = Deadline(started + timeout_s - action_margin_s(timeout_s), clock)
@@ -175,13 +177,15 @@ def run_agent(
         for line in traceback.format_exc().splitlines():
             log.error(line)
         return _finish(
-            log, err, prefix,
+            log,
+            err,
+            prefix,
             OcfError(
                 OcfExit.ERR_GENERIC,
                 f"internal error in {spec.name} {action}: {type(error).__name__}: {error} "
                 "(traceback in the log; please report it)",
             ),
-        )  # fmt: skip
+        )
     log.debug(f"{action} returned {int(code)} after {clock() - started:.3f} s")
     return int(code)
 

@@ -59,9 +59,7 @@ class OcfEnvironment:
             for key, value in environ.items()
             if key.startswith(PARAM_PREFIX) and not key.startswith(META_PREFIX)
         }
-        meta = {
-            key[len(META_PREFIX) :]: value for key, value in environ.items() if key.startswith(META_PREFIX)
-        }
+        meta = {key[len(META_PREFIX) :]: value for key, value in environ.items() if key.startswith(META_PREFIX)}
         return cls(
             action=action,
             instance=environ.get("OCF_RESOURCE_INSTANCE") or "default",
@@ -70,9 +68,7 @@ class OcfEnvironment:
             timeout_ms=_milliseconds(meta.get("timeout")),
             interval_ms=_milliseconds(meta.get("interval")) or 0,
             rsctmp=environ.get("HA_RSCTMP") or DEFAULT_RSCTMP,
-            ocf_version=_ocf_version(
-                environ.get("OCF_RA_VERSION_MAJOR"), environ.get("OCF_RA_VERSION_MINOR")
-            ),
+            ocf_version=_ocf_version(environ.get("OCF_RA_VERSION_MAJOR"), environ.get("OCF_RA_VERSION_MINOR")),
             log_facility=environ.get("HA_LOGFACILITY"),
             log_file=environ.get("HA_LOGFILE"),
             debug_log=environ.get("HA_DEBUGLOG"),
@@ -93,6 +89,8 @@ class OcfEnvironment:
         return self.meta.get("migrate_target") or None
 
     @property
-    def node_name(self) -> str | None:
-        """The cluster node this action runs on, as Pacemaker names it (when it says so)."""
-        return self.meta.get("on_node") or None
+    def node_name(self) -> str:
+        """The node this action runs on: as Pacemaker names it, else the host name."""
+        import os
+
+        return self.meta.get("on_node") or os.uname().nodename

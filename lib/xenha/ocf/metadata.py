@@ -24,11 +24,24 @@ OCF_1_1 = (1, 1)
 # Action names ra-api-1.dtd accepts; anything else is OCF 1.1 only.
 OCF_1_0_ACTIONS = frozenset(
     {
-        "start", "stop", "recover", "monitor", "restart", "migrate_to", "migrate_from",
-        "promote", "demote", "notify", "status", "reload", "meta-data", "usage", "methods",
+        "start",
+        "stop",
+        "recover",
+        "monitor",
+        "restart",
+        "migrate_to",
+        "migrate_from",
+        "promote",
+        "demote",
+        "notify",
+        "status",
+        "reload",
+        "meta-data",
+        "usage",
+        "methods",
         "validate-all",
     }
-)  # fmt: skip
+)
 
 
 @dataclass(frozen=True)

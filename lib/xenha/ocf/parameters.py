@@ -78,13 +78,9 @@ class Parameter:
             raise self._error(f"{self._shown(text)} is not a whole number{self._unit_phrase()}")
         value = int(stripped)
         if self.minimum is not None and value < self.minimum:
-            raise self._error(
-                f"{self._shown(text)} is below the minimum of {self.minimum}{self._unit_phrase()}"
-            )
+            raise self._error(f"{self._shown(text)} is below the minimum of {self.minimum}{self._unit_phrase()}")
         if self.maximum is not None and value > self.maximum:
-            raise self._error(
-                f"{self._shown(text)} is above the maximum of {self.maximum}{self._unit_phrase()}"
-            )
+            raise self._error(f"{self._shown(text)} is above the maximum of {self.maximum}{self._unit_phrase()}")
         return value
 
     def _unit_phrase(self) -> str:

@@ -1,0 +1,60 @@
+"""CIB files for tests: Pacemaker's tools honour ``CIB_file``, so a file can play the cluster."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+
+def nvpairs(prefix: str, values: Mapping[str, object]) -> str:
+    return "".join(
+        f"<nvpair id={quoteattr(f'{prefix}-{name}')} name={quoteattr(name)} value={quoteattr(str(value))}/>"
+        for name, value in values.items()
+    )
+
+
+def write_cib(
+    path: Path,
+    nodes: Mapping[str, Mapping[str, int]],
+    guests: Mapping[str, Mapping[str, str]] | None = None,
+    placement_strategy: str = "utilization",
+) -> Path:
+    """A CIB with ``nodes`` (name → node utilization) and xen-guest primitives (id → params)."""
+    node_xml = "".join(
+        f'<node id="{index}" uname={quoteattr(name)}>'
+        + (
+            f'<utilization id="nodes-{index}-utilization">{nvpairs(f"nodes-{index}", util)}</utilization>'
+            if util
+            else ""
+        )
+        + "</node>"
+        for index, (name, util) in enumerate(nodes.items(), start=1)
+    )
+    resources = "".join(
+        f'<primitive id={quoteattr(guest)} class="ocf" provider="xenha" type="xen-guest">'
+        f"<instance_attributes id={quoteattr(guest + '-ia')}>{nvpairs(guest + '-ia', params)}</instance_attributes>"
+        f"</primitive>"
+        for guest, params in (guests or {}).items()
+    )
+    path.write_text(
+        '<cib crm_feature_set="3.16.1" validate-with="pacemaker-3.9" epoch="1" num_updates="0" admin_epoch="0">'
+        "<configuration><crm_config>"
+        '<cluster_property_set id="cib-bootstrap-options">'
+        f'<nvpair id="opt-placement" name="placement-strategy" value="{placement_strategy}"/>'
+        '<nvpair id="opt-stonith" name="stonith-enabled" value="false"/>'
+        "</cluster_property_set></crm_config>"
+        f"<nodes>{node_xml}</nodes><resources>{resources}</resources><constraints/></configuration>"
+        "<status/></cib>\n"
+    )
+    return path
+
+
+def query(cib: Path, xpath: str) -> str:
+    """What ``cibadmin --query --xpath`` finds in the file ('' when nothing matches)."""
+    completed = subprocess.run(
+        ["cibadmin", "--query", "--xpath", xpath], env={"CIB_file": str(cib), "PATH": "/usr/sbin:/usr/bin"},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return completed.stdout if completed.returncode == 0 else ""
