@@ -211,3 +211,47 @@ def tally(
         memory_reserved += reservation.demand.memory_mib
         cpu_reserved += reservation.demand.vcpus
     return Tally(memory_used, cpu_used, memory_reserved, cpu_reserved)
+
+
+def host_memory_capacity_mib(total_mib: int, reserve_mib: int, unmanaged_mib: int) -> int:
+    """Memory a host offers the cluster's guests: total minus the host reserve minus what
+    domains the cluster does not manage occupy.
+
+    >>> host_memory_capacity_mib(65536, 4096, 2064)
+    59376
+    """
+    return max(0, total_mib - reserve_mib - unmanaged_mib)
+
+
+GREEN, YELLOW, RED = "green", "yellow", "red"
+
+
+@dataclass(frozen=True)
+class Health:
+    colour: str
+    reason: str
+
+
+def memory_health(free_mib: int, capacity_mib: int, booked_mib: int, tolerance_mib: int) -> Health:
+    """Yellow when the hypervisor's free memory has fallen below what the cluster believes free.
+
+    The cluster believes ``capacity - booked`` is free (booked: its guests on the host and
+    reservations for arrivals). If the hypervisor has less than that, minus a tolerance,
+    something outside the cluster's accounting took memory (a guest started by hand, dom0
+    grown, a reserve set too small) and placements made from the published figure may fail.
+
+    >>> memory_health(4000, 16384, 12288, 256).colour
+    'green'
+    >>> memory_health(3000, 16384, 12288, 256).colour
+    'yellow'
+    >>> memory_health(3000, 16384, 12288, 0).reason
+    'the hypervisor has 3000 MiB free, the cluster counts on 4096 MiB (capacity 16384 - booked 12288)'
+    """
+    believed = capacity_mib - booked_mib
+    reason = (
+        f"the hypervisor has {free_mib} MiB free, the cluster counts on {believed} MiB "
+        f"(capacity {capacity_mib} - booked {booked_mib})"
+    )
+    if free_mib + tolerance_mib < believed:
+        return Health(YELLOW, reason)
+    return Health(GREEN, reason)

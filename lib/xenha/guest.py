@@ -31,7 +31,7 @@ from xenha.domxml import (
     stat_config,
     with_owner,
 )
-from xenha.guest_spec import AGENT_NAME, SPEC
+from xenha.guest_spec import AGENT_NAME, DEFAULT_CPU_OVERCOMMIT, SPEC
 from xenha.hypervisor import ErrorKind, Hypervisor, HypervisorError
 from xenha.libvirt_uri import UriError, parse
 from xenha.ocf import Agent, Context, Handler, OcfError, OcfExit
@@ -431,10 +431,6 @@ def _migration_problems(ctx: Context) -> list[OcfError]:
                 )
             )
     try:
-        _cpu_overcommit(ctx)
-    except OcfError as error:
-        problems.append(error)
-    try:
         policy = ctx.params.choice("hvm_migration")
         save_dir = ctx.params.string("save_dir")
     except OcfError:
@@ -454,20 +450,6 @@ def _migration_problems(ctx: Context) -> list[OcfError]:
             )
         )
     return problems
-
-
-def _cpu_overcommit(ctx: Context) -> float:
-    text = (ctx.params.string("cpu_overcommit") or "").strip()
-    try:
-        ratio = float(text)
-    except ValueError:
-        ratio = -1.0
-    if not 0 < ratio <= 1000 or text.lower() in ("nan", "inf", "infinity"):
-        raise OcfError(
-            OcfExit.ERR_CONFIGURED,
-            f"parameter cpu_overcommit={text[:40]!r} is not a positive ratio: use a number such as 4 or 1.5",
-        )
-    return ratio
 
 
 def _migration_settings(ctx: Context) -> guest_migration.MigrationSettings:
@@ -490,7 +472,7 @@ def _admission_request(ctx: Context, spec: DomainSpec, action: str, hold_s: floa
         demand=demand_of(spec),
         hold_s=hold_s,
         memory_reserve_mib=ctx.params.integer("host_memory_reserve"),
-        cpu_overcommit=_cpu_overcommit(ctx),
+        cpu_overcommit=ctx.params.decimal("cpu_overcommit") or DEFAULT_CPU_OVERCOMMIT,
     )
 
 

@@ -10,6 +10,7 @@ from xenha.migration import HVM_POLICIES
 from xenha.ocf import Action, AgentSpec, Parameter, ParamType
 
 AGENT_NAME = "xen-guest"
+DEFAULT_CPU_OVERCOMMIT = 4.0  # Ganeti's default instance policy: vcpu-ratio 4
 
 PARAMETERS = (
     Parameter(
@@ -135,7 +136,9 @@ PARAMETERS = (
         "Used by the reservation check when the target node has no cpu utilization in the "
         "CIB: the node carries at most physical CPUs times this ratio in vCPUs. A decimal "
         "number; the default 4 is Ganeti's default vcpu-ratio. Example: 2.5",
+        type=ParamType.DECIMAL,
         default="4",
+        maximum=1000,
         reloadable=True,
     ),
     Parameter(

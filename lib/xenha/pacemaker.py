@@ -61,6 +61,7 @@ class ClusterCli:
     def __init__(self, runner: CommandRunner, deadline: Deadline) -> None:
         self._runner = runner
         self._deadline = deadline
+        self._file_backed = bool(runner.environ.get("CIB_file"))
 
     def _run(self, argv: Sequence[str]) -> CommandResult:
         result = self._runner.run(argv, min(CALL_TIMEOUT_S, self._deadline.remaining()))

@@ -38,15 +38,21 @@ def write_cib(
         f"</primitive>"
         for guest, params in (guests or {}).items()
     )
+    node_states = "".join(
+        f'<node_state id="{index}" uname={quoteattr(name)} in_ccm="true" crmd="online" join="member" expected="member"/>'
+        for index, name in enumerate(nodes, start=1)
+    )
     path.write_text(
-        '<cib crm_feature_set="3.16.1" validate-with="pacemaker-3.9" epoch="1" num_updates="0" admin_epoch="0">'
+        '<cib crm_feature_set="3.16.1" validate-with="pacemaker-3.9" epoch="1" num_updates="0" admin_epoch="0" '
+        'have-quorum="1">'
         "<configuration><crm_config>"
         '<cluster_property_set id="cib-bootstrap-options">'
         f'<nvpair id="opt-placement" name="placement-strategy" value="{placement_strategy}"/>'
         '<nvpair id="opt-stonith" name="stonith-enabled" value="false"/>'
+        '<nvpair id="opt-quorum" name="no-quorum-policy" value="ignore"/>'
         "</cluster_property_set></crm_config>"
         f"<nodes>{node_xml}</nodes><resources>{resources}</resources><constraints/></configuration>"
-        "<status/></cib>\n"
+        f"<status>{node_states}</status></cib>\n"
     )
     return path
 

@@ -90,7 +90,7 @@ def render(
         element = etree.SubElement(parameters_element, "parameter", attributes)
         _description(element, "longdesc", _long_description(parameter, modern))
         _description(element, "shortdesc", parameter.shortdesc)
-        content_type = parameter.type.value
+        content_type = parameter.type.ocf_type
         if parameter.type is ParamType.SELECT and not modern:
             content_type = "string"
         content = etree.SubElement(element, "content", type=content_type)

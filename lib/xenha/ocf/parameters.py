@@ -23,9 +23,14 @@ class ParamType(enum.Enum):
     INTEGER = "integer"
     BOOLEAN = "boolean"
     SELECT = "select"
+    DECIMAL = "decimal"  # not an OCF type: advertised as a string, parsed as a number
+
+    @property
+    def ocf_type(self) -> str:
+        return "string" if self is ParamType.DECIMAL else self.value
 
 
-ParamValue = Union[str, int, bool, None]
+ParamValue = Union[str, int, float, bool, None]
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,22 @@ class Parameter:
             if stripped in self.choices:
                 return stripped
             raise self._error(f"{self._shown(text)} is not one of: {', '.join(self.choices)}")
+        if self.type is ParamType.DECIMAL:
+            return self._parse_decimal(text, stripped)
         return self._parse_integer(text, stripped)
+
+    def _parse_decimal(self, text: str, stripped: str) -> float:
+        allowed = set("0123456789.")
+        if not stripped or not set(stripped) <= allowed or stripped.count(".") > 1 or stripped == ".":
+            raise self._error(f"{self._shown(text)} is not a decimal number{self._unit_phrase()}, such as 1.5")
+        value = float(stripped)
+        if self.minimum is not None and value < self.minimum:
+            raise self._error(f"{self._shown(text)} is below the minimum of {self.minimum}{self._unit_phrase()}")
+        if self.maximum is not None and value > self.maximum:
+            raise self._error(f"{self._shown(text)} is above the maximum of {self.maximum}{self._unit_phrase()}")
+        if value <= 0 and (self.minimum is None or self.minimum > 0):
+            raise self._error(f"{self._shown(text)} must be greater than 0")
+        return value
 
     def _parse_integer(self, text: str, stripped: str) -> int:
         digits = stripped[1:] if stripped[:1] in ("-", "+") else stripped
@@ -128,6 +148,11 @@ class ParameterValues:
     def integer(self, name: str) -> int | None:
         value = self._value(name)
         assert value is None or (isinstance(value, int) and not isinstance(value, bool))
+        return value
+
+    def decimal(self, name: str) -> float | None:
+        value = self._value(name)
+        assert value is None or isinstance(value, float)
         return value
 
     def boolean(self, name: str) -> bool:

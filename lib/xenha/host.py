@@ -1,0 +1,238 @@
+"""``xen-host``: publishes each host's capacity and health for Pacemaker's placement.
+
+Run as a clone on every host. On start (not only at the first monitor) and on every
+monitor it computes:
+
+* ``hv_memory`` (node utilization, MiB) = hypervisor total memory - host reserve - what
+  domains the cluster does not manage occupy (or a fixed ``memory_capacity``);
+* ``cpu`` (node utilization) = physical CPUs x ``cpu_overcommit``;
+* ``#health-xenha`` (transient node attribute) = red when the hypervisor cannot be reached
+  or answers nonsense, yellow when its free memory has drifted below what the cluster
+  believes free on this host, green otherwise.
+
+Values are written only when they differ from what the CIB already holds. With
+``node-health-strategy=migrate-on-red``, guests leave a host whose hypervisor is sick.
+The figures are the same the guest agent's reservation check uses (``xenha.capacity``), so
+capacity and demand always meet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from xenha.capacity import (
+    RED,
+    Health,
+    cpu_capacity,
+    host_memory_capacity_mib,
+    memory_health,
+)
+from xenha.guest_spec import DEFAULT_CPU_OVERCOMMIT
+from xenha.guest_spec import PARAMETERS as GUEST_PARAMETERS
+from xenha.hypervisor import Hypervisor, HypervisorError
+from xenha.libvirt_uri import UriError, parse
+from xenha.ocf import Action, Agent, AgentSpec, Context, Handler, OcfError, OcfExit, Parameter, ParamType
+from xenha.pacemaker import ClusterCli, NotInCluster, PacemakerError
+from xenha.reservation import DEFAULT_MEMORY_RESERVE_MIB, CibLedger, occupant_of
+from xenha.runner import CommandRunner
+from xenha.statefile import StateFile
+
+AGENT_NAME = "xen-host"
+HEALTH_ATTRIBUTE = "#health-xenha"
+
+_HYPERVISOR = next(parameter for parameter in GUEST_PARAMETERS if parameter.name == "hypervisor")
+
+PARAMETERS = (
+    _HYPERVISOR,
+    Parameter(
+        "host_memory_reserve",
+        "Host memory not available to guests, in MiB.",
+        "Subtracted from the hypervisor's total memory before publishing hv_memory: Domain-0, "
+        "the hypervisor's own heap, anything the host needs. Unset: Domain-0's current memory "
+        "when the hypervisor reports a Domain-0 (Xen), otherwise 1024. Example: 4096",
+        type=ParamType.INTEGER,
+        minimum=0,
+        unit="MiB",
+        reloadable=True,
+    ),
+    Parameter(
+        "memory_capacity",
+        "Fixed hv_memory to publish instead of the computed one, in MiB.",
+        "When set, this node's hv_memory utilization is this value, whatever the hypervisor "
+        "reports (health is still checked against it). Example: 65536",
+        type=ParamType.INTEGER,
+        minimum=0,
+        unit="MiB",
+        reloadable=True,
+    ),
+    Parameter(
+        "cpu_overcommit",
+        "vCPUs allowed per physical CPU.",
+        "The node's cpu utilization is its physical CPUs times this ratio, rounded down. A "
+        "decimal number; the default 4 is Ganeti's default vcpu-ratio. Example: 2",
+        type=ParamType.DECIMAL,
+        default="4",
+        maximum=1000,
+        reloadable=True,
+    ),
+    Parameter(
+        "memory_drift_tolerance",
+        "MiB the hypervisor's free memory may fall short of the cluster's figure before yellow.",
+        "Health turns yellow when the hypervisor's free memory is more than this below what the "
+        "cluster believes free on the host (hv_memory minus its guests and reservations). "
+        "Example: 512",
+        type=ParamType.INTEGER,
+        default="256",
+        minimum=0,
+        unit="MiB",
+        reloadable=True,
+    ),
+)
+
+SPEC = AgentSpec(
+    name=AGENT_NAME,
+    shortdesc="Publishes a Xen host's capacity and health to Pacemaker",
+    longdesc=(
+        "Run as a clone on every host. Publishes the node's hv_memory (MiB) and cpu "
+        "utilization from the hypervisor's own figures - total memory minus the host reserve "
+        "minus domains the cluster does not manage, physical CPUs times an overcommit ratio - "
+        "on start and on every monitor, writing only what changed. Sets the node attribute "
+        "#health-xenha to red when the hypervisor does not answer correctly and yellow when its "
+        "free memory has drifted below what the cluster has booked on the host; use "
+        "node-health-strategy=migrate-on-red to move guests off a sick host."
+    ),
+    parameters=PARAMETERS,
+    actions=(
+        Action("start", 30),
+        Action("stop", 30),
+        Action("monitor", 30, interval_s=30),
+        Action("validate-all", 10),
+        Action("meta-data", 5),
+        Action("reload-agent", 20),
+    ),
+)
+
+
+class HostAgent(Agent):
+    spec = SPEC
+
+    def validate(self, ctx: Context) -> list[OcfError]:
+        problems = ctx.params.problems()
+        try:
+            parse(ctx.params.string("hypervisor") or "")
+        except UriError as error:
+            problems.append(OcfError(OcfExit.ERR_CONFIGURED, str(error)))
+        return problems
+
+    def handlers(self) -> Mapping[str, Handler]:
+        return {
+            "start": self.start,
+            "stop": self.stop,
+            "monitor": self.monitor,
+            "status": self.monitor,
+            "validate-all": lambda ctx: OcfExit.SUCCESS,
+            "reload-agent": self.reload_agent,
+        }
+
+    def start(self, ctx: Context) -> OcfExit:
+        _state(ctx).save({"started": True})
+        self._refresh(ctx, force=True)
+        return OcfExit.SUCCESS
+
+    def stop(self, ctx: Context) -> OcfExit:
+        """Withdraw the health attribute; keep the capacity (it is still the host's size).
+
+        Removing hv_memory would make the node offer 0 and evacuate every guest just because
+        the clone was stopped, e.g. for maintenance of this agent.
+        """
+        state = _state(ctx)
+        if state.load().get("started"):
+            try:
+                _cluster(ctx).delete_transient_attribute(ctx.env.node_name, HEALTH_ATTRIBUTE)
+            except NotInCluster:
+                pass
+            except PacemakerError as error:
+                raise OcfError(OcfExit.ERR_GENERIC, f"cannot withdraw {HEALTH_ATTRIBUTE}: {error}") from None
+        state.remove()
+        return OcfExit.SUCCESS
+
+    def monitor(self, ctx: Context) -> OcfExit:
+        if not _state(ctx).load().get("started"):
+            return OcfExit.NOT_RUNNING
+        if not ctx.problems:
+            self._refresh(ctx, force=False)
+        return OcfExit.SUCCESS
+
+    def reload_agent(self, ctx: Context) -> OcfExit:
+        if _state(ctx).load().get("started"):
+            self._refresh(ctx, force=True)
+        return OcfExit.SUCCESS
+
+    def _refresh(self, ctx: Context, force: bool) -> None:
+        node = ctx.env.node_name
+        cluster = _cluster(ctx)
+        try:
+            ledger = CibLedger(cluster, node).read()
+        except NotInCluster:
+            ledger = None
+        except PacemakerError as error:
+            raise OcfError(OcfExit.ERR_GENERIC, f"cannot read {node}'s utilization from the CIB: {error}") from None
+        health, published = self._measure(ctx)
+        if ledger is None:
+            ctx.log.info(f"no cluster: would publish {published} and {HEALTH_ATTRIBUTE}={health.colour}")
+            return
+        try:
+            for name, value in published.items():
+                if ledger.utilization.get(name) != value:
+                    cluster.set_node_utilization(node, name, value)
+                    ctx.log.info(f"{node}: utilization {name}={value} (was {ledger.utilization.get(name, 'unset')})")
+            state = _state(ctx)
+            if force or state.load().get("health") != health.colour:
+                cluster.set_transient_attribute(node, HEALTH_ATTRIBUTE, health.colour)
+                log = ctx.log.info if health.colour == "green" else ctx.log.warning
+                log(f"{node}: {HEALTH_ATTRIBUTE}={health.colour}: {health.reason}")
+                state.update(health=health.colour)
+        except PacemakerError as error:
+            raise OcfError(OcfExit.ERR_GENERIC, f"cannot publish {node}'s capacity: {error}") from None
+
+    def _measure(self, ctx: Context) -> tuple[Health, dict[str, int]]:
+        """The host's health and the utilization to publish ({} when it cannot be known)."""
+        node = ctx.env.node_name
+        hypervisor = Hypervisor(ctx.params.string("hypervisor") or "", ctx.deadline, node)
+        try:
+            facts = hypervisor.node_facts()
+            domains = [occupant_of(domain) for domain in hypervisor.active_domains()]
+            domain0 = hypervisor.domain0_memory_mib()
+        except HypervisorError as error:
+            return Health(RED, error.reason()), {}
+        if facts.memory_mib <= 0 or facts.cpus <= 0:
+            return Health(RED, f"the hypervisor on {node} reports {facts.memory_mib} MiB and {facts.cpus} CPUs"), {}
+        reserve = ctx.params.integer("host_memory_reserve")
+        if reserve is None:
+            reserve = domain0 or DEFAULT_MEMORY_RESERVE_MIB
+        unmanaged = sum(domain.demand.memory_mib for domain in domains if domain.resource is None)
+        managed = [domain for domain in domains if domain.resource is not None]
+        capacity = ctx.params.integer("memory_capacity")
+        if capacity is None:
+            capacity = host_memory_capacity_mib(facts.memory_mib, reserve, unmanaged)
+        ratio = ctx.params.decimal("cpu_overcommit") or DEFAULT_CPU_OVERCOMMIT
+        # Reservations for arrivals would count on both sides (booked by the cluster, about to
+        # leave the hypervisor's free memory): the comparison is the same without them.
+        booked = sum(domain.demand.memory_mib for domain in managed)
+        tolerance = ctx.params.integer("memory_drift_tolerance") or 0
+        health = memory_health(facts.free_memory_mib, capacity, booked, tolerance)
+        return health, {"hv_memory": capacity, "cpu": cpu_capacity(facts.cpus, ratio)}
+
+
+def _cluster(ctx: Context) -> ClusterCli:
+    return ClusterCli(CommandRunner(), ctx.deadline)
+
+
+def _state(ctx: Context) -> StateFile:
+    return StateFile(ctx.env.rsctmp, AGENT_NAME, ctx.env.instance)
+
+
+def main() -> None:
+    from xenha.ocf.entry import exec_agent
+
+    exec_agent(HostAgent())
