@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from xenha.domxml import DomainSpec, GuestType
 
@@ -37,8 +37,7 @@ HVM_EXTRA_MIB = 2
 MAXMEM_CONSTANT_MIB = 1
 
 
-@dataclass(frozen=True)
-class Demand:
+class Demand(NamedTuple):
     memory_mib: int
     vcpus: int
 
@@ -94,8 +93,7 @@ def cpu_capacity(physical_cpus: int, overcommit: float) -> int:
     return math.floor(physical_cpus * overcommit + 1e-9)
 
 
-@dataclass(frozen=True)
-class HostLoad:
+class HostLoad(NamedTuple):
     """One view of a host's room: capacity, what is used, what is reserved for arrivals."""
 
     node: str
@@ -118,8 +116,7 @@ class HostLoad:
         return self.cpu_capacity - self.cpu_used - self.cpu_reserved
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     admit: bool
     reason: str
 
@@ -163,8 +160,7 @@ def decide(action: str, guest: str, demand: Demand, loads: Sequence[HostLoad]) -
     )
 
 
-@dataclass(frozen=True)
-class Occupant:
+class Occupant(NamedTuple):
     """Something taking room on a host: an active domain or a reservation for one arriving."""
 
     resource: str | None  # cluster resource, None for a domain the cluster does not manage
@@ -172,8 +168,7 @@ class Occupant:
     demand: Demand
 
 
-@dataclass(frozen=True)
-class Tally:
+class Tally(NamedTuple):
     memory_used_mib: int
     cpu_used: int
     memory_reserved_mib: int
@@ -226,8 +221,7 @@ def host_memory_capacity_mib(total_mib: int, reserve_mib: int, unmanaged_mib: in
 GREEN, YELLOW, RED = "green", "yellow", "red"
 
 
-@dataclass(frozen=True)
-class Health:
+class Health(NamedTuple):
     colour: str
     reason: str
 

@@ -7,7 +7,7 @@ verdict is in docs/decisions/monitor-states.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from xenha.ocf.codes import OcfExit
 
@@ -76,8 +76,7 @@ _TRANSIENT_PAUSES = frozenset(
 _BROKEN_PAUSES = frozenset({PAUSED_IOERROR, PAUSED_WATCHDOG, PAUSED_CRASHED, PAUSED_POSTCOPY_FAILED, PAUSED_API_ERROR})
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     code: OcfExit
     description: str
 

@@ -11,8 +11,7 @@ import enum
 import math
 import os
 import stat
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 MAX_CONFIG_BYTES = 1024 * 1024
 
@@ -59,8 +58,7 @@ class ConfigUnreadable(Exception):
     """The configuration file cannot be read (missing, permissions, storage away)."""
 
 
-@dataclass(frozen=True)
-class DomainSpec:
+class DomainSpec(NamedTuple):
     """What the suite needs to know about a guest, from its domain XML."""
 
     name: str
@@ -72,8 +70,7 @@ class DomainSpec:
     video_mib: int
 
 
-@dataclass(frozen=True)
-class ConfigFile:
+class ConfigFile(NamedTuple):
     path: str
     data: bytes
     fingerprint: str

@@ -15,11 +15,9 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from xenha import domstate, guest_migration
-from xenha.capacity import demand_of
+from xenha import domstate
 from xenha.domxml import (
     ConfigFile,
     ConfigUnreadable,
@@ -35,24 +33,22 @@ from xenha.guest_spec import AGENT_NAME, DEFAULT_CPU_OVERCOMMIT, SPEC
 from xenha.hypervisor import ErrorKind, Hypervisor, HypervisorError
 from xenha.libvirt_uri import UriError, parse
 from xenha.ocf import Agent, Context, Handler, OcfError, OcfExit
-from xenha.pacemaker import ClusterCli, NotInCluster, PacemakerError
-from xenha.reservation import (
-    AdmissionRefused,
-    AdmissionRequest,
-    ClusterOrLocalLedger,
-    ReservationError,
-    admit,
-)
-from xenha.runner import CommandRunner
 from xenha.statefile import StateFile
+
+# The monitor path imports only the modules above: starting, migrating and talking to the
+# cluster (capacity, reservation, pacemaker, runner, guest_migration) load their modules
+# where they are used, which keeps a monitor within a few ms of the interpreter's floor.
+if TYPE_CHECKING:
+    from xenha.guest_migration import MigrationSettings
+    from xenha.pacemaker import ClusterCli
+    from xenha.reservation import AdmissionRequest
 
 POLL_INTERVAL_S = 0.2
 # Part of stop's time kept for destroy and verification after a graceful shutdown.
 DESTROY_SHARE = 1.0 / 3.0
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(NamedTuple):
     """How the agent knows which domain is its guest, and how sure it is."""
 
     name: str
@@ -136,6 +132,9 @@ class GuestAgent(Agent):
         return OcfExit.SUCCESS
 
     def migrate_to(self, ctx: Context) -> OcfExit:
+        from xenha import guest_migration
+        from xenha.reservation import ClusterOrLocalLedger
+
         _, spec = self._require_config()
         code = guest_migration.migrate_to(
             ctx,
@@ -150,6 +149,8 @@ class GuestAgent(Agent):
         return code
 
     def migrate_from(self, ctx: Context) -> OcfExit:
+        from xenha import guest_migration
+
         config, spec = self._require_config()
         code = guest_migration.migrate_from(ctx, spec, self._hypervisor(ctx))
         self._remember(ctx, config, spec)
@@ -180,6 +181,9 @@ class GuestAgent(Agent):
         raise OcfError(verdict.code, f"guest {name} is {verdict.description} on {ctx.env.node_name}")
 
     def start(self, ctx: Context) -> OcfExit:
+        from xenha.capacity import demand_of
+        from xenha.reservation import AdmissionRefused, ClusterOrLocalLedger, ReservationError, admit
+
         config, spec = self._require_config()
         hypervisor = self._hypervisor(ctx)
         existing = hypervisor.lookup(spec.name)
@@ -361,6 +365,9 @@ class GuestAgent(Agent):
         return min(float(configured), ctx.deadline.remaining() * (1.0 - DESTROY_SHARE))
 
     def _cluster(self, ctx: Context) -> ClusterCli:
+        from xenha.pacemaker import ClusterCli
+        from xenha.runner import CommandRunner
+
         return ClusterCli(CommandRunner(), ctx.deadline)
 
     def _publish_utilization(self, ctx: Context, spec: DomainSpec, force: bool) -> None:
@@ -370,6 +377,9 @@ class GuestAgent(Agent):
         so an unchanged monitor costs no cluster call at all. ``force`` compares with the
         CIB itself instead (start, reload), in case someone changed it there.
         """
+        from xenha.capacity import demand_of
+        from xenha.pacemaker import NotInCluster, PacemakerError
+
         wanted = {}
         demand = demand_of(spec)
         try:
@@ -452,8 +462,10 @@ def _migration_problems(ctx: Context) -> list[OcfError]:
     return problems
 
 
-def _migration_settings(ctx: Context) -> guest_migration.MigrationSettings:
-    return guest_migration.MigrationSettings(
+def _migration_settings(ctx: Context) -> MigrationSettings:
+    from xenha.guest_migration import MigrationSettings
+
+    return MigrationSettings(
         remote_template=ctx.params.string("remoteuri") or None,
         data_template=ctx.params.string("migrateuri") or None,
         network_suffix=ctx.params.string("migration_network_suffix") or "",
@@ -465,6 +477,9 @@ def _migration_settings(ctx: Context) -> guest_migration.MigrationSettings:
 
 
 def _admission_request(ctx: Context, spec: DomainSpec, action: str, hold_s: float) -> AdmissionRequest:
+    from xenha.capacity import demand_of
+    from xenha.reservation import AdmissionRequest
+
     return AdmissionRequest(
         action=action,
         resource=ctx.env.instance,

@@ -20,8 +20,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from xenha import domstate
 from xenha.deadline import Deadline
@@ -45,8 +44,7 @@ from xenha.reservation import AdmissionRefused, AdmissionRequest, Booking, Ledge
 SAVE_SUFFIX = ".xenha-save"
 
 
-@dataclass(frozen=True)
-class MigrationSettings:
+class MigrationSettings(NamedTuple):
     remote_template: str | None
     data_template: str | None
     network_suffix: str

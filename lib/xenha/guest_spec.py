@@ -190,4 +190,4 @@ SPEC = AgentSpec(
     ),
     parameters=PARAMETERS,
     actions=ACTIONS,
-)
+).check()

@@ -110,7 +110,7 @@ SPEC = AgentSpec(
         Action("meta-data", 5),
         Action("reload-agent", 20),
     ),
-)
+).check()
 
 
 class HostAgent(Agent):

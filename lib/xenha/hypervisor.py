@@ -19,8 +19,7 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from xenha.deadline import Deadline, DeadlineExceeded, call_with_deadline
 from xenha.libvirt_uri import mask
@@ -125,14 +124,12 @@ def classify(error: Any, operation: str, uri: str, node: str, connecting: bool) 
     return HypervisorError(kind, operation, uri, node, message, code)
 
 
-@dataclass(frozen=True)
-class DomainStatus:
+class DomainStatus(NamedTuple):
     state: int
     reason: int
 
 
-@dataclass(frozen=True)
-class ActiveDomain:
+class ActiveDomain(NamedTuple):
     """A domain occupying a host, as the host's libvirt reports it."""
 
     name: str
@@ -148,8 +145,7 @@ class ActiveDomain:
     guest_type: str | None
 
 
-@dataclass(frozen=True)
-class NodeFacts:
+class NodeFacts(NamedTuple):
     memory_mib: int
     cpus: int
     free_memory_mib: int

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from xenha.domxml import GuestType
 from xenha.libvirt_uri import LibvirtUri, default_remote, for_node
@@ -63,8 +63,7 @@ def with_network_suffix(node: str, suffix: str) -> str:
     return f"{first}{suffix}{dot}{rest}"
 
 
-@dataclass(frozen=True)
-class MigrationUris:
+class MigrationUris(NamedTuple):
     remote: str  # libvirt URI of the target's hypervisor
     data: str | None  # data channel (VIR_MIGRATE_PARAM_URI), None: let libvirt choose
 
@@ -125,8 +124,7 @@ def abort_reserve_s(timeout_s: float) -> float:
     return min(60.0, max(5.0, 0.15 * timeout_s))
 
 
-@dataclass(frozen=True)
-class JobProgress:
+class JobProgress(NamedTuple):
     data_total: int
     data_remaining: int
     memory_bps: int

@@ -31,8 +31,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from xenha.capacity import Decision, Demand, HostLoad, Occupant, cpu_capacity, decide, memory_demand_mib
 from xenha.capacity import guest_type_from_os_type as os_guest_type
@@ -65,8 +64,7 @@ def reservation_id(node: str, resource: str) -> str:
     return f"{ledger_id(node)}-rsv-{_ID_UNSAFE.sub('_', resource)}"
 
 
-@dataclass(frozen=True)
-class Reservation:
+class Reservation(NamedTuple):
     node: str
     resource: str
     memory_mib: int
@@ -102,8 +100,7 @@ class Reservation:
         return Occupant(self.resource, None, Demand(self.memory_mib, self.vcpus))
 
 
-@dataclass(frozen=True)
-class LedgerState:
+class LedgerState(NamedTuple):
     """A ledger as read under its lock, with the node's utilization from the same query."""
 
     node: str
@@ -368,8 +365,7 @@ class ClusterOrLocalLedger:
 # ---- admission ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class AdmissionRequest:
+class AdmissionRequest(NamedTuple):
     action: str  # completes "cannot ...": "migrate web1 to node2", "start web1 on node1"
     resource: str
     domain: str
@@ -379,8 +375,7 @@ class AdmissionRequest:
     cpu_overcommit: float
 
 
-@dataclass
-class Booking:
+class Booking(NamedTuple):
     reservation: Reservation
     ledger: Ledger
     decision: Decision

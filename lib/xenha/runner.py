@@ -12,7 +12,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # Where distributions install Pacemaker's and libvirt's tools. Looked up here first so that an
 # agent started with a minimal PATH still finds them; PATH is the last resort.
@@ -28,8 +28,7 @@ def find_tool(name: str) -> str | None:
     return shutil.which(name)
 
 
-@dataclass(frozen=True)
-class CommandResult:
+class CommandResult(NamedTuple):
     """What became of one command: exit status and output, or why it did not finish."""
 
     argv: tuple[str, ...]

@@ -51,9 +51,18 @@ def test_required() -> None:
 
 def test_declaration_with_a_bad_default_is_refused() -> None:
     with pytest.raises(OcfError):
-        Parameter("x", "X.", "X.", type=ParamType.INTEGER, default="many")
+        Parameter("x", "X.", "X.", type=ParamType.INTEGER, default="many").check()
     with pytest.raises(ValueError, match="no choices"):
-        Parameter("y", "Y.", "Y.", type=ParamType.SELECT)
+        Parameter("y", "Y.", "Y.", type=ParamType.SELECT).check()
+
+
+def test_the_agents_declarations_are_consistent() -> None:
+    from xenha.guest_spec import SPEC as GUEST
+    from xenha.host import SPEC as HOST
+
+    for spec in (GUEST, HOST):
+        assert spec.check() is spec
+        assert len({parameter.name for parameter in spec.parameters}) == len(spec.parameters)
 
 
 def test_values_collect_every_problem() -> None:

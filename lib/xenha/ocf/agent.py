@@ -18,8 +18,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 from xenha.deadline import Deadline
 from xenha.ocf.codes import OcfError, OcfExit
@@ -36,16 +35,20 @@ MARGIN_MIN_S = 0.25
 MARGIN_MAX_S = 5.0
 
 
-@dataclass
 class Context:
     """Everything one action needs: what Pacemaker said, the parameters, log and deadline."""
 
-    env: OcfEnvironment
-    params: ParameterValues
-    log: OcfLog
-    deadline: Deadline
-    timeout_s: float
-    problems: list[OcfError] = field(default_factory=list)
+    __slots__ = ("deadline", "env", "log", "params", "problems", "timeout_s")
+
+    def __init__(
+        self, env: OcfEnvironment, params: ParameterValues, log: OcfLog, deadline: Deadline, timeout_s: float
+    ) -> None:
+        self.env = env
+        self.params = params
+        self.log = log
+        self.deadline = deadline
+        self.timeout_s = timeout_s
+        self.problems: list[OcfError] = []
 
     @property
     def action(self) -> str:
@@ -55,14 +58,19 @@ class Context:
 Handler = Callable[[Context], OcfExit]
 
 
-@dataclass(frozen=True)
-class AgentSpec:
+class AgentSpec(NamedTuple):
     name: str
     shortdesc: str
     longdesc: str
     parameters: tuple[Parameter, ...]
     actions: tuple[Action, ...]
     lenient_actions: frozenset[str] = frozenset({"stop", "monitor", "status"})
+
+    def check(self) -> AgentSpec:
+        """The spec itself, after checking every declaration (a bad one is a programming error)."""
+        for parameter in self.parameters:
+            parameter.check()
+        return self
 
     def action_timeout_s(self, name: str) -> float:
         for action in self.actions:

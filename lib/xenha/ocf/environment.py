@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 PARAM_PREFIX = "OCF_RESKEY_"
 META_PREFIX = "OCF_RESKEY_CRM_meta_"
@@ -31,8 +31,7 @@ def _truthy(text: str | None) -> bool:
     return (text or "").strip().lower() in {"1", "yes", "true", "on", "y"}
 
 
-@dataclass(frozen=True)
-class OcfEnvironment:
+class OcfEnvironment(NamedTuple):
     """One action's view of the OCF environment.
 
     Nothing here is read at import time: agents build it from ``os.environ`` in ``main``,
@@ -41,8 +40,8 @@ class OcfEnvironment:
 
     action: str
     instance: str
-    params: Mapping[str, str] = field(default_factory=dict)
-    meta: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str]
+    meta: Mapping[str, str]
     timeout_ms: int | None = None
     interval_ms: int = 0
     rsctmp: str = DEFAULT_RSCTMP

@@ -14,7 +14,7 @@ Two renderings of the same declarations, chosen by the OCF version the caller an
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from xenha.ocf.parameters import Parameter, ParamType
 
@@ -44,8 +44,7 @@ OCF_1_0_ACTIONS = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class Action:
+class Action(NamedTuple):
     """An action as advertised in meta-data, with Pacemaker's default timeout for it."""
 
     name: str
