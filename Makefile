@@ -8,7 +8,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 LINT_VERSIONS := ruff==0.17.6 mypy==2.4.1 lxml-stubs==0.5.1
 
-.PHONY: all deps tools lint typecheck unit acceptance test clean
+.PHONY: all deps tools lint typecheck unit fuzz-ci fuzz acceptance test clean
 
 all: test
 
@@ -32,10 +32,17 @@ typecheck: tools
 unit: deps
 	$(PYTEST) -q --doctest-modules lib tests/unit
 
+# Hostile input for both agents: a few hundred cases in `make test`, over 10,000 in `make fuzz`.
+fuzz-ci: deps
+	$(PYTEST) -q tests/fuzz
+
+fuzz: deps
+	XENHA_FUZZ_PROFILE=fuzz $(PYTEST) -q tests/fuzz
+
 acceptance: deps
 	$(PYTEST) -q tests/acceptance
 
-test: deps lint typecheck unit acceptance
+test: deps lint typecheck unit fuzz-ci acceptance
 
 clean:
 	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache
