@@ -83,14 +83,17 @@ class Cluster:
         self.qemu_caps_seed = qemu_caps_seed
         self._say = say or (lambda _text: None)
         self._launchers: dict[str, subprocess.Popen[bytes]] = {}
-        self.online_after_s: float | None = None  # measured by the last up()
+        # Measured by the last up(): seconds from the first node's start until all nodes were
+        # online, and until the fence device was started too.
+        self.online_after_s: float | None = None
+        self.ready_after_s: float | None = None
 
     # ---- cluster lifecycle -------------------------------------------------------------------
     def up(self, *, wait: bool = True, timeout_s: float = 120.0) -> float:
         """Start a fresh cluster (leftovers of an earlier run with this prefix are removed).
 
         Returns the seconds from the first node's start until all nodes were online and the
-        fence device started (0 when ``wait`` is false).
+        fence device started (0 when ``wait`` is false); see also ``online_after_s``.
         """
         remove_leftovers(self.layout)
         if self.layout.state_dir.exists():
@@ -104,6 +107,7 @@ class Cluster:
         if not wait:
             return 0.0
         self.wait_online(timeout_s)
+        self.online_after_s = time.monotonic() - started
         # Ready means fencing works: until the fence device is started, a crash would leave
         # the node unclean and its resources blocked.
         self.wait_for(
@@ -111,9 +115,10 @@ class Cluster:
             lambda status: bool(status.started_on(config.FENCE_DEVICE)),
             timeout_s=timeout_s,
         )
-        elapsed = self.online_after_s = time.monotonic() - started
+        elapsed = self.ready_after_s = time.monotonic() - started
         self._say(
-            f"cluster {self.layout.prefix}: {self.layout.node_count} nodes online after {elapsed:.1f} s"
+            f"cluster {self.layout.prefix}: {self.layout.node_count} nodes online after "
+            f"{self.online_after_s:.1f} s, fence device started after {elapsed:.1f} s"
         )
         self._save_qemu_caps()
         return elapsed
