@@ -8,7 +8,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 LINT_VERSIONS := ruff==0.17.6 mypy==2.4.1 lxml-stubs==0.5.1
 
-.PHONY: all deps tools lint typecheck unit acceptance test clean
+.PHONY: all deps tools lint typecheck unit acceptance cluster-test test clean
 
 all: test
 
@@ -34,6 +34,11 @@ unit: deps
 
 acceptance: deps
 	$(PYTEST) -q tests/acceptance
+
+# A real 3-node Pacemaker cluster on this machine (root; about a minute). -rP prints the
+# measured timings of the passed tests.
+cluster-test: deps
+	$(PYTEST) -q -rP tests/cluster
 
 test: deps lint typecheck unit acceptance
 
