@@ -458,19 +458,33 @@ class Cluster:
         )
 
     def _save_qemu_caps(self) -> None:
-        """Keep node1's probed capabilities for later runs (libvirtd answers in 0.3 s, not 3-8 s)."""
+        """Keep node1's capabilities cache for later runs (libvirtd answers in 0.5 s, not 2-8 s).
+
+        Also replaces a seed that libvirt found outdated (it re-probed and wrote a new cache),
+        e.g. one written by a libvirtd that ran on another CPU (see node_init.py).
+        """
         seed = self.qemu_caps_seed
-        if seed is None or seed.exists():
+        if seed is None:
             return
         probed = self.node_log(self.layout.node_names[0], "cache/libvirt/qemu/capabilities")
-        if not any(probed.glob("*.xml")):
+        fresh = {path.name: path.read_bytes() for path in probed.glob("*.xml")}
+        if not fresh:
             return
-        staging = seed.with_name(f"{seed.name}.{os.getpid()}.tmp")
+        if seed.is_dir() and {path.name: path.read_bytes() for path in seed.glob("*.xml")} == fresh:
+            return
+        staging = seed.with_name(f"{seed.name}.{os.getpid()}.new")
+        retired = seed.with_name(f"{seed.name}.{os.getpid()}.old")
         shutil.copytree(probed, staging)
         try:
+            if seed.exists():
+                seed.rename(retired)
             staging.rename(seed)
+            self._say(f"saved the qemu capabilities cache of {self.layout.node_names[0]} to {seed}")
         except OSError:
-            shutil.rmtree(staging, ignore_errors=True)  # another run saved it first
+            pass  # another run replaced it at the same moment: theirs is as good
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(retired, ignore_errors=True)
 
     def _terminate(self, node: str) -> None:
         pid = self.init_pid(node)

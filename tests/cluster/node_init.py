@@ -206,9 +206,18 @@ class Init:
 
     def start(self) -> None:
         libvirtd = ["/usr/sbin/libvirtd", "--listen", "-f", "/etc/libvirt/libvirtd.conf"]
-        self.spawn(
-            "libvirtd", [*libvirtd, "-p", "/run/libvirt/libvirtd.pid"], "/var/log/libvirt/libvirtd.stdout"
-        )
+        # libvirt throws its qemu capabilities cache away when the host's CPUID differs from
+        # the cached one, and CPUID leaf 0x1f carries the x2APIC id of the CPU that asks: a
+        # cache written on CPU 1 is stale on CPU 0 (1.5-2 s re-probe). Pin libvirtd to the
+        # first CPU; libvirt gives each QEMU all host CPUs again.
+        allowed = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(allowed)})
+        try:
+            self.spawn(
+                "libvirtd", [*libvirtd, "-p", "/run/libvirt/libvirtd.pid"], "/var/log/libvirt/libvirtd.stdout"
+            )
+        finally:
+            os.sched_setaffinity(0, allowed)
         self.spawn("corosync", ["/usr/sbin/corosync", "-f"], "/var/log/corosync/corosync.stdout")
         timeout = self.plan.ready_timeout_s
         if not self.wait_until(
