@@ -137,3 +137,24 @@ def test_crashed_guest_host_is_fenced_and_guest_restarts_elsewhere(
     watch.mark(f"{victim} fenced by {fenced[0].fencer}", at=crash + fenced[0].wall_time - crash_wall)
     monitor.assert_no_double_run()
     print("\n" + watch.report(f"crash of {victim} running guest vm2:"))
+
+
+@pytest.mark.parametrize("fault", ["freeze", "cut"])
+def test_hung_or_cut_off_node_is_fenced(cluster: Cluster, cleanup: Cleanup, fault: str) -> None:
+    resource = f"d-{fault}"
+    cleanup(resource)
+    resources.create(cluster, resource, "ocf:heartbeat:Dummy", "op", "monitor", "interval=3s")
+    victim, _ = resources.wait_started(cluster, resource)
+    watch = Stopwatch()
+    fault_wall = time.time()
+    watch.mark(f"{fault} {victim}")
+    if fault == "freeze":
+        cluster.freeze_node(victim)
+    else:
+        cluster.cut_network(victim)
+    recovered_on, _ = resources.wait_started(cluster, resource, not_on=(victim,), timeout_s=60)
+    watch.mark(f"{resource} Started on {recovered_on}")
+    fenced = [r for r in cluster.fence_records() if r.target == victim and r.wall_time >= fault_wall]
+    assert fenced and fenced[0].succeeded, f"{victim} was not fenced: {fenced}"
+    assert cluster.init_pid(victim) is None, f"{victim} still has processes after it was fenced"
+    print("\n" + watch.report(f"{fault} of {victim}:"))
