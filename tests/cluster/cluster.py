@@ -106,7 +106,7 @@ class Cluster:
             self.start_node(node, wait=False)
         if not wait:
             return 0.0
-        self.wait_online(timeout_s)
+        self.wait_online(timeout_s, expect=self.layout.node_names)
         self.online_after_s = time.monotonic() - started
         # Ready means fencing works: until the fence device is started, a crash would leave
         # the node unclean and its resources blocked.
@@ -191,7 +191,18 @@ class Cluster:
             time.sleep(0.02)
         self._say(f"{node}: init running as host pid {self.init_pid(node)}")
         if wait:
-            self.wait_online(timeout_s)
+            self.wait_online(timeout_s, expect=(node,))
+
+    def _check_alive(self, node: str) -> None:
+        """Raise with the node's own account when a node that was started is gone."""
+        if self.init_pid(node) is not None:
+            return
+        directory = self.layout.node_dir(node)
+        events = " | ".join(event for _, event in self.events(node)[-4:])
+        raise ClusterError(
+            f"node {node} of cluster {self.layout.prefix} died while starting; its last events: "
+            f"{events or 'none'}; init output: {_tail(directory / 'init.out')} (see {directory})"
+        )
 
     def stop_node(self, node: str, timeout_s: float = 180.0) -> float:
         """Graceful shutdown (SIGTERM to the node's init); returns the seconds it took."""
@@ -298,12 +309,17 @@ class Cluster:
                 f"Pacemaker on {node} does not answer: {error}; {result.explain()}"
             ) from None
 
-    def wait_online(self, timeout_s: float = 90.0) -> float:
-        """Wait until every running node sees exactly the running nodes online, and a DC."""
+    def wait_online(self, timeout_s: float = 90.0, expect: Sequence[str] = ()) -> float:
+        """Wait until every running node sees exactly the running nodes online, and a DC.
+
+        Nodes in ``expect`` must stay up meanwhile: if one dies, fail at once with its story.
+        """
         started = time.monotonic()
         deadline = started + timeout_s
         last = "no answer yet"
         while True:
+            for node in expect:
+                self._check_alive(node)
             running = sorted(self.running_nodes())
             views = []
             for node in running:
@@ -323,6 +339,8 @@ class Cluster:
                     return time.monotonic() - started
                 last = "; ".join(pending)
             if time.monotonic() > deadline:
+                if not running:
+                    raise ClusterError(f"cluster {self.layout.prefix}: no node is running; start one first")
                 raise ClusterError(
                     f"cluster {self.layout.prefix}: running nodes {running} not all online after "
                     f"{timeout_s:.0f} s: {last}. Logs: {self.layout.state_dir}/<node>/var/log/pacemaker/"

@@ -289,7 +289,12 @@ def main(argv: Sequence[str]) -> int:
     if os.getpid() != 1:
         print(f"node_init for {plan.name} must be PID 1 of a new PID namespace", file=sys.stderr)
         return 2
-    return Init(plan).run()
+    init = Init(plan)
+    try:
+        return init.run()
+    except Exception as error:
+        init.event(f"failed: {type(error).__name__}: {error}")
+        raise
 
 
 if __name__ == "__main__":
