@@ -8,7 +8,9 @@ sweep, a guest that counts as running on two or more nodes is a :class:`DoubleRu
 (consecutive sweeps with the same nodes extend one record).
 
 A paused incoming migration copy does not count: libvirt shows the destination of a live
-migration, and the source during switch-over, as paused with reason "migration".
+migration first as paused with reason "starting up" (seen here: QEMU launched, no guest
+code run yet), then as paused with reason "migration"; the source during switch-over is
+paused with reason "migration" too.
 
 The monitor also keeps each guest's placement history, from which tests read timings
 such as "node crash -> guest running elsewhere".
@@ -25,6 +27,8 @@ from typing import Any
 # libvirt's virDomainState and virDomainPausedReason values (stable ABI).
 RUNNING, BLOCKED, PAUSED, SHUTDOWN, SHUTOFF, CRASHED, PMSUSPENDED = 1, 2, 3, 4, 5, 6, 7
 PAUSED_MIGRATION = 2
+PAUSED_STARTING_UP = 11
+NOT_YET_RUN = frozenset({PAUSED_MIGRATION, PAUSED_STARTING_UP})  # paused reasons of copies not yet live
 LIVE_STATES = frozenset({RUNNING, BLOCKED, PAUSED, SHUTDOWN, PMSUSPENDED})
 STATE_NAMES = {0: "nostate", 1: "running", 2: "blocked", 3: "paused", 4: "shutdown",
                5: "shutoff", 6: "crashed", 7: "pmsuspended"}  # fmt: skip
@@ -33,12 +37,16 @@ STATE_NAMES = {0: "nostate", 1: "running", 2: "blocked", 3: "paused", 4: "shutdo
 def counts_as_running(state: int, reason: int) -> bool:
     """True when the domain is a live copy of the guest (it runs, or could just resume).
 
+    A copy paused while it starts up or receives a migration has not run guest code yet.
+
     >>> counts_as_running(RUNNING, 1), counts_as_running(PAUSED, PAUSED_MIGRATION)
     (True, False)
-    >>> counts_as_running(PAUSED, 1), counts_as_running(SHUTOFF, 0)
+    >>> counts_as_running(PAUSED, 1), counts_as_running(PAUSED, PAUSED_STARTING_UP)
     (True, False)
+    >>> counts_as_running(SHUTOFF, 0)
+    False
     """
-    if state == PAUSED and reason == PAUSED_MIGRATION:
+    if state == PAUSED and reason in NOT_YET_RUN:
         return False
     return state in LIVE_STATES
 

@@ -7,7 +7,7 @@ nodes online and its own resources deleted. Measured timings are printed (pytest
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -20,6 +20,24 @@ from tests.cluster.timings import Stopwatch
 pytestmark = [pytest.mark.cluster, pytest.mark.qemu, pytest.mark.slow]
 
 Cleanup = Callable[[str], None]
+VIRSH = ("virsh", "-q", "-c", "qemu:///system")
+
+
+@pytest.fixture
+def stray_guests(cluster: Cluster) -> Iterator[Callable[[str, str], None]]:
+    """``start(node, name)`` creates a guest behind Pacemaker's back; all are destroyed after."""
+    started: list[str] = []
+
+    def start(node: str, name: str) -> None:
+        config = cluster.layout.san_dir / f"{name}.xml"
+        config.write_text(tiny_guest_xml(name))
+        cluster.check(node, [*VIRSH, "create", str(config)], hint=f"could not start guest {name}")
+        started.append(name)
+
+    yield start
+    for node in cluster.running_nodes():
+        for name in started:
+            cluster.run(node, [*VIRSH, "destroy", name], 30.0)
 
 
 def other_node(cluster: Cluster, *not_these: str) -> str:
@@ -158,3 +176,35 @@ def test_hung_or_cut_off_node_is_fenced(cluster: Cluster, cleanup: Cleanup, faul
     assert fenced and fenced[0].succeeded, f"{victim} was not fenced: {fenced}"
     assert cluster.init_pid(victim) is None, f"{victim} still has processes after it was fenced"
     print("\n" + watch.report(f"{fault} of {victim}:"))
+
+
+def test_invariant_monitor_reports_a_guest_on_two_nodes(
+    cluster: Cluster, monitor: InvariantMonitor, stray_guests: Callable[[str, str], None]
+) -> None:
+    stray_guests("node1", "twin")
+    stray_guests("node2", "twin")
+    time.sleep(4 * monitor.interval_s)
+    found = monitor.double_runs
+    assert [(run.guest, run.nodes) for run in found] == [("twin", ("node1", "node2"))], found
+    assert found[0].sweeps >= 2
+    print(f"\n{found[0].describe()}")
+
+
+def test_live_migration_between_nodes_is_not_a_double_run(
+    cluster: Cluster, monitor: InvariantMonitor, stray_guests: Callable[[str, str], None]
+) -> None:
+    """libvirt over TCP between nodes, distinct host UUIDs: what migrate_to will use."""
+    stray_guests("node1", "mig")
+    monitor.wait_running("mig", after=0.0, timeout_s=10)
+    asked = time.monotonic()
+    migrated = cluster.run("node1", [*VIRSH, "migrate", "--live", "mig", "qemu+tcp://node2/system"], 60.0)
+    took_s = time.monotonic() - asked
+    assert migrated.ok, migrated.explain()
+    arrived = monitor.wait_running("mig", after=asked, exclude=("node1",), timeout_s=10)
+    time.sleep(2 * monitor.interval_s)
+    assert monitor.running_on("mig") == {"node2"}
+    monitor.assert_no_double_run()
+    print(
+        f"\nlive migration node1 -> node2 took {took_s:.2f} s (virsh migrate); seen on node2 at "
+        f"+{arrived.since - asked:.2f} s; no double run in {monitor.sweeps} sweeps"
+    )

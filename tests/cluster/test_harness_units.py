@@ -8,7 +8,14 @@ import pytest
 
 from tests.cluster import config
 from tests.cluster.crm_mon import CrmMonError, parse_crm_mon
-from tests.cluster.invariants import PAUSED, PAUSED_MIGRATION, RUNNING, SHUTOFF, counts_as_running
+from tests.cluster.invariants import (
+    PAUSED,
+    PAUSED_MIGRATION,
+    PAUSED_STARTING_UP,
+    RUNNING,
+    SHUTOFF,
+    counts_as_running,
+)
 from tests.cluster.layout import ClusterLayout, LayoutError
 from tests.cluster.node_init import Mount, NodePlan, RunDir
 
@@ -100,4 +107,5 @@ def test_what_counts_as_a_running_copy() -> None:
     assert counts_as_running(RUNNING, 1)
     assert counts_as_running(PAUSED, 1)  # paused by a user: it can resume at any time
     assert not counts_as_running(PAUSED, PAUSED_MIGRATION)  # incoming migration copy
+    assert not counts_as_running(PAUSED, PAUSED_STARTING_UP)  # how that copy first shows up
     assert not counts_as_running(SHUTOFF, 0)
