@@ -118,7 +118,8 @@ class HostLoad(NamedTuple):
 
 class Decision(NamedTuple):
     admit: bool
-    reason: str
+    reason: str  # short enough for Pacemaker's exit reason (it keeps 128 characters)
+    detail: str  # where the figures come from, for the log
 
 
 def decide(action: str, guest: str, demand: Demand, loads: Sequence[HostLoad]) -> Decision:
@@ -126,37 +127,42 @@ def decide(action: str, guest: str, demand: Demand, loads: Sequence[HostLoad]) -
 
     ``action`` completes the sentence "cannot ...", e.g. "migrate web1 to node2".
 
-    >>> load = HostLoad("node2", "cluster hv_memory", 16384, 13312, 0, None, 0, 0)
+    >>> load = HostLoad("node2", "the CIB's hv_memory", 16384, 13312, 0, None, 0, 0)
     >>> decision = decide("migrate web1 to node2", "web1", Demand(4160, 2), [load])
     >>> decision.admit, decision.reason.split(": ", 1)[0]
     (False, 'cannot migrate web1 to node2')
     >>> decision.reason.split(": ", 1)[1]
-    'needs 4160 MiB, node2 has 3072 MiB free (capacity 16384, used 13312, reserved 0; cluster hv_memory)'
+    'needs 4160 MiB, node2 has 3072 MiB free (capacity 16384, used 13312, reserved 0)'
+    >>> decision.detail
+    "capacity from the CIB's hv_memory"
     """
     if not loads:
-        return Decision(False, f"cannot {action}: no capacity figure for the target")
+        return Decision(False, f"cannot {action}: no capacity figure for the target", "")
     for load in loads:
+        detail = f"capacity from {load.basis}"
         if demand.memory_mib > load.memory_free_mib:
             return Decision(
                 False,
                 f"cannot {action}: needs {demand.memory_mib} MiB, {load.node} has "
                 f"{max(0, load.memory_free_mib)} MiB free (capacity {load.memory_capacity_mib}, "
-                f"used {load.memory_used_mib}, reserved {load.memory_reserved_mib}; {load.basis})",
+                f"used {load.memory_used_mib}, reserved {load.memory_reserved_mib})",
+                detail,
             )
         cpu_free = load.cpu_free
         if cpu_free is not None and demand.vcpus > cpu_free:
             return Decision(
                 False,
                 f"cannot {action}: needs {demand.vcpus} vCPUs, {load.node} has {max(0, cpu_free)} free "
-                f"(capacity {load.cpu_capacity}, used {load.cpu_used}, reserved {load.cpu_reserved}; "
-                f"{load.basis})",
+                f"(capacity {load.cpu_capacity}, used {load.cpu_used}, reserved {load.cpu_reserved})",
+                detail,
             )
     tightest = min(loads, key=lambda load: load.memory_free_mib)
     return Decision(
         True,
         f"{guest} fits on {tightest.node}: needs {demand.memory_mib} MiB and {demand.vcpus} vCPUs, "
         f"{tightest.memory_free_mib} MiB free (capacity {tightest.memory_capacity_mib}, used "
-        f"{tightest.memory_used_mib}, reserved {tightest.memory_reserved_mib}; {tightest.basis})",
+        f"{tightest.memory_used_mib}, reserved {tightest.memory_reserved_mib})",
+        f"capacity from {tightest.basis}",
     )
 
 

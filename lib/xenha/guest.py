@@ -44,6 +44,9 @@ if TYPE_CHECKING:
     from xenha.reservation import AdmissionRequest
 
 POLL_INTERVAL_S = 0.2
+# After libvirtd went away mid-action: how long to wait for it to listen again.
+RECONNECT_GRACE_S = 15.0
+RECONNECT_POLL_S = 0.5
 # Part of stop's time kept for destroy and verification after a graceful shutdown.
 DESTROY_SHARE = 1.0 / 3.0
 
@@ -138,7 +141,15 @@ class GuestAgent(Agent):
                 if error.kind is not ErrorKind.UNREACHABLE or error.operation == "connect":
                     raise
                 ctx.log.warning(f"lost libvirt during {ctx.action} ({error.detail}): reconnecting once")
-                return action(ctx)
+            # A restarting libvirtd needs a moment before it listens again.
+            grace = ctx.deadline.within(min(RECONNECT_GRACE_S, ctx.deadline.remaining() / 2))
+            while True:
+                try:
+                    return action(ctx)
+                except HypervisorError as error:
+                    if error.kind is not ErrorKind.UNREACHABLE or error.operation != "connect" or grace.expired():
+                        raise
+                    time.sleep(RECONNECT_POLL_S)
 
         return run
 
@@ -411,7 +422,10 @@ class GuestAgent(Agent):
         except OcfError:
             return
         state = _state(ctx)
-        published = state.load().get("published", {})
+        remembered = state.load()
+        # Without a record on this node (first start or arrival here), compare with the CIB.
+        force = force or "published" not in remembered
+        published = remembered.get("published", {})
         if not force and all(published.get(name) == value for name, value in wanted.items()):
             return
         cluster = self._cluster(ctx)

@@ -92,7 +92,7 @@ def run_job(
             except HypervisorError as error:
                 ctx.log.error(f"could not abort {what}: {error.reason()}")
             thread.join(max(0.0, ctx.deadline.remaining() / 2))
-            raise JobFailed(f"{what} did not finish within the operation's timeout and was aborted")
+            raise JobFailed("it did not finish in time and was aborted")
         if time.monotonic() - last_report >= PROGRESS_LOG_INTERVAL_S:
             last_report = time.monotonic()
             on_progress()
@@ -143,7 +143,8 @@ def migrate_to(
     try:
         booking = admit(request, ledger, destination, admission_deadline, ctx.log, token)
     except AdmissionRefused as refusal:
-        raise OcfError(OcfExit.ERR_GENERIC, f"{refusal}; {spec.name} stays on {here}") from None
+        ctx.log.info(f"{spec.name} stays on {here}")
+        raise OcfError(OcfExit.ERR_GENERIC, str(refusal)) from None
     except ReservationError as error:
         raise OcfError(OcfExit.ERR_GENERIC, f"cannot reserve room on {target}: {error}") from None
     except HypervisorError as error:
@@ -183,7 +184,7 @@ def _move(
             return OcfExit.SUCCESS
         raise OcfError(
             OcfExit.ERR_GENERIC,
-            f"migration of {spec.name} to {target} failed: {detail}; it runs on {here} only",
+            f"migration of {spec.name} to {target} failed, it runs on {here} only: {detail}",
         ) from None
     _verify_moved(ctx, spec, source, destination, here, target)
     ctx.log.info(f"{spec.name} migrated to {target} ({method.value}) in {time.monotonic() - started:.2f} s")

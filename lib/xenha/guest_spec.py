@@ -121,10 +121,11 @@ PARAMETERS = (
     Parameter(
         "host_memory_reserve",
         "Host memory not available to guests, in MiB.",
-        "Used by the reservation check before a start or a migration: a host's memory for "
-        "guests is its total memory minus this reserve (and never more than the node's "
-        "hv_memory utilization in the CIB, when set). Unset: Domain-0's memory when the "
-        "hypervisor reports a Domain-0 (Xen), otherwise 1024. Example: 4096",
+        "Used by the reservation check before a start or a migration, for target nodes where "
+        "no xen-host publishes its reserve (the node attribute xenha-memory-reserve, which "
+        "wins): a host's memory for guests is its total memory minus this reserve (and never "
+        "more than the node's hv_memory utilization in the CIB, when set). Unset: Domain-0's "
+        "memory when the hypervisor reports a Domain-0 (Xen), otherwise 1024. Example: 4096",
         type=ParamType.INTEGER,
         minimum=0,
         unit="MiB",

@@ -33,7 +33,7 @@ from xenha.hypervisor import Hypervisor, HypervisorError
 from xenha.libvirt_uri import UriError, parse
 from xenha.ocf import Action, Agent, AgentSpec, Context, Handler, OcfError, OcfExit, Parameter, ParamType
 from xenha.pacemaker import ClusterCli, NotInCluster, PacemakerError
-from xenha.reservation import DEFAULT_MEMORY_RESERVE_MIB, CibLedger, occupant_of
+from xenha.reservation import DEFAULT_MEMORY_RESERVE_MIB, RESERVE_ATTRIBUTE, CibLedger, occupant_of
 from xenha.runner import CommandRunner
 from xenha.statefile import StateFile
 
@@ -180,7 +180,7 @@ class HostAgent(Agent):
             ledger = None
         except PacemakerError as error:
             raise OcfError(OcfExit.ERR_GENERIC, f"cannot read {node}'s utilization from the CIB: {error}") from None
-        health, published = self._measure(ctx)
+        health, published, reserve = self._measure(ctx)
         if ledger is None:
             ctx.log.info(f"no cluster: would publish {published} and {HEALTH_ATTRIBUTE}={health.colour}")
             return
@@ -189,6 +189,9 @@ class HostAgent(Agent):
                 if ledger.utilization.get(name) != value:
                     cluster.set_node_utilization(node, name, value)
                     ctx.log.info(f"{node}: utilization {name}={value} (was {ledger.utilization.get(name, 'unset')})")
+            if reserve is not None and ledger.memory_reserve_mib != reserve:
+                cluster.set_node_attribute(node, RESERVE_ATTRIBUTE, str(reserve))
+                ctx.log.info(f"{node}: {RESERVE_ATTRIBUTE}={reserve} (the host reserve guests' admission uses)")
             state = _state(ctx)
             if force or state.load().get("health") != health.colour:
                 cluster.set_transient_attribute(node, HEALTH_ATTRIBUTE, health.colour)
@@ -198,8 +201,8 @@ class HostAgent(Agent):
         except PacemakerError as error:
             raise OcfError(OcfExit.ERR_GENERIC, f"cannot publish {node}'s capacity: {error}") from None
 
-    def _measure(self, ctx: Context) -> tuple[Health, dict[str, int]]:
-        """The host's health and the utilization to publish ({} when it cannot be known)."""
+    def _measure(self, ctx: Context) -> tuple[Health, dict[str, int], int | None]:
+        """The host's health, the utilization to publish ({} when it cannot be known), the reserve."""
         node = ctx.env.node_name
         # A hung libvirtd must not eat the time needed to publish that the host is red.
         measuring = ctx.deadline.minus(min(PUBLISH_RESERVE_MAX_S, PUBLISH_RESERVE_SHARE * ctx.timeout_s))
@@ -209,9 +212,13 @@ class HostAgent(Agent):
             domains = [occupant_of(domain) for domain in hypervisor.active_domains()]
             domain0 = hypervisor.domain0_memory_mib()
         except HypervisorError as error:
-            return Health(RED, error.reason()), {}
+            return Health(RED, error.reason()), {}, None
         if facts.memory_mib <= 0 or facts.cpus <= 0:
-            return Health(RED, f"the hypervisor on {node} reports {facts.memory_mib} MiB and {facts.cpus} CPUs"), {}
+            return (
+                Health(RED, f"the hypervisor on {node} reports {facts.memory_mib} MiB and {facts.cpus} CPUs"),
+                {},
+                None,
+            )
         reserve = ctx.params.integer("host_memory_reserve")
         if reserve is None:
             reserve = domain0 or DEFAULT_MEMORY_RESERVE_MIB
@@ -226,7 +233,7 @@ class HostAgent(Agent):
         booked = sum(domain.demand.memory_mib for domain in managed)
         tolerance = ctx.params.integer("memory_drift_tolerance") or 0
         health = memory_health(facts.free_memory_mib, capacity, booked, tolerance)
-        return health, {"hv_memory": capacity, "cpu": cpu_capacity(facts.cpus, ratio)}
+        return health, {"hv_memory": capacity, "cpu": cpu_capacity(facts.cpus, ratio)}, reserve
 
 
 def _cluster(ctx: Context) -> ClusterCli:

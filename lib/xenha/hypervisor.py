@@ -76,23 +76,23 @@ class HypervisorError(Exception):
         self.code = code
 
     def reason(self) -> str:
-        where = f"{self.uri} on {self.node}"
+        """What failed, where and what to check; the URI comes last (Pacemaker keeps 128 characters)."""
         if self.kind is ErrorKind.TIMEOUT:
             return (
-                f"{self.operation}: libvirt at {where} did not answer in time ({self.detail}); "
-                f"check that libvirtd on {self.node} is not hung"
+                f"{self.operation}: libvirtd on {self.node} did not answer in time; check that it is not hung "
+                f"({self.detail}; {self.uri})"
             )
         if self.kind is ErrorKind.UNREACHABLE:
             return (
-                f"{self.operation}: cannot reach libvirt at {where}: {self.detail}; "
-                f"check that libvirtd runs on {self.node} (virsh -c {self.uri} list)"
+                f"{self.operation}: cannot reach libvirtd on {self.node}: {self.detail}; check that it runs "
+                f"(virsh -c {self.uri} list)"
             )
         if self.kind is ErrorKind.HYPERVISOR_DOWN:
             return (
-                f"{self.operation}: the hypervisor behind {where} is not running: {self.detail}; "
-                f"check that {self.node} booted into the hypervisor"
+                f"{self.operation}: the hypervisor on {self.node} is not running: {self.detail}; check that "
+                f"{self.node} booted into it ({self.uri})"
             )
-        return f"{self.operation} failed at {where}: {self.detail}"
+        return f"{self.operation} failed on {self.node}: {self.detail} ({self.uri})"
 
 
 def classify(error: Any, operation: str, uri: str, node: str, connecting: bool) -> HypervisorError:

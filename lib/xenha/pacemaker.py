@@ -155,6 +155,10 @@ class ClusterCli:
         if result.returncode != EXIT_NO_SUCH_OBJECT:
             self._check(result)
 
+    def set_node_attribute(self, node: str, name: str, value: str) -> None:
+        """A permanent node attribute (configuration section)."""
+        self._check(self._run(["crm_attribute", "--type", "nodes", "--node", node, "--name", name, "--update", value]))
+
     def resource_utilization(self, resource: str, name: str) -> int | None:
         result = self._run(
             ["crm_resource", "--resource", resource, "--utilization", "--get-parameter", name, "--quiet"]

@@ -43,6 +43,9 @@ from xenha.ocf.log import OcfLog
 from xenha.pacemaker import ClusterCli, NotInCluster, xml_attribute, xpath_literal
 
 LOCK_LEASE_S = 30.0
+# Node attribute in which xen-host publishes the host reserve it applies (MiB), so that the
+# reservation check of every guest uses the same figure as the host's capacity.
+RESERVE_ATTRIBUTE = "xenha-memory-reserve"
 FREE = "free"
 DEFAULT_MEMORY_RESERVE_MIB = 1024
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -101,11 +104,12 @@ class Reservation(NamedTuple):
 
 
 class LedgerState(NamedTuple):
-    """A ledger as read under its lock, with the node's utilization from the same query."""
+    """A ledger as read under its lock, with the node's figures from the same query."""
 
     node: str
     reservations: tuple[Reservation, ...]
     utilization: Mapping[str, int]
+    memory_reserve_mib: int | None = None  # as xen-host publishes it
 
     def live(self, now: float) -> list[Reservation]:
         return [reservation for reservation in self.reservations if not reservation.expired(now)]
@@ -117,6 +121,7 @@ def parse_ledger_query(text: str | None, node: str) -> LedgerState:
 
     reservations: list[Reservation] = []
     utilization: dict[str, int] = {}
+    reserve: int | None = None
     if text and text.strip():
         root = ElementTree.fromstring(text)  # noqa: S314 - the CIB manager's own output
         elements = list(root) if root.tag == "xpath-query" else [root]
@@ -132,7 +137,10 @@ def parse_ledger_query(text: str | None, node: str) -> LedgerState:
                     value = (nvpair.get("value") or "").strip()
                     if value.isdigit():
                         utilization[nvpair.get("name") or ""] = int(value)
-    return LedgerState(node, tuple(reservations), utilization)
+            elif element.tag == "nvpair" and element.get("name") == RESERVE_ATTRIBUTE:
+                value = (element.get("value") or "").strip()
+                reserve = int(value) if value.isdigit() else None
+    return LedgerState(node, tuple(reservations), utilization, reserve)
 
 
 class Ledger(Protocol):
@@ -202,8 +210,10 @@ class CibLedger:
             self._sleep(random.uniform(0.02, 0.15))  # noqa: S311 - jitter, not security
 
     def read(self) -> LedgerState:
-        utilization = f"/cib/configuration/nodes/node[@uname={xpath_literal(self.node)}]/utilization"
-        return parse_ledger_query(self._cli.query(f"{self._set_xpath()} | {utilization}"), self.node)
+        node = f"/cib/configuration/nodes/node[@uname={xpath_literal(self.node)}]"
+        reserve = f"{node}/instance_attributes/nvpair[@name='{RESERVE_ATTRIBUTE}']"
+        query = f"{self._set_xpath()} | {node}/utilization | {reserve}"
+        return parse_ledger_query(self._cli.query(query), self.node)
 
     def _while_held(self) -> str:
         held = xpath_literal(self._held or "")
@@ -371,7 +381,9 @@ class AdmissionRequest(NamedTuple):
     domain: str
     demand: Demand
     hold_s: float  # how long the reservation stays valid if nobody releases it
-    memory_reserve_mib: int | None  # None: Domain-0's memory when reported, else the default
+    # The guest's own host_memory_reserve, for hosts where no xen-host publishes one;
+    # None: Domain-0's memory when the hypervisor reports one, else the default.
+    memory_reserve_mib: int | None
     cpu_overcommit: float
 
 
@@ -428,7 +440,7 @@ def host_loads(
         loads.append(
             HostLoad(
                 node,
-                "the node's hv_memory in the CIB",
+                "the node's hv_memory in the CIB (against the cluster's guests)",
                 cluster_memory,
                 counted.memory_used_mib,
                 counted.memory_reserved_mib,
@@ -441,7 +453,8 @@ def host_loads(
     loads.append(
         HostLoad(
             node,
-            f"hypervisor total {total_memory_mib} MiB minus {memory_reserve_mib} MiB host reserve",
+            f"the hypervisor: {total_memory_mib} MiB total minus {memory_reserve_mib} MiB host reserve "
+            "(against every domain)",
             total_memory_mib - memory_reserve_mib,
             counted.memory_used_mib,
             counted.memory_reserved_mib,
@@ -467,7 +480,7 @@ def admit(
     try:
         domains = [occupant_of(domain) for domain in target.active_domains()]
         facts = target.node_facts()
-        reserve = request.memory_reserve_mib
+        reserve = state.memory_reserve_mib if state.memory_reserve_mib is not None else request.memory_reserve_mib
         if reserve is None:
             reserve = target.domain0_memory_mib() or DEFAULT_MEMORY_RESERVE_MIB
         now = clock()
@@ -480,6 +493,7 @@ def admit(
         raise
     if not decision.admit:
         ledger.unlock(token)
+        log.error(f"reservation refused: {decision.reason}; {decision.detail}")
         raise AdmissionRefused(decision.reason)
     reservation = Reservation(
         node=ledger.node,
@@ -492,5 +506,5 @@ def admit(
     ledger.book(token, reservation)
     scope = "" if ledger.shared else " (no cluster: this host's agents only)"
     until = time.strftime("%H:%M:%S", time.localtime(reservation.expires))
-    log.info(f"reservation: {decision.reason}; booked until {until}{scope}")
+    log.info(f"reservation: {decision.reason}; {decision.detail}; booked until {until}{scope}")
     return Booking(reservation, ledger, decision)

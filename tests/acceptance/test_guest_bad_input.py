@@ -20,8 +20,9 @@ def assert_clean_failure(result: object, code: int, *fragments: str) -> None:
     assert result.code == code, result
     assert "Traceback" not in result.stderr, result.stderr
     assert result.exit_reason is not None, result
-    for fragment in fragments:
-        assert fragment in result.exit_reason, (fragment, result.exit_reason)
+    assert len(result.exit_reason) <= 128, result.exit_reason  # what Pacemaker keeps
+    for fragment in fragments:  # the full reason is in the log
+        assert fragment in result.stderr, (fragment, result.stderr)
 
 
 def write(path: Path, text: str) -> str:
@@ -52,13 +53,15 @@ def test_config_is_a_fifo_does_not_block(test_guest: AgentCase, tmp_path: Path) 
 
 def test_hypervisor_pointing_at_a_closed_port(test_guest: AgentCase) -> None:
     result = test_guest.run("monitor", interval_ms=0, hypervisor="qemu+tcp://127.0.0.1:1/system")
-    assert_clean_failure(result, ERR_GENERIC, "cannot reach libvirt at qemu+tcp://127.0.0.1:1/system")
+    assert_clean_failure(
+        result, ERR_GENERIC, "cannot reach libvirtd on", "qemu+tcp://127.0.0.1:1/system", "Connection refused"
+    )
 
 
 def test_config_is_a_directory(test_guest: AgentCase, tmp_path: Path) -> None:
     result = test_guest.run("validate-all", config=str(tmp_path))
     assert result.code in (ERR_INSTALLED, ERR_CONFIGURED), result
-    assert result.exit_reason is not None and str(tmp_path) in result.exit_reason
+    assert result.exit_reason is not None and str(tmp_path) in result.reason
 
 
 def test_config_parameter_missing(test_guest: AgentCase) -> None:
@@ -182,7 +185,7 @@ def test_hypervisor_unreachable(test_guest: AgentCase, tmp_path: Path, action: s
     uri = f"test+unix:///default?socket={tmp_path}/no-such-socket"
     result = test_guest.run(action, hypervisor=uri, interval_ms=0 if action == "monitor" else None)
     # stop and probe must not claim success they could not verify
-    assert_clean_failure(result, ERR_GENERIC, "cannot reach libvirt", "check that libvirtd runs")
+    assert_clean_failure(result, ERR_GENERIC, "cannot reach libvirtd on", "check that it runs")
 
 
 def test_meta_data_and_validate_all_never_contact_the_hypervisor(

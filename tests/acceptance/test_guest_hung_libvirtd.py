@@ -39,7 +39,7 @@ def test_action_returns_within_its_timeout(
     assert result.seconds < TIMEOUT_MS / 1000, result
     # not "not running", not "stopped": nothing could be verified
     assert result.code == ERR_GENERIC, result
-    assert result.exit_reason is not None and "did not answer in time" in result.exit_reason
+    assert result.reason is not None and "did not answer in time" in result.reason
     assert "Traceback" not in result.stderr
 
 

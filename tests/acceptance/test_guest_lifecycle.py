@@ -119,8 +119,8 @@ def test_start_with_unreadable_config_fails_and_does_nothing(test_guest: AgentCa
     finally:
         hidden.rename(config)
     assert start.code == ERR_INSTALLED, start
-    assert start.exit_reason is not None and "cannot read" in start.exit_reason
-    assert str(config) in start.exit_reason
+    assert start.reason is not None and "cannot read" in start.reason
+    assert str(config) in start.reason
     assert domain_state(local_host, guest_name(test_guest)) is None
 
 
@@ -131,7 +131,7 @@ def test_user_paused_guest_is_degraded_not_failed(test_guest: AgentCase, local_h
         connection.lookupByName(guest_name(test_guest)).suspend()
         monitor = test_guest.monitor()
         assert monitor.code == DEGRADED, monitor
-        assert monitor.exit_reason is not None and "paused by an administrator" in monitor.exit_reason
+        assert monitor.reason is not None and "paused by an administrator" in monitor.reason
         # start resumes it (Pacemaker only starts a guest it believes stopped)
         assert test_guest.run("start").code == SUCCESS
         assert connection.lookupByName(guest_name(test_guest)).state()[0] == libvirt.VIR_DOMAIN_RUNNING
@@ -146,7 +146,7 @@ def test_domain_of_another_resource_is_not_adopted(test_guest: AgentCase) -> Non
     os.makedirs(impostor.rsctmp, exist_ok=True)
     start = impostor.run("start")
     assert start.code == ERR_CONFIGURED, start
-    assert start.exit_reason is not None and f"belongs to cluster resource {test_guest.instance}" in start.exit_reason
+    assert start.exit_reason is not None and f"belongs to cluster resource {test_guest.instance}" in start.reason
     test_guest.run("stop")
 
 

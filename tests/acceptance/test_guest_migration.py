@@ -131,9 +131,9 @@ def test_target_without_room_is_refused_and_the_guest_stays(move: Move) -> None:
     assert refused.exit_reason is not None
     assert (
         f"cannot migrate {move.name} to hostB: needs 70 MiB, hostB has 60 MiB free (capacity 60, used 0, reserved 0"
-        in refused.exit_reason
+        in refused.reason
     )
-    assert f"{move.name} stays on hostA" in refused.exit_reason
+    assert f"{move.name} stays on hostA" in refused.stderr
     assert time.monotonic() - started < 5
     assert move.state("hostA") == libvirt.VIR_DOMAIN_RUNNING
     assert move.state("hostB") is None
@@ -155,7 +155,7 @@ def test_reservations_held_by_others_count(move: Move) -> None:
     )  # fmt: skip
     refused = move.migrate("hostA", "hostB")
     assert refused.code == 1, refused
-    assert "hostB has 24 MiB free (capacity 1024, used 0, reserved 1000" in (refused.exit_reason or "")
+    assert "hostB has 24 MiB free (capacity 1024, used 0, reserved 1000" in (refused.reason or "")
     assert move.state("hostA") == libvirt.VIR_DOMAIN_RUNNING
 
 
@@ -179,7 +179,7 @@ def test_unreachable_target_is_refused_quickly(move: Move) -> None:
     started = time.monotonic()
     refused = move.migrate("hostA", "hostC")  # no such host on the network
     assert refused.code == 1, refused
-    assert "cannot check the room on hostC" in (refused.exit_reason or "")
+    assert "cannot check the room on hostC" in (refused.reason or "")
     assert time.monotonic() - started < 10
     assert move.state("hostA") == libvirt.VIR_DOMAIN_RUNNING
 
@@ -188,7 +188,7 @@ def test_hvm_guest_under_refuse_policy_fails_fast(move: Move) -> None:
     assert move.at("hostA").run("start").code == 0
     refused = move.migrate("hostA", "hostB", hvm_migration="refuse")
     assert refused.code == 1, refused
-    assert "HVM guest and hvm_migration=refuse" in (refused.exit_reason or "")
+    assert "HVM guest and hvm_migration=refuse" in (refused.reason or "")
     assert refused.seconds < 2
     assert move.state("hostA") == libvirt.VIR_DOMAIN_RUNNING and move.state("hostB") is None
 
@@ -207,13 +207,13 @@ def test_save_restore_between_hosts_sharing_a_directory(move: Move, tmp_path: Pa
 
 def test_save_restore_needs_a_shared_directory(move: Move) -> None:
     result = move.at("hostA").run("validate-all", hvm_migration="save-restore")
-    assert result.code == 6 and "needs save_dir" in (result.exit_reason or "")
+    assert result.code == 6 and "needs save_dir" in (result.reason or "")
 
 
 def test_migrate_from_waits_for_the_guest_inside_its_timeout(move: Move) -> None:
     started = time.monotonic()
     missing = move.arrive("hostA", "hostB", timeout_ms="3000")  # type: ignore[arg-type]
-    assert missing.code == 1 and "did not arrive on hostB" in (missing.exit_reason or "")
+    assert missing.code == 1 and "did not arrive on hostB" in (missing.reason or "")
     assert 1.5 < time.monotonic() - started < 4
 
 
@@ -221,7 +221,7 @@ def test_start_is_refused_on_a_full_host(move: Move) -> None:
     write_cib(move.cib, {"hostA": {"hv_memory": 50}})
     refused = move.at("hostA").run("start")
     assert refused.code == 1, refused
-    assert f"cannot start {move.name} on hostA: needs 70 MiB, hostA has 50 MiB free" in (refused.exit_reason or "")
+    assert f"cannot start {move.name} on hostA: needs 70 MiB, hostA has 50 MiB free" in (refused.reason or "")
     assert move.state("hostA") is None
 
 
@@ -237,8 +237,27 @@ def test_unmanaged_domain_on_the_target_counts_in_the_hypervisor_view(move: Move
         reserve = str(total - 100)
         refused = move.migrate("hostA", "hostB", host_memory_reserve=reserve)
         assert refused.code == 1, refused
-        assert "used 70" in (refused.exit_reason or "") and "host reserve" in (refused.exit_reason or "")
+        assert "used 70" in (refused.reason or "") and "host reserve" in refused.stderr
         assert move.state("hostA") == libvirt.VIR_DOMAIN_RUNNING
     finally:
         connection.lookupByName("by-hand").destroy()
         connection.close()
+
+
+def test_the_reserve_xen_host_publishes_is_the_one_admission_uses(move: Move, qemu_hosts: HostSet) -> None:
+    """A reserve configured once, on xen-host, binds every guest's check on that node."""
+    connection = libvirt.open(qemu_hosts.hosts["hostB"].qemu_uri)
+    try:
+        total = int(connection.getInfo()[1])
+    finally:
+        connection.close()
+    assert move.at("hostA").run("start").code == 0
+    subprocess.run(
+        ["crm_attribute", "--type", "nodes", "--node", "hostB", "--name", "xenha-memory-reserve",
+         "--update", str(total - 50)],
+        env={"CIB_file": str(move.cib), "PATH": "/usr/sbin:/usr/bin"}, check=True, capture_output=True,
+    )  # fmt: skip
+    refused = move.migrate("hostA", "hostB")  # the guest itself says nothing about reserves
+    assert refused.code == 1, refused
+    assert "hostB has 50 MiB free" in (refused.reason or "")
+    assert f"minus {total - 50} MiB host reserve" in refused.stderr

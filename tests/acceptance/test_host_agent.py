@@ -70,6 +70,10 @@ def test_start_publishes_capacity_and_health(host_agent: AgentCase, host_facts: 
     expected = {"hv_memory": total - reserve_of(host_agent), "cpu": cpus * 4}
     assert utilization(cib_of(host_agent), "testhost") == expected
     assert health(cib_of(host_agent), "testhost") == "green"
+    reserve = query(
+        cib_of(host_agent), "//node[@uname='testhost']/instance_attributes/nvpair[@name='xenha-memory-reserve']"
+    )
+    assert f'value="{reserve_of(host_agent)}"' in reserve
     assert host_agent.monitor().code == 0
     assert host_agent.probe().code == 0
 
@@ -167,7 +171,7 @@ def test_stop_withdraws_health_and_keeps_capacity(host_agent: AgentCase) -> None
 def test_bad_input(host_agent: AgentCase, parameter: str, value: str, fragment: str) -> None:
     result = host_agent.run("validate-all", **{parameter: value})
     assert result.code == 6, result
-    assert fragment in (result.exit_reason or "")
+    assert fragment in (result.reason or "")
     assert "Traceback" not in result.stderr
 
 

@@ -30,9 +30,7 @@ NODE_COMMANDS = ("start", "stop", "kill", "freeze", "thaw", "cut", "restore")
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
-        prog="cluster", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
+    top = argparse.ArgumentParser(prog="cluster", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     top.add_argument("--prefix", default=os.environ.get("XENHA_CLUSTER_PREFIX", DEFAULT_PREFIX))
     top.add_argument("--nodes", type=int, default=None, help=f"node count (default {DEFAULT_NODE_COUNT})")
     sub = top.add_subparsers(dest="command", required=True)
@@ -126,10 +124,7 @@ def status(cluster: Cluster) -> int:
     if asked is None:
         return 0
     view = cluster.status(asked)
-    print(
-        f"Pacemaker, as seen from {asked}: DC {view.dc or 'none'}, "
-        f"quorum {'yes' if view.with_quorum else 'no'}"
-    )
+    print(f"Pacemaker, as seen from {asked}: DC {view.dc or 'none'}, quorum {'yes' if view.with_quorum else 'no'}")
     for node_state in view.nodes:
         flags = [
             name

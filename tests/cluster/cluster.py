@@ -152,8 +152,7 @@ class Cluster:
             raise ClusterError(f"node {node} of cluster {self.layout.prefix} is already running")
         if not network.exists(self.layout):
             raise ClusterError(
-                f"the network of cluster {self.layout.prefix} does not exist: "
-                "run up() (or `cluster up`) first"
+                f"the network of cluster {self.layout.prefix} does not exist: run up() (or `cluster up`) first"
             )
         group = self.layout.cgroup(node)
         cgroups.create(group)
@@ -221,9 +220,7 @@ class Cluster:
         group = self.layout.cgroup(node)
         cgroups.kill(group)
         if not cgroups.wait_empty(group, timeout_s):
-            raise ClusterError(
-                f"node {node}: processes {cgroups.procs(group)} survived cgroup.kill of {group}"
-            )
+            raise ClusterError(f"node {node}: processes {cgroups.procs(group)} survived cgroup.kill of {group}")
         cgroups.thaw(group)
         self._reap_launchers(timeout_s=0.0)
 
@@ -279,9 +276,7 @@ class Cluster:
             )
         return ["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "--"]
 
-    def run(
-        self, node: str, argv: Sequence[str], timeout_s: float = 60.0, input_text: str | None = None
-    ) -> Result:
+    def run(self, node: str, argv: Sequence[str], timeout_s: float = 60.0, input_text: str | None = None) -> Result:
         """Run a command inside ``node``; never raises because the command failed."""
         return commands.run(
             [*self.nsenter_argv(node), *argv],
@@ -305,9 +300,7 @@ class Cluster:
         try:
             return parse_crm_mon(result.stdout)
         except CrmMonError as error:
-            raise PacemakerNotAnswering(
-                f"Pacemaker on {node} does not answer: {error}; {result.explain()}"
-            ) from None
+            raise PacemakerNotAnswering(f"Pacemaker on {node} does not answer: {error}; {result.explain()}") from None
 
     def wait_online(self, timeout_s: float = 90.0, expect: Sequence[str] = ()) -> float:
         """Wait until every running node sees exactly the running nodes online, and a DC.
@@ -381,9 +374,7 @@ class Cluster:
         records: list[FenceRecord] = []
         for node in self.layout.node_names:
             try:
-                records += parse_fence_log(
-                    self.node_log(node, "log/pacemaker/fence_xenha_test.log").read_text()
-                )
+                records += parse_fence_log(self.node_log(node, "log/pacemaker/fence_xenha_test.log").read_text())
             except FileNotFoundError:
                 continue
         return sorted(records, key=lambda record: record.wall_time)

@@ -32,9 +32,7 @@ class Result:
 
     def explain(self) -> str:
         ending = (
-            f"timed out after {self.duration_s:.1f} s"
-            if self.timed_out
-            else f"exited with status {self.returncode}"
+            f"timed out after {self.duration_s:.1f} s" if self.timed_out else f"exited with status {self.returncode}"
         )
         detail = (self.stderr.strip() or self.stdout.strip())[-800:]
         return f"`{' '.join(self.argv)}` on {self.where} {ending}" + (f": {detail}" if detail else "")

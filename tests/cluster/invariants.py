@@ -154,10 +154,7 @@ class _NodeWorker:
         stats = self._connection.getAllDomainStats(
             self._libvirt.VIR_DOMAIN_STATS_STATE, self._libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE
         )
-        return {
-            domain.name(): (int(values["state.state"]), int(values["state.reason"]))
-            for domain, values in stats
-        }
+        return {domain.name(): (int(values["state.state"]), int(values["state.reason"])) for domain, values in stats}
 
     def _close(self) -> None:
         if self._connection is not None:

@@ -63,9 +63,7 @@ class ClusterLayout:
 
     def index(self, node: str) -> int:
         if node not in self.node_names:
-            raise LayoutError(
-                f"no node {node!r} in cluster {self.prefix} (nodes: {' '.join(self.node_names)})"
-            )
+            raise LayoutError(f"no node {node!r} in cluster {self.prefix} (nodes: {' '.join(self.node_names)})")
         return self.node_names.index(node) + 1
 
     def address(self, node: str) -> str:

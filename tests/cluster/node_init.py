@@ -213,16 +213,12 @@ class Init:
         allowed = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {min(allowed)})
         try:
-            self.spawn(
-                "libvirtd", [*libvirtd, "-p", "/run/libvirt/libvirtd.pid"], "/var/log/libvirt/libvirtd.stdout"
-            )
+            self.spawn("libvirtd", [*libvirtd, "-p", "/run/libvirt/libvirtd.pid"], "/var/log/libvirt/libvirtd.stdout")
         finally:
             os.sched_setaffinity(0, allowed)
         self.spawn("corosync", ["/usr/sbin/corosync", "-f"], "/var/log/corosync/corosync.stdout")
         timeout = self.plan.ready_timeout_s
-        if not self.wait_until(
-            "corosync answers", lambda: self.succeeds(["corosync-cfgtool", "-s"]), timeout
-        ):
+        if not self.wait_until("corosync answers", lambda: self.succeeds(["corosync-cfgtool", "-s"]), timeout):
             return
         # The first call loads the qemu capabilities (from the seeded cache: ~0.3 s). Pacemaker
         # probes every resource when the node joins, so libvirtd must answer before that.

@@ -15,5 +15,9 @@ mount --bind "$HOST_DIR/lib" /var/lib/libvirt
 mount --bind "$HOST_DIR/cache" /var/cache/libvirt
 mount --bind "$HOST_DIR/log" /var/log/libvirt
 echo $$ > "$HOST_DIR/init.pid"
-exec /usr/bin/python3 "$(dirname "$0")/subreaper.py" \
+# libvirt discards its qemu capabilities cache when the CPUID it reads differs from the
+# cached one, and one CPUID leaf carries the id of the CPU that asks: pin libvirtd to one
+# CPU so the seeded cache stays valid (libvirt gives each QEMU all CPUs again).
+first_cpu=$(/usr/bin/python3 -c 'import os; print(min(os.sched_getaffinity(0)))')
+exec /usr/bin/python3 "$(dirname "$0")/subreaper.py" taskset -c "$first_cpu" \
     /usr/sbin/libvirtd --listen -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid

@@ -27,6 +27,19 @@ class AgentRun:
         reasons = [line.split(":", 1)[1] for line in self.stderr.splitlines() if line.startswith("ocf-exit-reason:")]
         return reasons[-1] if reasons else None
 
+    @property
+    def reason(self) -> str | None:
+        """The full reason, as logged (Pacemaker shows only the first 128 characters)."""
+        short = self.exit_reason
+        if short is None:
+            return None
+        stem = short.removesuffix("...")[:50]
+        for line in reversed(self.stderr.splitlines()):
+            at = line.find(stem)
+            if at >= 0 and not line.startswith("ocf-exit-reason:"):
+                return line[at:]
+        return short
+
     def __str__(self) -> str:
         return f"{self.action} -> {self.code} in {self.seconds:.2f}s; stderr:\n{self.stderr}"
 
@@ -68,4 +81,6 @@ def run_agent(
         timeout=timeout,
         check=False,
     )
-    return AgentRun(action, completed.returncode, completed.stdout, completed.stderr, time.monotonic() - started)
+    run = AgentRun(action, completed.returncode, completed.stdout, completed.stderr, time.monotonic() - started)
+    assert run.exit_reason is None or len(run.exit_reason) <= 128, f"exit reason too long for Pacemaker: {run}"
+    return run

@@ -212,12 +212,18 @@ def _usable_instance(instance: str) -> bool:
     return all(char >= " " and char != "\x7f" and not ("\ud800" <= char <= "\udfff") for char in instance)
 
 
+# Pacemaker keeps the first 128 characters of an exit reason; the full text goes to the log.
+EXIT_REASON_MAX = 128
+
+
 def _finish(log: OcfLog, err: TextIO, prefix: str, error: OcfError) -> int:
     reason = " ".join(error.reason.split())
     if error.code in (OcfExit.NOT_RUNNING, OcfExit.DEGRADED, OcfExit.DEGRADED_PROMOTED):
         log.warning(reason)
     else:
         log.error(reason)
+    if len(reason) > EXIT_REASON_MAX:
+        reason = reason[: EXIT_REASON_MAX - 3] + "..."
     try:
         err.write(f"{prefix}{reason}\n")
         err.flush()

@@ -13,6 +13,7 @@ from typing import NamedTuple, Union
 
 from xenha.ocf.codes import OcfError, OcfExit
 
+PACEMAKER_OWN = frozenset({"crm_feature_set"})
 TRUE_WORDS = frozenset({"1", "yes", "true", "on", "y"})
 FALSE_WORDS = frozenset({"0", "no", "false", "off", "n"})
 
@@ -174,5 +175,8 @@ class ParameterValues:
         return found
 
     def unknown(self) -> list[str]:
-        """Parameters given that the agent does not declare (usually a typo)."""
-        return sorted(name for name in self._given if name not in self._declared)
+        """Parameters given that the agent does not declare (usually a typo).
+
+        Pacemaker adds ``crm_feature_set`` to every action's parameters: not a typo.
+        """
+        return sorted(name for name in self._given if name not in self._declared and name not in PACEMAKER_OWN)
