@@ -1,0 +1,95 @@
+"""xenha on the test cluster, configured as an operator would: with pcs, inside a node.
+
+Shared by the demo and the fault matrix: the cluster options, the xen-host clone (with a
+fixed ``memory_capacity``, because the memory this machine's kernel reports moves by
+100 MiB between reads), and guests that live-migrate between the nodes' libvirtd over TCP.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from xml.etree import ElementTree
+
+from tests.cluster import resources
+from tests.cluster.cluster import Cluster, ClusterError
+from tests.cluster.guests import tiny_guest_xml
+
+HOST_CLONE = "xen-host-clone"
+
+
+def guest_demand_mib(memory_mib: int, vcpus: int = 1) -> int:
+    """What xen-guest publishes as hv_memory for a tiny HVM guest (xenha.capacity's formula)."""
+    from xenha.capacity import memory_demand_mib
+    from xenha.domxml import GuestType
+
+    return memory_demand_mib(memory_mib, vcpus, GuestType.HVM)
+
+
+def pcs(cluster: Cluster, *argv: str, timeout_s: float = 60.0) -> str:
+    return cluster.check(resources.any_node(cluster), ["pcs", *argv], timeout_s, hint="pcs failed").stdout
+
+
+def configure_cluster(
+    cluster: Cluster,
+    capacity_mib: int,
+    *,
+    placement: str = "balanced",
+    health: str = "migrate-on-red",
+    host_monitor: str = "10s",
+) -> None:
+    """Cluster options and the xen-host clone; returns once every node has its capacity."""
+    pcs(cluster, "property", "set", f"placement-strategy={placement}", f"node-health-strategy={health}")
+    resources.create(
+        cluster, "xen-host", "ocf:xenha:xen-host",
+        "hypervisor=qemu:///system", f"memory_capacity={capacity_mib}", "cpu_overcommit=4",
+        "op", "monitor", f"interval={host_monitor}", "clone",
+    )  # fmt: skip
+    wait_capacity(cluster, {node: capacity_mib for node in cluster.running_nodes()})
+
+
+def node_utilization(cluster: Cluster) -> dict[str, dict[str, int]]:
+    """Each node's utilization as the CIB holds it."""
+    text = cluster.check(resources.any_node(cluster), ["cibadmin", "--query", "--scope", "nodes"]).stdout
+    found: dict[str, dict[str, int]] = {}
+    for node in ElementTree.fromstring(text).iter("node"):
+        values: dict[str, int] = {}
+        for utilization in node.iter("utilization"):
+            for nvpair in utilization.iter("nvpair"):
+                values[nvpair.get("name", "")] = int(nvpair.get("value", "0"))
+        found[node.get("uname", "")] = values
+    return found
+
+
+def wait_capacity(cluster: Cluster, expected: dict[str, int], timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        published = node_utilization(cluster)
+        if all(published.get(node, {}).get("hv_memory") == value for node, value in expected.items()):
+            return
+        time.sleep(0.5)
+    raise ClusterError(f"xen-host did not publish {expected} within {timeout_s:.0f} s: {node_utilization(cluster)}")
+
+
+def write_guest_config(cluster: Cluster, name: str, memory_mib: int) -> str:
+    path = cluster.layout.san_dir / f"{name}.xml"
+    path.write_text(tiny_guest_xml(name, memory_mib=memory_mib))
+    return str(path)
+
+
+def create_guest(cluster: Cluster, name: str, memory_mib: int = 64, *extra: str) -> None:
+    """A xen-guest resource that live-migrates (its guest has no OS: stop destroys at once)."""
+    config = write_guest_config(cluster, name, memory_mib)
+    resources.create(
+        cluster, name, "ocf:xenha:xen-guest",
+        f"config={config}", "hypervisor=qemu:///system", "remoteuri=qemu+tcp://%n/system",
+        "hvm_migration=live", "force_stop=true", *extra,
+        "meta", "allow-migrate=true",
+        "op", "monitor", "interval=5s", "timeout=30s", "migrate_to", "timeout=60s",
+    )  # fmt: skip
+
+
+def placements(cluster: Cluster, guests: Sequence[str]) -> dict[str, str | None]:
+    """Where Pacemaker says each guest is started (None: stopped)."""
+    status = cluster.status(resources.any_node(cluster))
+    return {guest: (status.started_on(guest) or (None,))[0] for guest in guests}
