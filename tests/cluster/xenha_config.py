@@ -45,7 +45,7 @@ def configure_cluster(
         "hypervisor=qemu:///system", f"memory_capacity={capacity_mib}", "cpu_overcommit=4",
         "op", "monitor", f"interval={host_monitor}", "clone",
     )  # fmt: skip
-    wait_capacity(cluster, {node: capacity_mib for node in cluster.running_nodes()})
+    wait_capacity(cluster, dict.fromkeys(cluster.running_nodes(), capacity_mib))
 
 
 def node_utilization(cluster: Cluster) -> dict[str, dict[str, int]]:
