@@ -34,7 +34,7 @@ from tests.cluster.commands import CommandFailed, Result
 from tests.cluster.crm_mon import ClusterStatus, CrmMonError, parse_crm_mon
 from tests.cluster.fencing import FenceRecord, parse_fence_log
 from tests.cluster.layout import QEMU_CAPS_SEED, ClusterLayout, LayoutError
-from tests.cluster.node_init import DAEMON_PATH, Mount, NodePlan, RunDir
+from tests.cluster.node_init import DAEMON_PATH, LIBVIRTD_PID_FILE, Mount, NodePlan, RunDir
 
 PYTHON = "/usr/bin/python3"
 NODE_INIT = Path(__file__).resolve().parent / "node_init.py"
@@ -237,18 +237,58 @@ class Cluster:
     def restore_network(self, node: str) -> None:
         network.restore(self.layout, node)
 
+    def kill_libvirtd(self, node: str) -> int:
+        """SIGKILL the node's libvirtd (its guests keep running); returns its host PID. The
+        node's init starts it again at once, as systemd would (``Restart=on-failure``)."""
+        pid = self.libvirtd_pid(node)
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def freeze_libvirtd(self, node: str) -> None:
+        """A hung libvirtd (SIGSTOP): its socket still accepts, no call is answered."""
+        os.kill(self.libvirtd_pid(node), signal.SIGSTOP)
+
+    def thaw_libvirtd(self, node: str) -> None:
+        os.kill(self.libvirtd_pid(node), signal.SIGCONT)
+
+    def libvirtd_pid(self, node: str) -> int:
+        """Host PID of the node's current libvirtd (from its pid file, a PID of the node)."""
+        init = self.init_pid(node)
+        if init is None:
+            raise ClusterError(f"node {node} of cluster {self.layout.prefix} is not running")
+        pid_file = Path(f"/proc/{init}/root{LIBVIRTD_PID_FILE}")
+        try:
+            inner = pid_file.read_text().strip()
+        except OSError as error:
+            raise ClusterError(f"node {node}: no libvirtd pid file ({error.strerror})") from None
+        for pid in cgroups.procs(self.layout.cgroup(node)):
+            if _namespace_pids(pid)[-1:] == [inner]:
+                return pid
+        raise ClusterError(f"node {node}: libvirtd (pid {inner} in the node) is not running")
+
+    def restore_all(self, timeout_s: float = 90.0) -> float:
+        """Undo every fault: thaw frozen nodes and libvirtds, plug cables back in, boot the
+        nodes that are down (state kept); returns the seconds until all nodes were online."""
+        for node in self.layout.node_names:
+            if self.is_frozen(node):
+                self.thaw_node(node)
+            self.restore_network(node)
+        for node in self.running_nodes():
+            try:
+                self.thaw_libvirtd(node)
+            except (ClusterError, ProcessLookupError):
+                pass  # restarting, or gone with its node: nothing to thaw
+        for node in self.layout.node_names:
+            if self.init_pid(node) is None:
+                self.start_node(node, wait=False)
+        return self.wait_online(timeout_s)
+
     def init_pid(self, node: str) -> int | None:
         """Host PID of the node's init (PID 1 of its namespace), None when the node is down."""
         for pid in cgroups.procs(self.layout.cgroup(node)):
-            try:
-                status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
-                continue
-            for line in status.splitlines():
-                if line.startswith("NSpid:"):
-                    ids = line.split()[1:]
-                    if len(ids) > 1 and ids[-1] == "1":
-                        return pid
+            ids = _namespace_pids(pid)
+            if len(ids) > 1 and ids[-1] == "1":
+                return pid
         return None
 
     def is_frozen(self, node: str) -> bool:
@@ -520,6 +560,18 @@ def remove_leftovers(layout: ClusterLayout) -> None:
     process in them, QEMU included) and network namespaces. Nothing else is touched."""
     cgroups.remove(layout.cgroup_root)
     network.remove(layout)
+
+
+def _namespace_pids(pid: int) -> list[str]:
+    """The PIDs of a process in each PID namespace, outermost first (empty when it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return []
+    for line in status.splitlines():
+        if line.startswith("NSpid:"):
+            return line.split()[1:]
+    return []
 
 
 def _mirror_dirs(lower: Path, upper: Path, relative: str) -> None:

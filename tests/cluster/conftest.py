@@ -58,13 +58,6 @@ def cleanup(cluster: Cluster) -> Iterator[Callable[[str], None]]:
     """``cleanup(resource_id)`` deletes the resource after the test; every node is back online too."""
     created: list[str] = []
     yield created.append
-    for node in cluster.layout.node_names:
-        if cluster.is_frozen(node):
-            cluster.thaw_node(node)
-        cluster.restore_network(node)
-    for node in cluster.layout.node_names:
-        if cluster.init_pid(node) is None:
-            cluster.start_node(node, wait=False)
-    cluster.wait_online()
+    cluster.restore_all()
     for resource_id in reversed(created):
         resources.delete(cluster, resource_id)

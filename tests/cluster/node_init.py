@@ -12,8 +12,9 @@ node's network namespace and its own private mount, UTS, IPC and PID namespaces.
    agents and the fence agent), sets the hostname;
 3. starts libvirtd and corosync, waits until both answer, then starts pacemakerd;
 4. stays PID 1, reaping every orphan at once (libvirt waits for a destroyed QEMU to be
-   reaped), until SIGTERM: then pacemakerd, corosync, the remaining guests and libvirtd
-   are stopped in that order.
+   reaped) and restarting libvirtd when it dies, as Debian's ``libvirtd.service``
+   (``Restart=on-failure``) does, until SIGTERM: then pacemakerd, corosync, the remaining
+   guests and libvirtd are stopped in that order.
 
 Standard library only: the plan format below is shared with the harness, which imports it.
 Progress is appended to the plan's ``events_log`` as ``<unix time> <event>`` lines.
@@ -34,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 DAEMON_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+LIBVIRTD_PID_FILE = "/run/libvirt/libvirtd.pid"  # inside the node
+LIBVIRTD_RESTARTS = 5  # systemd's default StartLimitBurst
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class Init:
         self.helpers: set[int] = set()
         self.exited: dict[int, int] = {}
         self.stop_requested = False
+        self.libvirtd_restarts = 0
         self._wakeup_r, self._wakeup_w = os.pipe()
         os.set_blocking(self._wakeup_w, False)
         os.set_blocking(self._wakeup_r, False)
@@ -204,7 +208,7 @@ class Init:
             self.event(f"timed out after {timeout_s:.0f} s waiting: {what}")
         return False
 
-    def start(self) -> None:
+    def start_libvirtd(self) -> None:
         libvirtd = ["/usr/sbin/libvirtd", "--listen", "-f", "/etc/libvirt/libvirtd.conf"]
         # libvirt throws its qemu capabilities cache away when the host's CPUID differs from
         # the cached one, and CPUID leaf 0x1f carries the x2APIC id of the CPU that asks: a
@@ -213,9 +217,23 @@ class Init:
         allowed = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {min(allowed)})
         try:
-            self.spawn("libvirtd", [*libvirtd, "-p", "/run/libvirt/libvirtd.pid"], "/var/log/libvirt/libvirtd.stdout")
+            self.spawn("libvirtd", [*libvirtd, "-p", LIBVIRTD_PID_FILE], "/var/log/libvirt/libvirtd.stdout")
         finally:
             os.sched_setaffinity(0, allowed)
+
+    def supervise(self) -> None:
+        """Restart libvirtd when it died (killed, crashed), as systemd's ``Restart=on-failure``
+        would; it finds its running guests again. Not more than LIBVIRTD_RESTARTS times."""
+        if self.stop_requested or "libvirtd" not in self.daemons or self.running("libvirtd"):
+            return
+        if self.libvirtd_restarts >= LIBVIRTD_RESTARTS:
+            return
+        self.libvirtd_restarts += 1
+        self.event(f"restarting libvirtd (restart {self.libvirtd_restarts} of at most {LIBVIRTD_RESTARTS})")
+        self.start_libvirtd()
+
+    def start(self) -> None:
+        self.start_libvirtd()
         self.spawn("corosync", ["/usr/sbin/corosync", "-f"], "/var/log/corosync/corosync.stdout")
         timeout = self.plan.ready_timeout_s
         if not self.wait_until("corosync answers", lambda: self.succeeds(["corosync-cfgtool", "-s"]), timeout):
@@ -273,6 +291,7 @@ class Init:
         self.start()
         while not self.stop_requested:
             self.pause(1.0)
+            self.supervise()
         self.stop()
         return 0
 
