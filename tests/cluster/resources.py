@@ -37,6 +37,21 @@ def delete(cluster: Cluster, resource_id: str, timeout_s: float = 120.0) -> None
                   hint=f"resource {resource_id} may still be running")  # fmt: skip
 
 
+def delete_all(cluster: Cluster, resource_ids: Sequence[str], timeout_s: float = 120.0) -> None:
+    """Stop several resources in one transition, then remove them and their move constraints."""
+    node = any_node(cluster)
+    for resource_id in resource_ids:
+        cluster.run(node, ["crm_resource", "--clear", "-r", resource_id], 30.0)
+    status = cluster.status(node)
+    present = [resource_id for resource_id in resource_ids if status.resource(resource_id) is not None]
+    if not present:
+        return
+    cluster.check(node, ["pcs", "resource", "disable", *present, f"--wait={int(timeout_s)}"], timeout_s + 30.0,
+                  hint=f"resources {present} may still be running")  # fmt: skip
+    for resource_id in present:
+        cluster.check(node, ["cibadmin", "--delete", "--xml-text", f'<primitive id="{resource_id}"/>'], 30.0)
+
+
 def wait_started(
     cluster: Cluster,
     resource_id: str,

@@ -13,9 +13,10 @@ from xml.etree import ElementTree
 
 from tests.cluster import resources
 from tests.cluster.cluster import Cluster, ClusterError
-from tests.cluster.guests import tiny_guest_xml
+from tests.cluster.guests import filler_boot_image, tiny_guest_xml
 
 HOST_CLONE = "xen-host-clone"
+GUEST_OPS = ("monitor", "interval=5s", "timeout=30s", "migrate_to", "timeout=60s")
 
 
 def guest_demand_mib(memory_mib: int, vcpus: int = 1) -> int:
@@ -37,12 +38,13 @@ def configure_cluster(
     placement: str = "balanced",
     health: str = "migrate-on-red",
     host_monitor: str = "10s",
+    cpu_overcommit: int = 4,
 ) -> None:
     """Cluster options and the xen-host clone; returns once every node has its capacity."""
     pcs(cluster, "property", "set", f"placement-strategy={placement}", f"node-health-strategy={health}")
     resources.create(
         cluster, "xen-host", "ocf:xenha:xen-host",
-        "hypervisor=qemu:///system", f"memory_capacity={capacity_mib}", "cpu_overcommit=4",
+        "hypervisor=qemu:///system", f"memory_capacity={capacity_mib}", f"cpu_overcommit={cpu_overcommit}",
         "op", "monitor", f"interval={host_monitor}", "clone",
     )  # fmt: skip
     wait_capacity(cluster, dict.fromkeys(cluster.running_nodes(), capacity_mib))
@@ -71,21 +73,41 @@ def wait_capacity(cluster: Cluster, expected: dict[str, int], timeout_s: float =
     raise ClusterError(f"xen-host did not publish {expected} within {timeout_s:.0f} s: {node_utilization(cluster)}")
 
 
-def write_guest_config(cluster: Cluster, name: str, memory_mib: int) -> str:
+def write_guest_config(cluster: Cluster, name: str, memory_mib: int, boot_image: str | None = None) -> str:
     path = cluster.layout.san_dir / f"{name}.xml"
-    path.write_text(tiny_guest_xml(name, memory_mib=memory_mib))
+    path.write_text(tiny_guest_xml(name, memory_mib=memory_mib, boot_image=boot_image))
     return str(path)
 
 
-def create_guest(cluster: Cluster, name: str, memory_mib: int = 64, *extra: str) -> None:
-    """A xen-guest resource that live-migrates (its guest has no OS: stop destroys at once)."""
-    config = write_guest_config(cluster, name, memory_mib)
+def filler_image(cluster: Cluster) -> str:
+    """The shared floppy image of guests whose live migration takes a while (guests.py)."""
+    path = cluster.layout.san_dir / "filler.img"
+    if not path.exists():
+        path.write_bytes(filler_boot_image())
+    return str(path)
+
+
+def create_guest(
+    cluster: Cluster,
+    name: str,
+    memory_mib: int = 64,
+    *extra: str,
+    boot_image: str | None = None,
+    ops: Sequence[str] = GUEST_OPS,
+    meta: Sequence[str] = (),
+) -> None:
+    """A xen-guest resource that live-migrates (its guest has no OS: stop destroys at once).
+
+    ``extra``: more parameters; ``ops``: the operation settings (pcs syntax); ``meta``: more
+    meta attributes.
+    """
+    config = write_guest_config(cluster, name, memory_mib, boot_image)
     resources.create(
         cluster, name, "ocf:xenha:xen-guest",
         f"config={config}", "hypervisor=qemu:///system", "remoteuri=qemu+tcp://%n/system",
         "hvm_migration=live", "force_stop=true", *extra,
-        "meta", "allow-migrate=true",
-        "op", "monitor", "interval=5s", "timeout=30s", "migrate_to", "timeout=60s",
+        "meta", "allow-migrate=true", *meta,
+        "op", *ops,
     )  # fmt: skip
 
 
