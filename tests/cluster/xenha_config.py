@@ -40,12 +40,17 @@ def configure_cluster(
     host_monitor: str = "10s",
     cpu_overcommit: int = 4,
 ) -> None:
-    """Cluster options and the xen-host clone; returns once every node has its capacity."""
+    """Cluster options and the xen-host clone; returns once every node has its capacity.
+
+    The clone may run on a node whose health is red (``allow-unhealthy-nodes``): it is the
+    agent that says so, and without this Pacemaker stops it there, its stop withdraws the
+    red, and guests are sent back to the sick node.
+    """
     pcs(cluster, "property", "set", f"placement-strategy={placement}", f"node-health-strategy={health}")
     resources.create(
         cluster, "xen-host", "ocf:xenha:xen-host",
         "hypervisor=qemu:///system", f"memory_capacity={capacity_mib}", f"cpu_overcommit={cpu_overcommit}",
-        "op", "monitor", f"interval={host_monitor}", "clone",
+        "op", "monitor", f"interval={host_monitor}", "clone", "allow-unhealthy-nodes=true",
     )  # fmt: skip
     wait_capacity(cluster, dict.fromkeys(cluster.running_nodes(), capacity_mib))
 
