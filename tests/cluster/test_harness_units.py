@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from tests.cluster.invariants import (
 )
 from tests.cluster.layout import ClusterLayout, LayoutError
 from tests.cluster.node_init import Mount, NodePlan, RunDir
+from tests.cluster.pacemaker_log import Line, cannot_run_anywhere, executions, op_results, stamp, timeouts
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -109,3 +111,23 @@ def test_what_counts_as_a_running_copy() -> None:
     assert not counts_as_running(PAUSED, PAUSED_MIGRATION)  # incoming migration copy
     assert not counts_as_running(PAUSED, PAUSED_STARTING_UP)  # how that copy first shows up
     assert not counts_as_running(SHUTOFF, 0)
+
+
+def test_pacemaker_log_results_executions_and_timeouts() -> None:
+    """Real lines of Pacemaker 2.1.5 (a refused migration, a start, a timed-out Dummy probe)."""
+    lines = [Line("node1", stamp(text), text) for text in (DATA / "pacemaker-excerpt.log").read_text().splitlines()]
+    refused, started, probe = op_results(lines)
+    assert (refused.resource, refused.op, refused.node, refused.result) == ("full1", "migrate_to", "node1", "error")
+    assert refused.reason == (
+        "cannot migrate full1 to node3: needs 70 MiB, node3 has 0 MiB free (capacity 7898, used 7898, reserved 0)"
+    )
+    assert (started.resource, started.op, started.result, started.reason) == ("cut2", "start", "ok", "")
+    assert (probe.resource, probe.result) == ("slow", "Timed Out after 1000ms")
+    (run,) = executions(lines)
+    assert (run.resource, run.op, run.call, run.seconds) == ("full1", "migrate_to", 46, 0.307)
+    assert run.started == datetime(2000, 11, 28, 1, 48, 31, 812000)
+    assert [line.text[-40:] for line in timeouts(lines, ["slow"])] == [
+        line.text[-40:] for line in lines if "slow" in line.text
+    ]
+    assert timeouts(lines, ["full1", "cut2", "slo"]) == []
+    assert cannot_run_anywhere(lines, "bad1") and not cannot_run_anywhere(lines, "bad")
