@@ -42,8 +42,8 @@ fuzz: deps
 acceptance: deps
 	$(PYTEST) -q tests/acceptance
 
-# A real 3-node Pacemaker cluster on this machine (root; about a minute). -rP prints the
-# measured timings of the passed tests.
+# Real 3-node Pacemaker clusters on this machine (root; about 7 minutes, 5 of them the fault
+# matrix, docs/fault-matrix.md). -rP prints the measured timings of the passed tests.
 cluster-test: deps
 	$(PYTEST) -q -rP tests/cluster
 
