@@ -8,7 +8,11 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 LINT_VERSIONS := ruff==0.17.6 mypy==2.4.1 lxml-stubs==0.5.1
 
-.PHONY: all deps tools lint typecheck unit fuzz-ci fuzz acceptance cluster-test test clean
+.PHONY: all deps tools lint typecheck unit fuzz-ci fuzz acceptance cluster-test demo test clean
+
+# The main job: a real 3-node cluster, configured with pcs, narrated (KEEP=1 keeps it up).
+demo: deps
+	$(PYTHON) -m tests.cluster.demo
 
 all: test
 

@@ -8,7 +8,7 @@ fixed ``memory_capacity``, because the memory this machine's kernel reports move
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from xml.etree import ElementTree
 
 from tests.cluster import resources
@@ -26,7 +26,12 @@ def guest_demand_mib(memory_mib: int, vcpus: int = 1) -> int:
     return memory_demand_mib(memory_mib, vcpus, GuestType.HVM)
 
 
-def pcs(cluster: Cluster, *argv: str, timeout_s: float = 60.0) -> str:
+Show = Callable[[Sequence[str]], None]
+
+
+def pcs(cluster: Cluster, *argv: str, timeout_s: float = 60.0, show: Show | None = None) -> str:
+    if show is not None:
+        show(["pcs", *argv])
     return cluster.check(resources.any_node(cluster), ["pcs", *argv], timeout_s, hint="pcs failed").stdout
 
 
@@ -37,14 +42,13 @@ def configure_cluster(
     placement: str = "balanced",
     health: str = "migrate-on-red",
     host_monitor: str = "10s",
+    show: Show | None = None,
 ) -> None:
     """Cluster options and the xen-host clone; returns once every node has its capacity."""
-    pcs(cluster, "property", "set", f"placement-strategy={placement}", f"node-health-strategy={health}")
-    resources.create(
-        cluster, "xen-host", "ocf:xenha:xen-host",
+    pcs(cluster, "property", "set", f"placement-strategy={placement}", f"node-health-strategy={health}", show=show)
+    pcs(cluster, "resource", "create", "xen-host", "ocf:xenha:xen-host",
         "hypervisor=qemu:///system", f"memory_capacity={capacity_mib}", "cpu_overcommit=4",
-        "op", "monitor", f"interval={host_monitor}", "clone",
-    )  # fmt: skip
+        "op", "monitor", f"interval={host_monitor}", "clone", show=show)  # fmt: skip
     wait_capacity(cluster, dict.fromkeys(cluster.running_nodes(), capacity_mib))
 
 
@@ -77,16 +81,14 @@ def write_guest_config(cluster: Cluster, name: str, memory_mib: int) -> str:
     return str(path)
 
 
-def create_guest(cluster: Cluster, name: str, memory_mib: int = 64, *extra: str) -> None:
+def create_guest(cluster: Cluster, name: str, memory_mib: int = 64, *extra: str, show: Show | None = None) -> None:
     """A xen-guest resource that live-migrates (its guest has no OS: stop destroys at once)."""
     config = write_guest_config(cluster, name, memory_mib)
-    resources.create(
-        cluster, name, "ocf:xenha:xen-guest",
+    pcs(cluster, "resource", "create", name, "ocf:xenha:xen-guest",
         f"config={config}", "hypervisor=qemu:///system", "remoteuri=qemu+tcp://%n/system",
         "hvm_migration=live", "force_stop=true", *extra,
         "meta", "allow-migrate=true",
-        "op", "monitor", "interval=5s", "timeout=30s", "migrate_to", "timeout=60s",
-    )  # fmt: skip
+        "op", "monitor", "interval=5s", "timeout=30s", "migrate_to", "timeout=60s", show=show)  # fmt: skip
 
 
 def placements(cluster: Cluster, guests: Sequence[str]) -> dict[str, str | None]:
