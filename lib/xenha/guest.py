@@ -23,6 +23,7 @@ from xenha.domxml import (
     ConfigUnreadable,
     DomainSpec,
     DomainXmlError,
+    GuestType,
     file_fingerprint,
     load_config,
     parse_domain,
@@ -44,6 +45,9 @@ if TYPE_CHECKING:
     from xenha.reservation import AdmissionRequest
 
 POLL_INTERVAL_S = 0.2
+# Actions that may use the spec remembered with the file's fingerprint instead of parsing
+# the file again (start and migrate_from need the file itself).
+REMEMBERED_SPEC_ACTIONS = frozenset({"monitor", "status", "stop", "migrate_to", "reload-agent"})
 # After libvirtd went away mid-action: how long to wait for it to listen again.
 RECONNECT_GRACE_S = 15.0
 RECONNECT_POLL_S = 0.5
@@ -81,8 +85,11 @@ class GuestAgent(Agent):
         path = _config_path(ctx)
         if path is None:
             return problems
-        if ctx.env.action == "monitor" and self._remembered_fingerprint_matches(ctx, path):
-            return problems  # unchanged since the last good read: no need to parse it again
+        if ctx.env.action in REMEMBERED_SPEC_ACTIONS:
+            remembered = self._remembered_spec(ctx, path)
+            if remembered is not None:
+                self._domain = remembered  # unchanged since the last good read: no lxml needed
+                return problems
         try:
             self._config = load_config(path)
             self._domain = parse_domain(self._config.data, path)
@@ -97,15 +104,26 @@ class GuestAgent(Agent):
             problems.append(OcfError(OcfExit.ERR_CONFIGURED, str(error)))
         return problems
 
-    def _remembered_fingerprint_matches(self, ctx: Context, path: str) -> bool:
+    def _remembered_spec(self, ctx: Context, path: str) -> DomainSpec | None:
+        """The guest's spec as remembered, if the file has not changed since it was read."""
         remembered = _state(ctx).load()
-        if remembered.get("config") != path or "domain" not in remembered:
-            return False
+        if remembered.get("config") != path:
+            return None
         try:
             fingerprint = file_fingerprint(stat_config(path))
-        except ConfigUnreadable:
-            return False
-        return bool(remembered.get("config_fingerprint") == fingerprint)
+            if remembered.get("config_fingerprint") != fingerprint:
+                return None
+            return DomainSpec(
+                name=str(remembered["domain"]),
+                uuid=remembered.get("uuid"),
+                hypervisor_type=str(remembered["hypervisor_type"]),
+                guest_type=GuestType(remembered["guest_type"]),
+                memory_mib=int(remembered["memory_mib"]),
+                vcpus=int(remembered["vcpus"]),
+                video_mib=int(remembered.get("video_mib", 0)),
+            )
+        except (ConfigUnreadable, KeyError, TypeError, ValueError):
+            return None  # read it afresh
 
     def translate(self, error: Exception) -> OcfError | None:
         if isinstance(error, HypervisorError):
@@ -158,7 +176,7 @@ class GuestAgent(Agent):
         return OcfExit.SUCCESS  # the framework ran validate() before calling this
 
     def reload_agent(self, ctx: Context) -> OcfExit:
-        _, spec = self._require_config()
+        spec = self._require_spec()
         ctx.log.info("reloaded the agent's parameters; nothing in the running guest changes")
         self._publish_utilization(ctx, spec, force=True)
         return OcfExit.SUCCESS
@@ -167,7 +185,7 @@ class GuestAgent(Agent):
         from xenha import guest_migration
         from xenha.reservation import ClusterOrLocalLedger
 
-        _, spec = self._require_config()
+        spec = self._require_spec()
         code = guest_migration.migrate_to(
             ctx,
             spec,
@@ -302,6 +320,11 @@ class GuestAgent(Agent):
         return OcfExit.SUCCESS
 
     # ---- helpers ----------------------------------------------------------------------------
+    def _require_spec(self) -> DomainSpec:
+        if self._domain is None:
+            raise OcfError(OcfExit.ERR_GENERIC, "internal error: configuration was not validated")
+        return self._domain
+
     def _require_config(self) -> tuple[ConfigFile, DomainSpec]:
         if self._config is None or self._domain is None:
             raise OcfError(OcfExit.ERR_GENERIC, "internal error: configuration was not validated")
@@ -449,9 +472,12 @@ class GuestAgent(Agent):
             config=config.path,
             config_fingerprint=config.fingerprint,
             domain=spec.name,
+            uuid=spec.uuid,
+            hypervisor_type=spec.hypervisor_type,
+            guest_type=spec.guest_type.value,
             memory_mib=spec.memory_mib,
             vcpus=spec.vcpus,
-            guest_type=spec.guest_type.value,
+            video_mib=spec.video_mib,
         )
 
 
@@ -527,10 +553,8 @@ def _admission_request(ctx: Context, spec: DomainSpec, action: str, hold_s: floa
 
 
 def _token(ctx: Context) -> str:
-    """Who holds a lock or a reservation: node, process and a random part."""
-    import secrets
-
-    return f"{ctx.env.node_name}:{os.getpid()}:{secrets.token_hex(4)}"
+    """Who holds a reservation: node, process and a random part (os.urandom: no imports)."""
+    return f"{ctx.env.node_name}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
 def _state(ctx: Context) -> StateFile:

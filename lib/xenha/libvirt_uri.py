@@ -80,25 +80,26 @@ def parse(text: str, parameter: str = "hypervisor", placeholder: bool = False) -
 def mask(text: str) -> str:
     """The URI with any password (user:password@ or a password-like query field) hidden.
 
+    Plain string work, no urllib: URIs are masked on the migration's critical path.
+
     >>> mask("xen+ssh://root:s3cret@node2/system?keyfile=/k")
     'xen+ssh://root:***@node2/system?keyfile=/k'
+    >>> mask("qemu+tcp://n/system?password=x&a=b")
+    'qemu+tcp://n/system?password=***&a=b'
+    >>> mask("xen:///system")
+    'xen:///system'
     """
-    from urllib.parse import urlsplit, urlunsplit  # only when a message names a URI
-
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", text)
-    netloc = parts.netloc
-    if "@" in netloc:
-        credentials, _, location = netloc.rpartition("@")
-        if ":" in credentials:
-            user = credentials.split(":", 1)[0]
-            netloc = f"{user}:***@{location}"
-    query = _SECRET_QUERY.sub(r"\1***", parts.query)
-    if netloc == parts.netloc and query == parts.query:
-        return text  # nothing secret: keep the text exactly (urlunsplit would drop "//")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    scheme, separator, rest = text.partition("://")
+    if not separator:
+        return _SECRET_QUERY.sub(r"\1***", text)
+    authority, slash, remainder = rest.partition("/")
+    credentials, at, location = authority.rpartition("@")
+    if at and ":" in credentials:
+        authority = f"{credentials.split(':', 1)[0]}:***@{location}"
+    path, question, query = remainder.partition("?")
+    if question:
+        query = _SECRET_QUERY.sub(r"\1***", query)
+    return f"{scheme}{separator}{authority}{slash}{path}{question}{query}"
 
 
 def default_remote(hypervisor: LibvirtUri) -> str:

@@ -147,7 +147,7 @@ def test_reservations_held_by_others_count(move: Move) -> None:
     subprocess.run(
         ["cibadmin", "--create", "--scope", "crm_config", "--xml-text",
          '<cluster_property_set id="xenha-ledger-hostB">'
-         '<nvpair id="xenha-ledger-hostB-lock" name="xenha-ledger-hostB-lock" value="free"/>'
+         '<nvpair id="xenha-ledger-hostB-version" name="xenha-ledger-hostB-version" value="7"/>'
          '<nvpair id="xenha-ledger-hostB-rsv-other" name="xenha-ledger-hostB-rsv-other" '
          f'value="memory_mib=1000 vcpus=1 expires={in_flight} holder=elsewhere resource=other"/>'
          "</cluster_property_set>"],
@@ -164,7 +164,7 @@ def test_expired_reservations_do_not_count_and_are_cleaned_up(move: Move) -> Non
     subprocess.run(
         ["cibadmin", "--create", "--scope", "crm_config", "--xml-text",
          '<cluster_property_set id="xenha-ledger-hostB">'
-         '<nvpair id="xenha-ledger-hostB-lock" name="xenha-ledger-hostB-lock" value="free"/>'
+         '<nvpair id="xenha-ledger-hostB-version" name="xenha-ledger-hostB-version" value="7"/>'
          '<nvpair id="xenha-ledger-hostB-rsv-dead" name="xenha-ledger-hostB-rsv-dead" '
          'value="memory_mib=1000 vcpus=1 expires=1000 holder=crashed resource=dead"/>'
          "</cluster_property_set>"],
