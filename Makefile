@@ -8,7 +8,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 LINT_VERSIONS := ruff==0.17.6 mypy==2.4.1 lxml-stubs==0.5.1
 
-.PHONY: all deps tools lint typecheck unit fuzz-ci fuzz acceptance cluster-test demo test clean
+.PHONY: all deps tools lint typecheck unit fuzz-ci fuzz acceptance cluster-test demo bench test clean
 
 # The main job: a real 3-node cluster, configured with pcs, narrated (KEEP=1 keeps it up).
 demo: deps
@@ -35,6 +35,10 @@ typecheck: tools
 
 unit: deps
 	$(PYTEST) -q --doctest-modules lib tests/unit
+
+# Benchmarks against the peers (not part of `make test`): markdown tables on stdout.
+bench: deps
+	$(PYTHON) bench/agents_bench.py
 
 # Hostile input for both agents: a few hundred cases in `make test`, over 10,000 in `make fuzz`.
 fuzz-ci: deps
