@@ -32,7 +32,7 @@ from xenha.domxml import (
 )
 from xenha.guest_spec import AGENT_NAME, DEFAULT_CPU_OVERCOMMIT, SPEC
 from xenha.hypervisor import ErrorKind, Hypervisor, HypervisorError
-from xenha.libvirt_uri import UriError, parse
+from xenha.libvirt_uri import UriError, hypervisor_problems, parse
 from xenha.ocf import Agent, Context, Handler, OcfError, OcfExit
 from xenha.statefile import StateFile
 
@@ -74,14 +74,7 @@ class GuestAgent(Agent):
 
     # ---- validation (no hypervisor) ---------------------------------------------------------
     def validate(self, ctx: Context) -> list[OcfError]:
-        problems = ctx.params.problems()
-        try:
-            parse(ctx.params.string("hypervisor") or "")
-        except UriError as error:
-            problems.append(OcfError(OcfExit.ERR_CONFIGURED, str(error)))
-        except OcfError:
-            pass  # already among the parameter problems
-        problems.extend(_migration_problems(ctx))
+        problems = [*ctx.params.problems(), *hypervisor_problems(ctx.params), *_migration_problems(ctx)]
         path = _config_path(ctx)
         if path is None:
             return problems

@@ -7,6 +7,7 @@ can switch by changing the agent name; new concepts get new names.
 from __future__ import annotations
 
 from xenha.ocf import Action, AgentSpec, Parameter, ParamType
+from xenha.ocf.metadata import COMMON_ACTIONS
 
 AGENT_NAME = "xen-guest"
 # The values of xenha.migration.Method (a unit test keeps them equal); repeated here so that
@@ -173,9 +174,7 @@ ACTIONS = (
     Action("status", 30),
     Action("migrate_to", 120),
     Action("migrate_from", 60),
-    Action("validate-all", 10),
-    Action("meta-data", 5),
-    Action("reload-agent", 20),
+    *COMMON_ACTIONS,
 )
 
 SPEC = AgentSpec(

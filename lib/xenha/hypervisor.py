@@ -213,19 +213,6 @@ class Hypervisor:
 
         threading.Thread(target=open_quietly, name=f"connect {self.node}", daemon=True).start()
 
-    def with_deadline(self, deadline: Deadline) -> Hypervisor:
-        """Use a different (usually shorter) deadline from now on."""
-        self.deadline = deadline
-        return self
-
-    def close(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None and self._stuck is None:
-            try:
-                call_with_deadline(connection.close, min(2.0, self.deadline.remaining()), "close")
-            except Exception:  # noqa: BLE001 - closing is best effort
-                pass
-
     # ---- domains ----------------------------------------------------------------------------
     def lookup(self, name: str) -> Any | None:
         """The domain called ``name``, or None when this host has no such domain."""

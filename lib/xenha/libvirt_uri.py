@@ -8,7 +8,12 @@ scheme here, at validation time, and say which drivers they support.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+from xenha.ocf.codes import OcfError, OcfExit
+
+if TYPE_CHECKING:
+    from xenha.ocf.parameters import ParameterValues
 
 SUPPORTED_DRIVERS = ("xen", "qemu", "test")
 SUPPORTED_TRANSPORTS = ("unix", "ssh", "libssh", "libssh2", "tcp", "tls", "ext")
@@ -27,10 +32,6 @@ class LibvirtUri(NamedTuple):
     transport: str | None
     host: str
     path: str
-
-    @property
-    def is_local(self) -> bool:
-        return not self.host and self.transport in (None, "unix")
 
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
@@ -116,3 +117,14 @@ def default_remote(hypervisor: LibvirtUri) -> str:
 def for_node(template: str, node: str) -> str:
     """Fill in the ``%n`` placeholder with a node name (plus the network suffix, if any)."""
     return template.replace(NODE_PLACEHOLDER, node)
+
+
+def hypervisor_problems(params: ParameterValues) -> list[OcfError]:
+    """The agents' ``hypervisor`` parameter, checked without connecting (validate-all)."""
+    try:
+        parse(params.string("hypervisor") or "")
+    except UriError as error:
+        return [OcfError(OcfExit.ERR_CONFIGURED, str(error))]
+    except OcfError:
+        return []  # already among the parameter problems
+    return []

@@ -9,7 +9,7 @@ from __future__ import annotations
 from xml.sax.saxutils import quoteattr
 
 from tests.cluster.layout import LIBVIRT_TCP_PORT, ClusterLayout
-from tests.harness.libvirt_hosts import GROUP_EXTRA, PASSWD_EXTRA, QEMU_CONF, tcp_settings
+from tests.harness.libvirt_hosts import GROUP_EXTRA, PASSWD_EXTRA, QEMU_CONF, libvirtd_settings
 
 FENCE_AGENT = "fence_xenha_test"
 FENCE_DEVICE = "fence-xenha"
@@ -82,14 +82,7 @@ def etc_group(host_group: str) -> str:
 
 def libvirtd_conf(layout: ClusterLayout, node: str) -> str:
     settings = [
-        'unix_sock_group = "root"',
-        'unix_sock_ro_perms = "0777"',
-        'unix_sock_rw_perms = "0770"',
-        'auth_unix_ro = "none"',
-        'auth_unix_rw = "none"',
-        "listen_tls = 0",
-        "listen_tcp = 1",
-        *tcp_settings(layout.address(node)),
+        *libvirtd_settings(layout.address(node)),
         f'host_uuid = "{layout.host_uuid(node)}"',
         'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"',
         "max_clients = 200",
