@@ -196,10 +196,12 @@ def run_demo(cluster: Cluster, narrator: Narrator) -> None:
     narrator.say(f"fence agent: {records[-1] if records else 'no record'}")
     narrator.show(cluster, survivor, ["crm_mon", "-1", "-r"], keep=25)
     capacity_table(narrator, cluster)
-    log = cluster.node_log(survivor, "log/pacemaker/pacemaker.log").read_text(errors="replace")
-    guests_stuck = [line for line in log.splitlines() if "cannot run anywhere" in line and "xen-host" not in line]
-    for line in guests_stuck[-2:]:
-        narrator.say(f"scheduler: {line.split(') ', 1)[-1]}")
+    for stuck in stuck_guests(cluster):
+        narrator.say(f"scheduler (the DC's log): {stuck}")
+    for guest, host in placements(cluster, list(GUESTS)).items():
+        if host is None:
+            needs = guest_demand_mib(GUESTS[guest][0])
+            narrator.say(f"{guest} needs {needs} MiB: no surviving host has that much free (see the table)")
     narrator.show(cluster, survivor, [XENHA, "plan"], check=False)
 
     narrator.step(f"8. {victim} comes back: the stopped guest has room again")
@@ -209,6 +211,18 @@ def run_demo(cluster: Cluster, narrator: Narrator) -> None:
     )
     narrator.took(f"{victim} rejoined, all guests running")
     capacity_table(narrator, cluster)
+
+
+def stuck_guests(cluster: Cluster) -> list[str]:
+    """The scheduler's latest "cannot run anywhere" lines for guests, from every running node's log."""
+    found: dict[str, str] = {}
+    for host in cluster.running_nodes():
+        log = cluster.node_log(host, "log/pacemaker/pacemaker.log").read_text(errors="replace")
+        for line in log.splitlines():
+            for guest in GUESTS:
+                if f"Resource {guest} cannot run anywhere" in line:
+                    found[guest] = line.split(") ", 1)[-1].strip()
+    return list(found.values())
 
 
 def wait_settled(cluster: Cluster, timeout_s: float = 60.0) -> None:
