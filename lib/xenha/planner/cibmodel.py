@@ -220,6 +220,8 @@ class _CibTarget:
         from lxml import etree
 
         self._builder = etree.TreeBuilder()
+        self._open = 0  # elements open outside <status>
+        self._builder_empty = True
         self._depth = 0  # elements open inside <status>, itself included
         self._transient = 0  # depth inside transient_attributes
         self._node = ""
@@ -256,6 +258,8 @@ class _CibTarget:
             return
         if tag == "status":
             self._depth = 1
+        self._open += 1
+        self._builder_empty = False
         self._builder.start(tag, dict(attrib))  # type: ignore[arg-type]
 
     def end(self, tag: str) -> None:
@@ -265,12 +269,15 @@ class _CibTarget:
             self._depth -= 1
             if self._depth:
                 return
+        self._open -= 1
         self._builder.end(tag)
 
     def comment(self, text: str) -> None:
         return None
 
     def close(self) -> Any:
+        if self._open or self._builder_empty:
+            return None  # empty or truncated: lxml raises its syntax error next
         return self._builder.close()
 
 

@@ -244,19 +244,70 @@ def _memory_margin(demand: Resources, capacities: Sequence[Resources], demand_to
 
 
 @dataclass(frozen=True)
+class DemandProfile:
+    """What the proof needs to know about the guests, computed once per CIB."""
+
+    total: Resources
+    front: tuple[Resources, ...]  # Pareto-maximal demands (the simple test)
+    distinct: tuple[Resources, ...]  # every distinct demand (the refined test)
+    ratios: Ratios
+
+    @classmethod
+    def of(cls, demands: Iterable[Resources]) -> DemandProfile:
+        listed = list(demands)
+        return cls(
+            total=total(listed),
+            front=pareto_maximal(listed),
+            distinct=tuple(sorted(set(listed), key=lambda d: (d.memory_mib, d.vcpus))),
+            ratios=Ratios.of(listed),
+        )
+
+
+def proves_every_guest_fits(capacities: Sequence[Resources], profile: DemandProfile) -> Proof:
+    """The theorem's test on the survivors' capacities (pure arithmetic, no preconditions).
+
+    First the simple test on the Pareto front (enough, by monotonicity); if it fails, the
+    refined test on every distinct demand (no monotonicity needed).
+    """
+    if not profile.front:
+        return Proof(True, "no guest is meant to run")
+    if not any(may_be_blocked(demand, capacities, profile.total) for demand in profile.front):
+        margin, demand = min(
+            ((_memory_margin(demand, capacities, profile.total), demand) for demand in profile.front),
+            key=lambda item: item[0],
+        )
+        return Proof(
+            True,
+            f"proved: every guest finds room in any placement order "
+            f"(largest {demand.memory_mib} MiB / {demand.vcpus} vCPUs)",
+            demand=demand,
+            margin_mib=margin,
+        )
+    if len(profile.distinct) > MAX_REFINED_DEMANDS:
+        return Proof(
+            False, f"not proved: {len(profile.distinct)} distinct guest sizes, too many to check one by one"
+        )
+    for demand in profile.distinct:
+        if may_be_blocked_refined(demand, capacities, profile.total, profile.ratios):
+            return Proof(
+                False,
+                f"not proved: guests of {demand.memory_mib} MiB and {demand.vcpus} vCPUs "
+                f"could find every survivor full in some placement order",
+                demand=demand,
+            )
+    return Proof(True, "proved: every guest finds room in any placement order (memory and vCPUs together)")
+
+
+@dataclass(frozen=True)
 class FastPath:
-    """The proof, prepared once per CIB: demand totals, Pareto front, global blockers."""
+    """The proof for one CIB: its preconditions, checked per scenario, and the demand profile."""
 
     model: CibModel
-    demand_total: Resources
-    front: tuple[Resources, ...]
-    distinct: tuple[Resources, ...]
-    ratios: Ratios
+    profile: DemandProfile
     global_blocker: str | None
 
     @classmethod
     def for_model(cls, model: CibModel) -> FastPath:
-        guests = model.running_guests
         blocker: str | None = None
         if model.options.placement_strategy not in PROVABLE_STRATEGIES:
             blocker = f"placement-strategy={model.options.placement_strategy}"
@@ -269,10 +320,7 @@ class FastPath:
                     break
         return cls(
             model=model,
-            demand_total=total(guest.demand for guest in guests),
-            front=pareto_maximal(guest.demand for guest in guests),
-            distinct=tuple(sorted({guest.demand for guest in guests}, key=lambda d: (d.memory_mib, d.vcpus))),
-            ratios=Ratios.of(guest.demand for guest in guests),
+            profile=DemandProfile.of(guest.demand for guest in model.running_guests),
             global_blocker=blocker,
         )
 
@@ -297,33 +345,4 @@ class FastPath:
         blocker = self.blocker(failed, quorum)
         if blocker is not None:
             return Proof(False, f"not applicable: {blocker}")
-        capacities = [host.capacity for host in self.survivors(failed)]
-        if not self.front:
-            return Proof(True, "no guest is meant to run")
-        if not any(may_be_blocked(demand, capacities, self.demand_total) for demand in self.front):
-            # Pareto front suffices for the simple test (monotonicity).
-            margin, demand = min(
-                (_memory_margin(demand, capacities, self.demand_total), demand) for demand in self.front
-            )
-            return Proof(
-                True,
-                f"proved: every guest finds room in any placement order "
-                f"(largest {demand.memory_mib} MiB / {demand.vcpus} vCPUs)",
-                demand=demand,
-                margin_mib=margin,
-            )
-        if len(self.distinct) > MAX_REFINED_DEMANDS:
-            return Proof(
-                False, f"not proved: {len(self.distinct)} distinct guest sizes, too many to check one by one"
-            )
-        for demand in self.distinct:
-            if may_be_blocked_refined(demand, capacities, self.demand_total, self.ratios):
-                return Proof(
-                    False,
-                    f"not proved: guests of {demand.memory_mib} MiB and {demand.vcpus} vCPUs "
-                    f"could find every survivor full in some placement order",
-                    demand=demand,
-                )
-        return Proof(
-            True, "proved: every guest finds room in any placement order (memory and vCPUs together)"
-        )
+        return proves_every_guest_fits([host.capacity for host in self.survivors(failed)], self.profile)

@@ -72,6 +72,12 @@ def shortfall_phrase(result: ScenarioResult) -> str:
         return " and ".join(parts) + " short"
     if result.reason.startswith(("the survivors lose quorum", "no fencing device")):
         return result.reason
+    if all(guest.room_on for guest in result.stopped):
+        first = result.stopped[0]
+        return (
+            f"not for lack of room ({first.resource} would fit on {names(list(first.room_on), 3)}): "
+            "a constraint, a failure or an ordering keeps it stopped"
+        )
     needed = result.stopped_demand
     return (
         f"{needed.memory_mib} MiB / {needed.vcpus} vCPUs needed: enough spare in total, "
@@ -184,7 +190,7 @@ def render_plan_text(plan: Plan, command: str = "PLAN") -> str:
                 f"... and {len(failing) - MAX_ROWS} more scenarios leave guests stopped (--json lists all)"
             )
         kept = len(plan.results) - len(failing)
-        lines.append(f"{_count(kept, 'scenario')} keep every guest running")
+        lines.append(f"{_count(kept, 'scenario')} {'keeps' if kept == 1 else 'keep'} every guest running")
         worst = failing[0]
         if worst.hosts_after is not None:
             lines.append("")
@@ -219,7 +225,12 @@ def _scenario_json(result: ScenarioResult) -> dict[str, Any]:
         "method": result.method,
         "reason": result.reason,
         "stopped_guests": [
-            {"resource": guest.resource, "was_on": list(guest.was_on), **_resources_json(guest.demand)}
+            {
+                "resource": guest.resource,
+                "was_on": list(guest.was_on),
+                "room_on": list(guest.room_on),
+                **_resources_json(guest.demand),
+            }
             for guest in result.stopped
         ],
         "stopped_demand": _resources_json(result.stopped_demand),

@@ -112,6 +112,9 @@ class StoppedGuest:
     resource: str
     demand: Resources
     was_on: tuple[str, ...]
+    # Hosts with room for it once recovery is done: when not empty, capacity is not why it
+    # is stopped (a constraint, a failure or an ordering keeps it off them).
+    room_on: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -306,11 +309,11 @@ def scheduler_result(model: CibModel, scenario: Scenario, simulation: Simulation
     lost = set(scenario.failed)
     placement = simulation.placement
     before = simulation.output.active_before
-    stopped = tuple(
-        StoppedGuest(guest.resource, guest.demand, tuple(before.get(guest.resource, ())))
+    stopped_guests = [
+        guest
         for guest in model.running_guests
         if not [node for node in placement.get(guest.resource, ()) if node not in lost]
-    )
+    ]
     loads: dict[str, Resources] = {}
     demands = {guest.resource: guest.demand for guest in model.guests}
     demands.update({consumer.resource: consumer.demand for consumer in model.consumers})
@@ -322,7 +325,21 @@ def scheduler_result(model: CibModel, scenario: Scenario, simulation: Simulation
         for host in model.hosts
         if host.online and host.name not in lost
     )
-    free = total(host.free.clipped() for host in hosts_after)
+    available = {host.name for host in model.hosts if host.available}
+    stopped = tuple(
+        StoppedGuest(
+            guest.resource,
+            guest.demand,
+            tuple(before.get(guest.resource, ())),
+            tuple(
+                host.name
+                for host in hosts_after
+                if host.name in available and guest.demand.fits_in(host.free)
+            ),
+        )
+        for guest in stopped_guests
+    )
+    free = total(host.free.clipped() for host in hosts_after if host.name in available)
     stopped_demand = total(guest.demand for guest in stopped)
     shortfall = (stopped_demand - free).clipped() if stopped else Resources()
     if not stopped:
@@ -331,6 +348,8 @@ def scheduler_result(model: CibModel, scenario: Scenario, simulation: Simulation
         reason = f"the survivors lose quorum (no-quorum-policy={model.options.no_quorum_policy})"
     elif scenario.failed and model.options.stonith_enabled and not model.fencing_devices:
         reason = "no fencing device: the failed hosts cannot be fenced, so nothing is recovered"
+    elif all(guest.room_on for guest in stopped):
+        reason = "not for lack of room: constraints, failures or orderings keep them stopped"
     else:
         reason = "the scheduler finds no host with room"
     return ScenarioResult(

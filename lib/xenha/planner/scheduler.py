@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from xenha.planner.cibmodel import CPU, MEMORY, Resources
-from xenha.runner import CommandResult, CommandRunner
+from xenha.runner import CommandResult, CommandRunner, first_line
 
 CRM_SIMULATE = "crm_simulate"
 MALLOC_TUNING = "glibc.malloc.mxfast=0"
@@ -104,7 +104,7 @@ class SchedulerError(Exception):
     """crm_simulate did not produce a usable answer; the message says what it said."""
 
 
-def _xml(data: bytes | str, what: str) -> Any:
+def parse_xml(data: bytes | str, what: str) -> Any:
     from lxml import etree
 
     parser = etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
@@ -117,7 +117,7 @@ def _xml(data: bytes | str, what: str) -> Any:
 
 def parse_graph(data: bytes | str) -> tuple[GraphAction, ...]:
     """The actions of a saved transition graph (``--save-graph``), in document order."""
-    root = _xml(data, "the transition graph")
+    root = parse_xml(data, "the transition graph")
     if root.tag != "transition_graph":
         raise SchedulerError(f"the transition graph has root <{root.tag}>")
     actions = []
@@ -159,7 +159,7 @@ def _resources_numbers(element: Any) -> Resources:
 
 def parse_simulate_output(data: bytes | str) -> SimulationOutput:
     """Parse the XML output; raises SchedulerError when crm_simulate reports an error."""
-    root = _xml(data, "crm_simulate's output")
+    root = parse_xml(data, "crm_simulate's output")
     if root.tag != "pacemaker-result":
         raise SchedulerError(f"crm_simulate's output has root <{root.tag}>")
     status = root.find("status")
@@ -244,7 +244,10 @@ def interpret(
                 parse_simulate_output(result.stdout)
             except SchedulerError as error:
                 detail = str(error)
-        raise SchedulerError(f"{detail} (scenario: {describe_failed(request.failed)})")
+            stderr = first_line(result.stderr)
+            if stderr:
+                detail = f"{detail} ({stderr})"
+        raise SchedulerError(f"{detail}; scenario: {describe_failed(request.failed)}")
     output = parse_simulate_output(result.stdout)
     actions = parse_graph(graph)
     return SimulationResult(
