@@ -6,7 +6,6 @@ import pathlib
 import re
 
 import pytest
-
 from xenha.planner.cibmodel import (
     CibError,
     Resources,
@@ -123,7 +122,8 @@ def test_constraints_through_tags_and_patterns() -> None:
 def test_other_utilization_attributes_and_bad_values() -> None:
     cib = render_cib(HOSTS, GUESTS[:1]).replace(
         '<nvpair id="web1-utilization-cpu" name="cpu" value="2"/>',
-        '<nvpair id="web1-utilization-cpu" name="cpu" value="2x"/><nvpair id="web1-u-disk" name="disk" value="5"/>',
+        '<nvpair id="web1-utilization-cpu" name="cpu" value="2x"/>'
+        '<nvpair id="web1-u-disk" name="disk" value="5"/>',
     )
     blockers = parse_cib(cib.encode()).guests[0].blockers
     assert "web1 has cpu='2x', not a whole number of at least 0" in blockers

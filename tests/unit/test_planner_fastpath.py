@@ -17,7 +17,6 @@ from collections.abc import Sequence
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-
 from xenha.planner.cibmodel import Resources
 from xenha.planner.cibsource import CibSnapshot
 from xenha.planner.fastpath import (
@@ -85,7 +84,7 @@ def test_pareto_front() -> None:
 def can_strand(capacities: Sequence[Resources], demands: Sequence[Resources]) -> bool:
     """Whether SOME order and SOME choice of hosts (each with room) leaves a guest unplaced."""
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def go(remaining: tuple[Resources, ...], used: tuple[Resources, ...]) -> bool:
         for index, demand in enumerate(remaining):
             if index and remaining[index - 1] == demand:
