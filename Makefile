@@ -23,8 +23,8 @@ $(VENV)/.installed: | deps
 tools: $(VENV)/.installed
 
 lint: tools
-	$(VENV)/bin/ruff check lib agents tests tools
-	$(VENV)/bin/ruff format --check lib agents
+	$(VENV)/bin/ruff check lib agents bin tests tools bench
+	$(VENV)/bin/ruff format --check lib agents bin
 
 typecheck: tools
 	$(VENV)/bin/mypy
