@@ -23,7 +23,7 @@ $(VENV)/.installed: | deps
 tools: $(VENV)/.installed
 
 lint: tools
-	$(VENV)/bin/ruff check lib agents bin tests tools bench
+	$(VENV)/bin/ruff check lib agents bin tests tools $(wildcard bench)
 	$(VENV)/bin/ruff format --check lib agents bin
 
 typecheck: tools
