@@ -179,9 +179,7 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
 
 
 def add_check_add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--memory", metavar="MiB", type=_positive, required=True, help="the new guest's memory"
-    )
+    parser.add_argument("--memory", metavar="MiB", type=_positive, required=True, help="the new guest's memory")
     parser.add_argument("--vcpus", metavar="N", type=_positive, required=True, help="the new guest's vCPUs")
     _common(parser)
 

@@ -59,9 +59,7 @@ def _nvpair(parent: Any, owner: str, name: str, value: str) -> None:
     etree.SubElement(parent, "nvpair", {"id": f"{owner}-{name}", "name": name, "value": value})
 
 
-def add_guest(
-    data: bytes, demand: Resources, running_on: str | None, name: str = NEW_GUEST
-) -> tuple[bytes, str]:
+def add_guest(data: bytes, demand: Resources, running_on: str | None, name: str = NEW_GUEST) -> tuple[bytes, str]:
     """The CIB with one more guest (and its id, made unique); running on a host, or not yet.
 
     Raises CibError when the CIB has no resources section or the host has no status.

@@ -294,9 +294,7 @@ def read_cib_document(data: bytes) -> CibDocument:
         with _collector_paused():
             root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as error:
-        raise CibError(
-            f"the CIB is not well-formed XML ({error}): give the output of 'cibadmin --query'"
-        ) from None
+        raise CibError(f"the CIB is not well-formed XML ({error}): give the output of 'cibadmin --query'") from None
     if root is None or root.tag != "cib":
         tag = "nothing" if root is None else f"<{root.tag}>"
         raise CibError(f"the document is {tag}, not a CIB (<cib>): give the output of 'cibadmin --query'")
@@ -695,8 +693,7 @@ def _build_model(document: CibDocument) -> CibModel:
             consumers.append(Consumer(resource, demand))
     if consumers:
         blockers.append(
-            "resources other than guests have utilization: "
-            + ", ".join(consumer.resource for consumer in consumers)
+            "resources other than guests have utilization: " + ", ".join(consumer.resource for consumer in consumers)
         )
     # Templates and sets the parent loop above could not see.
     for template in templates.values():
@@ -720,15 +717,11 @@ def _build_model(document: CibDocument) -> CibModel:
                 guest_blockers.append(f"{resource} has meta-attribute {key}")
         stickiness = guest_meta.get("resource-stickiness", guest_meta.get("resource_stickiness"))
         if not nonnegative_score(stickiness):
-            guest_blockers.append(
-                f"{resource} has resource-stickiness={stickiness!r}, not a score of at least 0"
-            )
+            guest_blockers.append(f"{resource} has resource-stickiness={stickiness!r}, not a score of at least 0")
         if resource in referenced:
             guest_blockers.append(f"{resource} is named in a constraint")
         utilization_problems: list[str] = []
-        demand, has_utilization = _resource_demand(
-            _nvsets(primitive, "utilization"), resource, utilization_problems
-        )
+        demand, has_utilization = _resource_demand(_nvsets(primitive, "utilization"), resource, utilization_problems)
         guest_blockers.extend(utilization_problems)
         history = histories.get(resource, _History((), ()))
         guest_blockers.extend(history.problems)
@@ -742,8 +735,7 @@ def _build_model(document: CibDocument) -> CibModel:
             Guest(
                 resource=resource,
                 demand=demand,
-                active_on=tuple(node for node in history.active_on if node in host_names)
-                or history.active_on,
+                active_on=tuple(node for node in history.active_on if node in host_names) or history.active_on,
                 should_run=role != "stopped",
                 has_utilization=has_utilization,
                 blockers=tuple(guest_blockers),

@@ -39,9 +39,7 @@ def read_cib_file(path: str) -> CibSnapshot:
 def query_live_cib(runner: CommandRunner, directory: str) -> CibSnapshot:
     result = runner.run(["cibadmin", "--query"], timeout_s=QUERY_TIMEOUT_S)
     if result.not_started is not None:
-        raise CibError(
-            "cibadmin is not installed: install pacemaker-cli-utils, or give a CIB file with --cib FILE"
-        )
+        raise CibError("cibadmin is not installed: install pacemaker-cli-utils, or give a CIB file with --cib FILE")
     if not result.ok:
         raise CibError(
             f"cannot read the live CIB ({result.describe()}): run this on a cluster node, "

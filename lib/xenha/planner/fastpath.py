@@ -219,9 +219,7 @@ def may_be_blocked_refined(
         left = 0.0
         for by_memory, by_cpu in choices:
             options = [
-                weight_memory * cost[0] + weight_cpu * cost[1]
-                for cost in (by_memory, by_cpu)
-                if cost is not None
+                weight_memory * cost[0] + weight_cpu * cost[1] for cost in (by_memory, by_cpu) if cost is not None
             ]
             left += min(options)
         return left > weight_memory * memory_budget + weight_cpu * cpu_budget + 1e-6
@@ -284,9 +282,7 @@ def proves_every_guest_fits(capacities: Sequence[Resources], profile: DemandProf
             margin_mib=margin,
         )
     if len(profile.distinct) > MAX_REFINED_DEMANDS:
-        return Proof(
-            False, f"not proved: {len(profile.distinct)} distinct guest sizes, too many to check one by one"
-        )
+        return Proof(False, f"not proved: {len(profile.distinct)} distinct guest sizes, too many to check one by one")
     for demand in profile.distinct:
         if may_be_blocked_refined(demand, capacities, profile.total, profile.ratios):
             return Proof(

@@ -55,9 +55,7 @@ def parse_revised_status(data: bytes | str) -> dict[str, tuple[str, ...]]:
     return {name: tuple(sorted(nodes)) for name, nodes in active.items()}
 
 
-def stopped_guests(
-    revised: dict[str, tuple[str, ...]], guests: Sequence[str], failed: Sequence[str]
-) -> frozenset[str]:
+def stopped_guests(revised: dict[str, tuple[str, ...]], guests: Sequence[str], failed: Sequence[str]) -> frozenset[str]:
     lost = set(failed)
     return frozenset(guest for guest in guests if not [n for n in revised.get(guest, ()) if n not in lost])
 
@@ -77,7 +75,5 @@ def run_naive(
         if not result.ok:
             raise SchedulerError(f"naive crm_simulate run failed: {result.describe()}")
         revised = parse_revised_status(result.stdout)
-        results.append(
-            NaiveResult(failed, quorum, stopped_guests(revised, guests, failed), clock() - started)
-        )
+        results.append(NaiveResult(failed, quorum, stopped_guests(revised, guests, failed), clock() - started))
     return results

@@ -79,10 +79,7 @@ def shortfall_phrase(result: ScenarioResult) -> str:
             "a constraint, a failure or an ordering keeps it stopped"
         )
     needed = result.stopped_demand
-    return (
-        f"{needed.memory_mib} MiB / {needed.vcpus} vCPUs needed: enough spare in total, "
-        "but no single host has room"
-    )
+    return f"{needed.memory_mib} MiB / {needed.vcpus} vCPUs needed: enough spare in total, but no single host has room"
 
 
 def headline(plan: Plan) -> str:
@@ -186,9 +183,7 @@ def render_plan_text(plan: Plan, command: str = "PLAN") -> str:
             )
         )
         if len(failing) > MAX_ROWS:
-            lines.append(
-                f"... and {len(failing) - MAX_ROWS} more scenarios leave guests stopped (--json lists all)"
-            )
+            lines.append(f"... and {len(failing) - MAX_ROWS} more scenarios leave guests stopped (--json lists all)")
         kept = len(plan.results) - len(failing)
         lines.append(f"{_count(kept, 'scenario')} {'keeps' if kept == 1 else 'keep'} every guest running")
         worst = failing[0]

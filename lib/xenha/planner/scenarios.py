@@ -331,11 +331,7 @@ def scheduler_result(model: CibModel, scenario: Scenario, simulation: Simulation
             guest.resource,
             guest.demand,
             tuple(before.get(guest.resource, ())),
-            tuple(
-                host.name
-                for host in hosts_after
-                if host.name in available and guest.demand.fits_in(host.free)
-            ),
+            tuple(host.name for host in hosts_after if host.name in available and guest.demand.fits_in(host.free)),
         )
         for guest in stopped_guests
     )

@@ -233,9 +233,7 @@ class SimulationResult:
     seconds: float
 
 
-def interpret(
-    request: SimulationRequest, result: CommandResult, graph: bytes, seconds: float
-) -> SimulationResult:
+def interpret(request: SimulationRequest, result: CommandResult, graph: bytes, seconds: float) -> SimulationResult:
     """Turn one finished crm_simulate run into a result; raises SchedulerError otherwise."""
     if not result.ok:
         detail = result.describe()
@@ -301,7 +299,4 @@ def run_simulations(
             if progress is not None:
                 progress(done, len(requests))
         outcomes = [future.result() for future in futures]
-    return [
-        interpret(request, result, graph, seconds)
-        for request, (result, graph, seconds) in zip(requests, outcomes)
-    ]
+    return [interpret(request, result, graph, seconds) for request, (result, graph, seconds) in zip(requests, outcomes)]

@@ -130,18 +130,14 @@ def _nvpair(owner: str, name: str, value: object) -> str:
 
 
 def _utilization(owner: str, memory_mib: int | None, vcpus: int | None) -> str:
-    pairs = [
-        (name, value) for name, value in (("hv_memory", memory_mib), ("cpu", vcpus)) if value is not None
-    ]
+    pairs = [(name, value) for name, value in (("hv_memory", memory_mib), ("cpu", vcpus)) if value is not None]
     if not pairs:
         return ""
     inner = "".join(_nvpair(f"{owner}-utilization", name, value) for name, value in pairs)
     return f'<utilization id="{owner}-utilization">{inner}</utilization>'
 
 
-def _op(
-    resource: str, node: str, operation: str, interval_ms: int, rc: int, call_id: int, digest: str
-) -> str:
+def _op(resource: str, node: str, operation: str, interval_ms: int, rc: int, call_id: int, digest: str) -> str:
     key = f"{resource}_{operation}_{interval_ms}"
     op_id = key if interval_ms else f"{resource}_last_0"
     return (
