@@ -8,7 +8,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 LINT_VERSIONS := ruff==0.17.6 mypy==2.4.1 lxml-stubs==0.5.1
 
-.PHONY: all deps tools lint typecheck unit acceptance test clean
+.PHONY: all deps packaging-deps tools lint typecheck unit acceptance man packages package-test test clean
 
 all: test
 
@@ -34,6 +34,21 @@ unit: deps
 
 acceptance: deps
 	$(PYTEST) -q tests/acceptance
+
+# Man pages generated from the agents' meta-data and the CLI's parser (the packages ship them).
+man:
+	tools/make-manpages build/man
+
+packaging-deps:
+	tools/install-deps --packaging
+
+# The DEB and the RPM, built from a clean copy of the tree and checked by lintian and rpmlint.
+packages: packaging-deps
+	tools/build-packages dist
+
+# Installs the .deb on this machine, checks it from the installed files only, purges it.
+package-test: packages
+	$(PYTEST) -q tests/packaging
 
 test: deps lint typecheck unit acceptance
 
