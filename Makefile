@@ -30,7 +30,7 @@ typecheck: tools
 	$(VENV)/bin/mypy
 
 unit: deps
-	$(PYTEST) -q tests/unit
+	$(PYTEST) -q --doctest-modules lib tests/unit
 
 acceptance: deps
 	$(PYTEST) -q tests/acceptance

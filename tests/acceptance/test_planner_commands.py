@@ -9,9 +9,9 @@ import subprocess
 import time
 from typing import Any
 
-import planner_cibs
 import pytest
 
+from tests.acceptance import planner_cibs
 from xenha.cli import Console, main
 from xenha.planner.synthetic import GuestSpec, HostSpec, render_cib
 from xenha.runner import find_tool

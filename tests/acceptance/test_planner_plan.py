@@ -13,9 +13,9 @@ import subprocess
 import time
 from typing import Any
 
-import planner_cibs
 import pytest
 
+from tests.acceptance import planner_cibs
 from xenha.planner.naive import run_naive
 from xenha.runner import CommandRunner, find_tool
 

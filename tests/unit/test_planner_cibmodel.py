@@ -6,6 +6,7 @@ import pathlib
 import re
 
 import pytest
+
 from xenha.planner.cibmodel import (
     CibError,
     Resources,

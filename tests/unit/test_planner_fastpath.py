@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+
 from xenha.planner.cibmodel import Resources
 from xenha.planner.cibsource import CibSnapshot
 from xenha.planner.fastpath import (

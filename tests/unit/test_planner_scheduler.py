@@ -9,6 +9,7 @@ from __future__ import annotations
 import pathlib
 
 import pytest
+
 from xenha.planner.cibmodel import Resources
 from xenha.planner.naive import naive_argv, parse_revised_status, stopped_guests
 from xenha.planner.scheduler import (
