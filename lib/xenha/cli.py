@@ -36,13 +36,16 @@ from xenha.planner.report import (
 )
 from xenha.planner.scenarios import PlanEnvironment, plan_new_guest, prepare, require_scheduler, run_plan
 from xenha.planner.scheduler import SchedulerError
-from xenha.runner import CommandRunner
+from xenha.runner import CommandRunner, find_tool
 
 
 @dataclass(frozen=True)
 class Console:
+    """The command's outside world: its streams and how it finds Pacemaker's tools."""
+
     out: TextIO
     err: TextIO
+    find_tool: Callable[[str], str | None] = find_tool
 
 
 class ProgressBar:
@@ -168,7 +171,7 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     try:
-        require_scheduler()
+        require_scheduler(console.find_tool)
         with _Workspace() as workspace:
             prepared = prepare(_snapshot(args, workspace))
             plan = run_plan(prepared, args.failures, _environment(args, console), not args.no_fast_path)
@@ -186,7 +189,7 @@ def add_check_add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_check_add(args: argparse.Namespace, console: Console) -> int:
     try:
-        require_scheduler()
+        require_scheduler(console.find_tool)
         with _Workspace() as workspace:
             prepared = prepare(_snapshot(args, workspace))
             plan = plan_new_guest(

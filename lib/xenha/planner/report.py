@@ -62,16 +62,16 @@ def scenario_phrase(result: ScenarioResult) -> str:
 
 
 def shortfall_phrase(result: ScenarioResult) -> str:
+    if result.reason.startswith(("the survivors lose quorum", "no fencing device")):
+        return result.reason
     short = result.shortfall
     parts = []
     if short.memory_mib > 0:
         parts.append(f"{short.memory_mib} MiB")
     if short.vcpus > 0:
-        parts.append(f"{short.vcpus} vCPUs")
+        parts.append(_count(short.vcpus, "vCPU"))
     if parts:
         return " and ".join(parts) + " short"
-    if result.reason.startswith(("the survivors lose quorum", "no fencing device")):
-        return result.reason
     if all(guest.room_on for guest in result.stopped):
         first = result.stopped[0]
         return (
@@ -79,7 +79,10 @@ def shortfall_phrase(result: ScenarioResult) -> str:
             "a constraint, a failure or an ordering keeps it stopped"
         )
     needed = result.stopped_demand
-    return f"{needed.memory_mib} MiB / {needed.vcpus} vCPUs needed: enough spare in total, but no single host has room"
+    return (
+        f"{needed.memory_mib} MiB and {_count(needed.vcpus, 'vCPU')} needed: enough spare in total, "
+        "but no single host has room"
+    )
 
 
 def headline(plan: Plan) -> str:

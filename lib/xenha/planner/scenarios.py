@@ -258,8 +258,9 @@ def check_plannable(model: CibModel) -> None:
         )
 
 
-def require_scheduler() -> None:
-    if find_tool("crm_simulate") is None:
+def require_scheduler(lookup: Callable[[str], str | None] = find_tool) -> None:
+    """Refuse to plan without crm_simulate: every verdict is defined as the scheduler's."""
+    if lookup("crm_simulate") is None:
         raise CibError(
             "crm_simulate is not installed: install pacemaker-cli-utils (apt-get install pacemaker-cli-utils)"
         )
@@ -275,9 +276,9 @@ class Prepared:
 
 def prepare(snapshot: CibSnapshot, schema_dir: str = SCHEMA_DIR) -> Prepared:
     document = read_cib_document(snapshot.data)
+    validated, note = validate_schema(document, schema_dir)
     model = build_model(document)
     check_plannable(model)
-    validated, note = validate_schema(document, schema_dir)
     return Prepared(snapshot, model, validated, note)
 
 
@@ -342,8 +343,10 @@ def scheduler_result(model: CibModel, scenario: Scenario, simulation: Simulation
         reason = "the scheduler places every guest"
     elif not scenario.quorum and model.options.no_quorum_policy != "ignore":
         reason = f"the survivors lose quorum (no-quorum-policy={model.options.no_quorum_policy})"
+        shortfall = Resources()  # not a matter of capacity
     elif scenario.failed and model.options.stonith_enabled and not model.fencing_devices:
         reason = "no fencing device: the failed hosts cannot be fenced, so nothing is recovered"
+        shortfall = Resources()
     elif all(guest.room_on for guest in stopped):
         reason = "not for lack of room: constraints, failures or orderings keep them stopped"
     else:
