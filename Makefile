@@ -8,7 +8,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 LINT_VERSIONS := ruff==0.17.6 mypy==2.4.1 lxml-stubs==0.5.1
 
-.PHONY: all deps packaging-deps tools lint typecheck unit acceptance man packages package-test test clean
+.PHONY: all deps packaging-deps tools lint typecheck unit fuzz-ci fuzz acceptance cluster-test man packages package-test test clean
 
 all: test
 
@@ -23,7 +23,7 @@ $(VENV)/.installed: | deps
 tools: $(VENV)/.installed
 
 lint: tools
-	$(VENV)/bin/ruff check lib agents bin tests tools $(wildcard bench)
+	$(VENV)/bin/ruff check lib agents bin tests tools tests/cluster/cluster tests/cluster/fence_xenha_test $(wildcard bench)
 	$(VENV)/bin/ruff format --check lib agents bin
 
 typecheck: tools
@@ -32,8 +32,20 @@ typecheck: tools
 unit: deps
 	$(PYTEST) -q --doctest-modules lib tests/unit
 
+# Hostile input for both agents: a few hundred cases in `make test`, over 10,000 in `make fuzz`.
+fuzz-ci: deps
+	$(PYTEST) -q tests/fuzz
+
+fuzz: deps
+	XENHA_FUZZ_PROFILE=fuzz $(PYTEST) -q tests/fuzz
+
 acceptance: deps
 	$(PYTEST) -q tests/acceptance
+
+# A real 3-node Pacemaker cluster on this machine (root; about a minute). -rP prints the
+# measured timings of the passed tests.
+cluster-test: deps
+	$(PYTEST) -q -rP tests/cluster
 
 # Man pages generated from the agents' meta-data and the CLI's parser (the packages ship them).
 man:
@@ -50,7 +62,7 @@ packages: packaging-deps
 package-test: packages
 	$(PYTEST) -q tests/packaging
 
-test: deps lint typecheck unit acceptance
+test: deps lint typecheck unit fuzz-ci acceptance cluster-test
 
 clean:
 	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache

@@ -81,28 +81,49 @@ def file_fingerprint(status: os.stat_result) -> str:
     return f"{status.st_dev}:{status.st_ino}:{status.st_size}:{status.st_mtime_ns}"
 
 
-def stat_config(path: str) -> os.stat_result:
+# Shared storage can hang (a dead NFS server): reads of the configuration are bounded too.
+CONFIG_READ_TIMEOUT_S = 10.0
+
+
+def stat_config(path: str, timeout_s: float = CONFIG_READ_TIMEOUT_S) -> os.stat_result:
+    from xenha.deadline import DeadlineExceeded, call_with_deadline
+
     try:
-        return os.stat(path)
+        return call_with_deadline(lambda: os.stat(path), timeout_s, f"stat {path}")
+    except DeadlineExceeded:
+        raise ConfigUnreadable(f"cannot read {path}: its storage did not answer within {timeout_s:.0f} s") from None
     except OSError as error:
         raise ConfigUnreadable(f"cannot read {path}: {error.strerror or error}") from error
 
 
-def load_config(path: str) -> ConfigFile:
-    """The configuration file's bytes, refusing what cannot be a domain XML file."""
+def load_config(path: str, timeout_s: float = CONFIG_READ_TIMEOUT_S) -> ConfigFile:
+    """The configuration file's bytes, refusing what cannot be a domain XML file.
+
+    Opened non-blocking, so that a FIFO (or a device) is refused instead of waiting for a
+    writer; read under a deadline, so that hung storage cannot hang the agent.
+    """
+    from xenha.deadline import DeadlineExceeded, call_with_deadline
+
     try:
-        with open(path, "rb") as handle:
-            status = os.fstat(handle.fileno())
-            if not stat.S_ISREG(status.st_mode):
-                raise DomainXmlError(f"{path} is not a regular file: point config at the domain XML file")
-            if status.st_size > MAX_CONFIG_BYTES:
-                raise DomainXmlError(
-                    f"{path} is {status.st_size} bytes, more than the {MAX_CONFIG_BYTES} a domain XML "
-                    "may have here: check that config points at the right file"
-                )
-            data = handle.read(MAX_CONFIG_BYTES + 1)
+        return call_with_deadline(lambda: _read_config(path), timeout_s, f"read {path}")
+    except DeadlineExceeded:
+        raise ConfigUnreadable(f"cannot read {path}: its storage did not answer within {timeout_s:.0f} s") from None
     except OSError as error:
         raise ConfigUnreadable(f"cannot read {path}: {error.strerror or error}") from error
+
+
+def _read_config(path: str) -> ConfigFile:
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(descriptor, "rb") as handle:
+        status = os.fstat(handle.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise DomainXmlError(f"{path} is not a regular file: point config at the domain XML file")
+        if status.st_size > MAX_CONFIG_BYTES:
+            raise DomainXmlError(
+                f"{path} is {status.st_size} bytes, more than the {MAX_CONFIG_BYTES} a domain XML "
+                "may have here: check that config points at the right file"
+            )
+        data = handle.read(MAX_CONFIG_BYTES + 1)
     return ConfigFile(path, data, file_fingerprint(status))
 
 

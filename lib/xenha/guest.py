@@ -111,15 +111,36 @@ class GuestAgent(Agent):
 
     def handlers(self) -> Mapping[str, Handler]:
         return {
-            "start": self.start,
-            "stop": self.stop,
-            "monitor": self.monitor,
-            "status": self.monitor,
+            "start": self._reconnecting(self.start),
+            "stop": self._reconnecting(self.stop),
+            "monitor": self._reconnecting(self.monitor),
+            "status": self._reconnecting(self.monitor),
             "migrate_to": self.migrate_to,
             "migrate_from": self.migrate_from,
             "validate-all": self.validate_all,
             "reload-agent": self.reload_agent,
         }
+
+    @staticmethod
+    def _reconnecting(action: Handler) -> Handler:
+        """Run ``action`` again, once, if libvirtd went away under it (e.g. was restarted).
+
+        A restarted libvirtd keeps its guests running; its clients only lose their
+        connection. Each action is idempotent and starts by locating the guest afresh, so
+        running it again on a new connection answers truthfully. A libvirtd that hangs is
+        not retried: it would hang again, and the deadline is what protects the action.
+        """
+
+        def run(ctx: Context) -> OcfExit:
+            try:
+                return action(ctx)
+            except HypervisorError as error:
+                if error.kind is not ErrorKind.UNREACHABLE or error.operation == "connect":
+                    raise
+                ctx.log.warning(f"lost libvirt during {ctx.action} ({error.detail}): reconnecting once")
+                return action(ctx)
+
+        return run
 
     # ---- actions ----------------------------------------------------------------------------
     def validate_all(self, ctx: Context) -> OcfExit:
@@ -430,7 +451,7 @@ def _migration_problems(ctx: Context) -> list[OcfError]:
             continue
         if value and name == "remoteuri":
             try:
-                parse(value, name)
+                parse(value, name, placeholder=True)
             except UriError as error:
                 problems.append(OcfError(OcfExit.ERR_CONFIGURED, str(error)))
         elif value and "://" not in value:

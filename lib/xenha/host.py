@@ -39,6 +39,9 @@ from xenha.statefile import StateFile
 
 AGENT_NAME = "xen-host"
 HEALTH_ATTRIBUTE = "#health-xenha"
+# Part of an action's time kept, after measuring the hypervisor, for writing to the CIB.
+PUBLISH_RESERVE_SHARE = 0.4
+PUBLISH_RESERVE_MAX_S = 10.0
 
 _HYPERVISOR = next(parameter for parameter in GUEST_PARAMETERS if parameter.name == "hypervisor")
 
@@ -198,7 +201,9 @@ class HostAgent(Agent):
     def _measure(self, ctx: Context) -> tuple[Health, dict[str, int]]:
         """The host's health and the utilization to publish ({} when it cannot be known)."""
         node = ctx.env.node_name
-        hypervisor = Hypervisor(ctx.params.string("hypervisor") or "", ctx.deadline, node)
+        # A hung libvirtd must not eat the time needed to publish that the host is red.
+        measuring = ctx.deadline.minus(min(PUBLISH_RESERVE_MAX_S, PUBLISH_RESERVE_SHARE * ctx.timeout_s))
+        hypervisor = Hypervisor(ctx.params.string("hypervisor") or "", measuring, node)
         try:
             facts = hypervisor.node_facts()
             domains = [occupant_of(domain) for domain in hypervisor.active_domains()]

@@ -36,7 +36,7 @@ class LibvirtUri(NamedTuple):
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
 
-def parse(text: str, parameter: str = "hypervisor") -> LibvirtUri:
+def parse(text: str, parameter: str = "hypervisor", placeholder: bool = False) -> LibvirtUri:
     """Check that ``text`` names a libvirt driver this suite supports.
 
     Plain string work, no urllib: this runs before every monitor.
@@ -51,6 +51,8 @@ def parse(text: str, parameter: str = "hypervisor") -> LibvirtUri:
         raise UriError(f"{parameter} is empty: use a libvirt URI such as xen:///system")
     if any(ord(char) < 0x20 for char in stripped):
         raise UriError(f"{parameter} contains control characters")
+    if NODE_PLACEHOLDER in stripped and not placeholder:
+        raise UriError(f"{parameter}={mask(stripped)!r} contains %n, which only remoteuri and migrateuri replace")
     scheme, separator, rest = stripped.partition("://")
     if not separator or not _SCHEME.fullmatch(scheme):
         raise UriError(f"{parameter}={mask(stripped)!r} is not a libvirt URI: use one such as xen:///system")

@@ -42,6 +42,19 @@ def test_config_behind_a_dangling_symlink(test_guest: AgentCase, tmp_path: Path)
     assert_clean_failure(test_guest.run("start", config=str(link)), ERR_INSTALLED, str(link))
 
 
+def test_config_is_a_fifo_does_not_block(test_guest: AgentCase, tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.xml"
+    os.mkfifo(fifo)
+    result = test_guest.run("start", config=str(fifo), timeout=20)
+    assert_clean_failure(result, ERR_CONFIGURED, "is not a regular file")
+    assert result.seconds < 2
+
+
+def test_hypervisor_pointing_at_a_closed_port(test_guest: AgentCase) -> None:
+    result = test_guest.run("monitor", interval_ms=0, hypervisor="qemu+tcp://127.0.0.1:1/system")
+    assert_clean_failure(result, ERR_GENERIC, "cannot reach libvirt at qemu+tcp://127.0.0.1:1/system")
+
+
 def test_config_is_a_directory(test_guest: AgentCase, tmp_path: Path) -> None:
     result = test_guest.run("validate-all", config=str(tmp_path))
     assert result.code in (ERR_INSTALLED, ERR_CONFIGURED), result

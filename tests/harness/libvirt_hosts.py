@@ -237,6 +237,22 @@ class HostSet:
             check=True, capture_output=True,
         )  # fmt: skip
 
+    def restart_libvirtd(self, name: str) -> None:
+        """Stop libvirtd (its guests keep running) and start a new one in the same host."""
+        host = self.hosts[name]
+        old = host.libvirtd_pid()
+        _signal(old, signal.SIGTERM)
+        _wait_for(lambda: old is not None and not _alive(old), 30, f"libvirtd of {name} to exit")
+        log = open(host.directory / "libvirtd-restarted.log", "a")  # noqa: SIM115 - lives with the daemon
+        subprocess.Popen(
+            [*host.nsenter_argv(), "/usr/sbin/libvirtd", "--listen", "-f", "/etc/libvirt/libvirtd.conf",
+             "-p", "/run/libvirt/libvirtd.pid"],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+        _wait_for(lambda: host.libvirtd_pid() not in (None, old) and os.path.exists(host.socket), 30,
+                  f"the new libvirtd of {name}")  # fmt: skip
+        _virsh(host.qemu_uri, "uri", timeout=30)
+
     def kill_libvirtd(self, name: str) -> None:
         """SIGKILL libvirtd; its guests keep running, as on a real host."""
         _signal(self.hosts[name].libvirtd_pid(), signal.SIGKILL)

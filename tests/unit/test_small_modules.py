@@ -27,11 +27,13 @@ from xenha.statefile import StateFile
     ],
 )
 def test_uris(uri: str, driver: str, transport: str | None, host: str) -> None:
-    parsed = parse(uri)
+    parsed = parse(uri, placeholder=True)
     assert (parsed.driver, parsed.transport, parsed.host) == (driver, transport, host)
 
 
-@pytest.mark.parametrize("uri", ["", "system", "foo:///x", "qemu+pigeon://x/system", "xen:///sys\ntem"])
+@pytest.mark.parametrize(
+    "uri", ["", "system", "foo:///x", "qemu+pigeon://x/system", "xen:///sys\ntem", "qemu+tcp://%n/system"]
+)
 def test_unusable_uris(uri: str) -> None:
     with pytest.raises(UriError):
         parse(uri)

@@ -161,6 +161,15 @@ def run_agent(
             OcfError(OcfExit.ERR_UNIMPLEMENTED, f"{spec.name} does not implement the action {action!r}"),
         )
 
+    if not _usable_instance(env.instance):
+        return _finish(
+            log, err, prefix,
+            OcfError(
+                OcfExit.ERR_CONFIGURED,
+                f"OCF_RESOURCE_INSTANCE={env.instance[:40]!r} cannot be a Pacemaker resource id "
+                "(it contains control characters): name the resource with letters, digits, '-', '_' and '.'",
+            ),
+        )  # fmt: skip
     timeout_s = (env.timeout_ms / 1000.0) if env.timeout_ms else spec.action_timeout_s(action)
     deadline = Deadline(started + timeout_s - action_margin_s(timeout_s), clock)
     ctx = Context(env, ParameterValues(spec.parameters, env.params), log, deadline, timeout_s)
@@ -196,6 +205,11 @@ def run_agent(
         )
     log.debug(f"{action} returned {int(code)} after {clock() - started:.3f} s")
     return int(code)
+
+
+def _usable_instance(instance: str) -> bool:
+    """Resource ids are XML ids: no control characters (nothing XML could carry)."""
+    return all(char >= " " and char != "\x7f" and not ("\ud800" <= char <= "\udfff") for char in instance)
 
 
 def _finish(log: OcfLog, err: TextIO, prefix: str, error: OcfError) -> int:
