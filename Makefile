@@ -8,13 +8,13 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 LINT_VERSIONS := ruff==0.17.6 mypy==2.4.1 lxml-stubs==0.5.1
 
-.PHONY: all deps tools lint typecheck unit fuzz-ci fuzz acceptance cluster-test demo bench test clean
+.PHONY: all deps packaging-deps tools lint typecheck unit fuzz-ci fuzz acceptance cluster-test demo bench man packages package-test test clean
+
+all: test
 
 # The main job: a real 3-node cluster, configured with pcs, narrated (KEEP=1 keeps it up).
 demo: deps
 	$(PYTHON) -m tests.cluster.demo
-
-all: test
 
 deps:
 	tools/install-deps
@@ -27,8 +27,8 @@ $(VENV)/.installed: | deps
 tools: $(VENV)/.installed
 
 lint: tools
-	$(VENV)/bin/ruff check lib agents tests tools tests/cluster/cluster tests/cluster/fence_xenha_test
-	$(VENV)/bin/ruff format --check lib agents
+	$(VENV)/bin/ruff check lib agents bin tests tools tests/cluster/cluster tests/cluster/fence_xenha_test $(wildcard bench)
+	$(VENV)/bin/ruff format --check lib agents bin
 
 typecheck: tools
 	$(VENV)/bin/mypy
@@ -55,7 +55,22 @@ acceptance: deps
 cluster-test: deps
 	$(PYTEST) -q -rP tests/cluster
 
-test: deps lint typecheck unit fuzz-ci acceptance cluster-test
+# Man pages generated from the agents' meta-data and the CLI's parser (the packages ship them).
+man:
+	tools/make-manpages build/man
+
+packaging-deps:
+	tools/install-deps --packaging
+
+# The DEB and the RPM, built from a clean copy of the tree and checked by lintian and rpmlint.
+packages: packaging-deps
+	tools/build-packages dist
+
+# Installs the .deb on this machine, checks it from the installed files only, purges it.
+package-test: packages
+	$(PYTEST) -q tests/packaging
+
+test: deps lint typecheck unit fuzz-ci acceptance package-test cluster-test
 
 clean:
 	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache
