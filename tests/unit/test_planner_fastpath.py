@@ -36,7 +36,7 @@ from xenha.runner import CommandRunner, find_tool
 # --- worked examples -----------------------------------------------------------------------
 
 
-def test_worked_example_of_the_docstring() -> None:
+def test_one_dimension_worked_example() -> None:
     # 15 survivors of 114688 MiB; largest guest 8192 MiB; all guests 1,433,600 MiB.
     # Blocking every survivor takes 15 x (114688 - 8191) = 1,597,455 MiB > 1,425,408 MiB.
     capacities = [Resources(114688, 0)] * 15
@@ -45,6 +45,18 @@ def test_worked_example_of_the_docstring() -> None:
     assert not may_be_blocked(Resources(8192, 0), capacities[:14], Resources(1433600, 0))
     # With 13: 1,384,461 <= 1,425,408: not proved (the scheduler decides).
     assert may_be_blocked(Resources(8192, 0), capacities[:13], Resources(1433600, 0))
+
+
+def test_worked_example_of_the_benchmark_cluster() -> None:
+    # fastpath's docstring: 15 survivors of 114688 MiB / 96 vCPUs, guests 1,379,328 MiB / 930.
+    survivors = [Resources(114688, 96)] * 15
+    total = Resources(1379328, 930)
+    largest = Resources(8192, 4)
+    assert may_be_blocked(largest, survivors, total)  # the simple test fails...
+    assert not may_be_blocked_refined(
+        largest, survivors, total, Ratios(1024.0, 1 / 2048)
+    )  # ...the refined proves
+    assert 15 * 93 * 1024 == 1428480 > 1379328 - 8192
 
 
 def test_exact_fit_is_room() -> None:
