@@ -220,9 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cases = [case for case in CASES[args.sizes] if not args.only or args.only in case.label]
     cores = os.cpu_count() or 1
-    print(
-        f"xenha plan benchmark: {cores} cores, Pacemaker crm_simulate {pacemaker_version()}, {time.strftime('%F')}"
-    )
+    version = pacemaker_version()
+    print(f"xenha plan benchmark: {cores} cores, Pacemaker crm_simulate {version}, {time.strftime('%F')}")
     print()
     rows = []
     with tempfile.TemporaryDirectory(prefix="xenha-bench-") as scratch:

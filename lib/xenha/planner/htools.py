@@ -33,17 +33,15 @@ def to_htools_text(model: CibModel) -> str:
         memory = host.capacity.memory_mib
         role = "Y" if not host.available else ("M" if index == 0 else "N")
         free = memory - used.get(host.name, 0)
-        lines.append(
-            f"{host.name}|{memory}|0|{free}|{DISK_MIB}|{DISK_MIB}|{max(1, host.capacity.vcpus)}|{role}|{GROUP_UUID}|1"
-        )
+        cores = max(1, host.capacity.vcpus)
+        lines.append(f"{host.name}|{memory}|0|{free}|{DISK_MIB}|{DISK_MIB}|{cores}|{role}|{GROUP_UUID}|1")
     lines.append("")
     first_host = model.hosts[0].name if model.hosts else ""
     for guest in model.running_guests:
         primary = guest.active_on[0] if guest.active_on else first_host
         status = "running" if guest.active_on else "ADMIN_down"
-        lines.append(
-            f"{guest.resource}|{guest.demand.memory_mib}|0|{max(1, guest.demand.vcpus)}|{status}|Y|{primary}||ext||1"
-        )
+        vcpus = max(1, guest.demand.vcpus)
+        lines.append(f"{guest.resource}|{guest.demand.memory_mib}|0|{vcpus}|{status}|Y|{primary}||ext||1")
     lines.extend(["", ""])
     lines.append(f"|{_SPECS}|{_TEMPLATES}|64.0|32.0")
     lines.append(f"default|{_SPECS}|{_TEMPLATES}|64.0|32.0")
