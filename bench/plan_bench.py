@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -44,6 +45,7 @@ from xenha.planner.synthetic import SyntheticSpec, generate_cib  # noqa: E402
 from xenha.runner import CommandRunner, find_tool  # noqa: E402
 
 XENHA = os.path.join(ROOT, "bin", "xenha")
+CORES = os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,19 @@ CASES = {
 
 
 def timed(argv: Sequence[str], timeout: float) -> tuple[float, subprocess.CompletedProcess[str]]:
+    seconds, _, completed = timed_cpu(argv, timeout)
+    return seconds, completed
+
+
+def timed_cpu(argv: Sequence[str], timeout: float) -> tuple[float, float, subprocess.CompletedProcess[str]]:
+    """Wall time, and CPU time of the command and every process it waited for."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     completed = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
-    return time.monotonic() - started, completed
+    seconds = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu, completed
 
 
 def hcheck_verdict(output: str) -> str:
@@ -103,14 +115,17 @@ def run_case(case: Case, directory: str, naive_mode: str, samples: int, repeat: 
     xenha_argv = [XENHA, "plan", "--cib", cib, "--failures", str(case.failures), "--json"]
     hcheck_argv = [hcheck, "-t", htools_file, "--machine-readable"] if hcheck else None
     xenha_times: list[float] = []
+    xenha_cpu: list[float] = []
     hcheck_times: list[float] = []
     document: dict[str, object] = {}
     hcheck_output = ""
     # Warm-up (page cache, .pyc), then interleaved runs.
     timed(xenha_argv, 3600)
     for run in range(repeat):
-        seconds, completed = timed(xenha_argv, 3600)
+        load = os.getloadavg()[0]
+        seconds, cpu, completed = timed_cpu(xenha_argv, 3600)
         xenha_times.append(seconds)
+        xenha_cpu.append(cpu)
         document = json.loads(completed.stdout)
         if document.get("status") == "UNKNOWN":
             raise SystemExit(f"xenha failed on {case.label}: {document.get('error')}")
@@ -167,6 +182,8 @@ def run_case(case: Case, directory: str, naive_mode: str, samples: int, repeat: 
         "naive_checked": len(naive),
         "mismatches": mismatches,
         "xenha": xenha_seconds,
+        "xenha_cpu": statistics.median(xenha_cpu),
+        "load": load,
         "xenha_runs": len(xenha_times),
         "hcheck": hcheck_seconds,
         "hcheck_verdict": hcheck_verdict(hcheck_output) if hcheck_argv else "",
@@ -182,9 +199,10 @@ def fmt(seconds: float | None) -> str:
 
 def table(rows: list[dict[str, object]], hcheck_available: bool) -> str:
     lines = [
-        "| cluster | K | scenarios | xenha verdict | proved / scheduler | naive loop | xenha | naive / xenha "
-        "| hcheck | xenha / hcheck | hcheck verdict | goal | met |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| cluster | K | scenarios | xenha verdict | proved / scheduler | naive loop | xenha "
+        "| xenha CPU / cores | naive / xenha | hcheck | xenha / hcheck | hcheck verdict "
+        "| goal | met | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         case = row["case"]
@@ -198,8 +216,8 @@ def table(rows: list[dict[str, object]], hcheck_available: bool) -> str:
         lines.append(
             f"| {case.label} | {case.failures} | {row['scenarios']} | {row['verdict']} "
             f"| {row['proved']} / {row['scheduler_runs']} | {fmt(naive)}{row['naive_label']} "  # type: ignore[arg-type]
-            f"| {fmt(xenha)} | {speedup} | {fmt(hcheck)} | {versus} | {row['hcheck_verdict']} "  # type: ignore[arg-type]
-            f"| {case.goal} | {row['met']} |"
+            f"| {fmt(xenha)} | {fmt(row['xenha_cpu'] / CORES)} | {speedup} | {fmt(hcheck)} | {versus} "  # type: ignore[operator]
+            f"| {row['hcheck_verdict']} | {case.goal} | {row['met']} | {row['load']:.1f} |"
         )
     if not hcheck_available:
         lines.append("")
@@ -237,8 +255,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(
         "naive loop: crm_simulate --simulate --node-fail, one scenario after another; xenha: bin/xenha plan "
-        "--json (median of runs under 5 s); hcheck: hcheck -t (median); verdicts compared with the naive "
-        "loop on every scenario it ran."
+        "--json (median of runs under 5 s); xenha CPU / cores: its CPU time (crm_simulate runs included) "
+        "divided by the cores, what the wall time would be on an otherwise idle machine; hcheck: hcheck -t "
+        "(median); load: the 1-minute load average before the xenha run (others' work on this machine). "
+        "Verdicts are compared with the naive loop on every scenario it ran."
     )
     return 1 if failures else 0
 
