@@ -82,6 +82,17 @@ With one dimension (guests without ``cpu``) the condition reads: filling every s
 within one largest guest of full takes more than all the other guests, i.e.
 sum_S (c_h - d_max + 1) > T - d_max.
 
+The baseline (no host failed) has a second argument, for clusters too full for the first.
+With a positive stickiness and equal priorities, the scheduler assigns every running guest
+before any guest that is not running (it sorts by priority, then by the score of the
+current node, -INFINITY for a guest running nowhere), and each running guest to its
+current node: that node's score is the stickiness, above every other node's 0, and it is
+not banned, since by induction the guests assigned before it went to their own current
+nodes and the current placement fits every host. (This does not hold once a host fails:
+a guest running on a failed host ties with the running ones and may be assigned between
+them, taking room a running guest needed.) What is left, the guests not running, meets
+the theorem with each host's free capacity in place of its capacity.
+
 Worked example (the 16 x 400 benchmark cluster, one host lost): 15 survivors of
 114688 MiB and 96 vCPUs; largest guest 8192 MiB / 4 vCPUs; all guests 1,379,328 MiB and
 930 vCPUs; every guest has at least 1024 MiB per vCPU (rho = 1024). Blocking a survivor
@@ -369,4 +380,32 @@ class FastPath:
         blocker = self.blocker(failed, quorum)
         if blocker is not None:
             return Proof(False, f"not applicable: {blocker}")
-        return proves_every_guest_fits([host.capacity for host in self.survivors(failed)], self.profile)
+        proof = proves_every_guest_fits([host.capacity for host in self.survivors(failed)], self.profile)
+        if proof.proved or failed:
+            return proof
+        settled = self.prove_settled()
+        return settled if settled.proved else proof
+
+    def prove_settled(self) -> Proof:
+        """The baseline's second argument: running guests stay, the others fit in any order."""
+        guests = self.model.running_guests
+        if any(guest.stickiness < 1 for guest in guests):
+            return Proof(False, "not proved: some guest has no positive resource-stickiness")
+        if len({guest.priority for guest in guests}) > 1:
+            return Proof(False, "not proved: guests have different priorities")
+        available = {host.name: host for host in self.model.hosts if host.available}
+        load = {name: Resources() for name in available}
+        for guest in self.model.guests:
+            for node in guest.active_on:
+                if node not in available:
+                    return Proof(False, f"not proved: {guest.resource} runs on {node}, which cannot keep it")
+                load[node] = load[node] + guest.demand
+        for name, host in available.items():
+            if not load[name].fits_in(host.capacity):
+                return Proof(False, f"not proved: {name} runs more than its capacity")
+        waiting = DemandProfile.of(guest.demand for guest in guests if not guest.active_on)
+        free = [host.capacity - load[name] for name, host in available.items()]
+        proof = proves_every_guest_fits(free, waiting)
+        if not proof.proved:
+            return proof
+        return Proof(True, "proved: every running guest stays where it runs, and the others find room")
