@@ -297,7 +297,7 @@ def read_cib_document(data: bytes) -> CibDocument:
             root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as error:
         raise CibError(
-            f"the CIB is not well-formed XML ({error}): give the output of 'cibadmin --query'"
+            f"the CIB is not well-formed XML ({error.msg}): give the output of 'cibadmin --query'"
         ) from None
     if root is None or root.tag != "cib":
         tag = "nothing" if root is None else f"<{root.tag}>"
