@@ -374,7 +374,6 @@ def run_plan(
     failures: int,
     environment: PlanEnvironment,
     use_fastpath: bool = True,
-    cib_path: str | None = None,
 ) -> Plan:
     """Answer every scenario; raises SchedulerError when a scheduler run fails."""
     started = environment.clock()
@@ -396,7 +395,7 @@ def run_plan(
         with tempfile.TemporaryDirectory(prefix="xenha-plan-") as directory:
             requests = [
                 SimulationRequest(
-                    cib_path=cib_path or prepared.snapshot.path,
+                    cib_path=prepared.snapshot.path,
                     failed=scenario.failed,
                     quorum=None if scenario.quorum else False,
                     graph_path=os.path.join(directory, f"graph-{index}.xml"),
