@@ -15,7 +15,15 @@ from xenha.planner.report import (
     plan_json,
     render_plan_text,
 )
-from xenha.planner.scenarios import HostLoad, Plan, Scenario, ScenarioResult, StoppedGuest, keeps_quorum
+from xenha.planner.scenarios import (
+    HostLoad,
+    Plan,
+    Scenario,
+    ScenarioResult,
+    StoppedGuest,
+    enumerate_scenarios,
+    keeps_quorum,
+)
 from xenha.planner.synthetic import GuestSpec, HostSpec, render_cib
 
 MODEL = parse_cib(
@@ -148,3 +156,13 @@ def test_host_usage_counts_live_reservations() -> None:
         Resources(2048, 1),
     )
     assert [reservation.resource for reservation in live] == ["db1"]
+
+
+def test_scenarios_and_their_quorum() -> None:
+    hosts = [HostSpec(f"h{i}", 8192, 4, up=i != 5) for i in (1, 2, 3, 4, 5)]
+    model = parse_cib(render_cib(hosts, [GuestSpec("web1", 4096, 2, "h1")]).encode())
+    scenarios = enumerate_scenarios(model, 2)
+    assert scenarios[0] == Scenario((), True)
+    assert [s.failed for s in scenarios[1:5]] == [("h1",), ("h2",), ("h3",), ("h4",)]  # h5 is down already
+    assert all(s.quorum for s in scenarios[1:5])  # 3 of 5 left
+    assert len(scenarios) == 1 + 4 + 6 and not any(s.quorum for s in scenarios[5:])  # 2 of 5 left
