@@ -86,9 +86,7 @@ def test_status_counts_live_reservations_only(tmp_path: pathlib.Path) -> None:
         f'value="memory_mib=9999 vcpus=9 expires={now - 600} holder=tok0 resource=old"/>'
         "</cluster_property_set></crm_config>"
     )
-    path = planner_cibs.write(
-        tmp_path, "ledger", planner_cibs.n_plus_one().replace("</crm_config>", ledger, 1)
-    )
+    path = planner_cibs.write(tmp_path, "ledger", planner_cibs.n_plus_one().replace("</crm_config>", ledger, 1))
     document = as_json(xenha("status", "--cib", path, "--json"))
     hosts = {host["name"]: host for host in document["hosts"]}
     assert hosts["host2"]["capacity"] == {"memory_mib": 16384, "vcpus": 8}

@@ -45,8 +45,7 @@ def assert_agrees_with_naive(path: str, document: dict[str, Any]) -> None:
     guests = [guest for scenario in document["scenarios"] for guest in scenario["displaced_guests"]]
     names = sorted(set(guests) | {g["resource"] for s in document["scenarios"] for g in s["stopped_guests"]})
     scenarios = [
-        (tuple(scenario["failed_hosts"]), None if scenario["quorum"] else False)
-        for scenario in document["scenarios"]
+        (tuple(scenario["failed_hosts"]), None if scenario["quorum"] else False) for scenario in document["scenarios"]
     ]
     naive = run_naive(path, scenarios, names, CommandRunner(), time.monotonic)
     ours = stopped_by_scenario(document)

@@ -114,17 +114,14 @@ def test_constraints_through_tags_and_patterns() -> None:
     cib = cib.replace("</constraints>", '</constraints><tags><tag id="dbs"><obj_ref id="db1"/></tag></tags>')
     model = parse_cib(cib.encode())
     assert next(g for g in model.guests if g.resource == "db1").blockers == ("db1 is named in a constraint",)
-    pattern = render_cib(
-        HOSTS, GUESTS, constraints='<rsc_location id="p" rsc-pattern="^web" node="host1" score="5"/>'
-    )
+    pattern = render_cib(HOSTS, GUESTS, constraints='<rsc_location id="p" rsc-pattern="^web" node="host1" score="5"/>')
     assert "constraints with rsc-pattern (p)" in parse_cib(pattern.encode()).blockers
 
 
 def test_other_utilization_attributes_and_bad_values() -> None:
     cib = render_cib(HOSTS, GUESTS[:1]).replace(
         '<nvpair id="web1-utilization-cpu" name="cpu" value="2"/>',
-        '<nvpair id="web1-utilization-cpu" name="cpu" value="2x"/>'
-        '<nvpair id="web1-u-disk" name="disk" value="5"/>',
+        '<nvpair id="web1-utilization-cpu" name="cpu" value="2x"/><nvpair id="web1-u-disk" name="disk" value="5"/>',
     )
     blockers = parse_cib(cib.encode()).guests[0].blockers
     assert "web1 has cpu='2x', not a whole number of at least 0" in blockers

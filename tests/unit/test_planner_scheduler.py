@@ -121,9 +121,7 @@ def test_errors_reported_by_crm_simulate() -> None:
     with pytest.raises(SchedulerError, match="crm_simulate failed: Invalid configuration"):
         parse_simulate_output(text)
     request = SimulationRequest("bad.xml", ("host1",), None, "g.xml")
-    result = CommandResult(
-        ("crm_simulate",), 78, text, "bad.xml:14: element primitive: Relax-NG validity error : ..."
-    )
+    result = CommandResult(("crm_simulate",), 78, text, "bad.xml:14: element primitive: Relax-NG validity error : ...")
     with pytest.raises(SchedulerError) as raised:
         interpret(request, result, b"", 0.1)
     assert str(raised.value) == (

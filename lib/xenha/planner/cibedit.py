@@ -41,7 +41,7 @@ def _parse(data: bytes) -> Any:
     try:
         return etree.fromstring(data, parser)
     except etree.XMLSyntaxError as error:
-        raise CibError(f"the CIB is not well-formed XML ({error})") from None
+        raise CibError(f"the CIB is not well-formed XML ({error.msg})") from None
 
 
 def unused_id(root: Any, wanted: str) -> str:

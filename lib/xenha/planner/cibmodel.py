@@ -115,6 +115,8 @@ class Guest:
     should_run: bool = True
     has_utilization: bool = True
     blockers: tuple[str, ...] = ()
+    stickiness: int = 0  # INFINITY as SCORE_INFINITY
+    priority: int = 0
 
 
 @dataclass(frozen=True)
@@ -294,7 +296,7 @@ def read_cib_document(data: bytes) -> CibDocument:
         with _collector_paused():
             root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as error:
-        raise CibError(f"the CIB is not well-formed XML ({error}): give the output of 'cibadmin --query'") from None
+        raise CibError(f"the CIB is not well-formed XML ({error.msg}): give the output of 'cibadmin --query'") from None
     if root is None or root.tag != "cib":
         tag = "nothing" if root is None else f"<{root.tag}>"
         raise CibError(f"the document is {tag}, not a CIB (<cib>): give the output of 'cibadmin --query'")
@@ -345,19 +347,26 @@ def parse_utilization_value(text: str | None) -> int | None:
     return int(stripped)
 
 
-def nonnegative_score(text: str | None) -> bool:
-    """Whether a score (such as a stickiness) is at least 0; unset counts as 0.
+SCORE_INFINITY = 1000000  # Pacemaker's INFINITY
 
-    >>> [nonnegative_score(v) for v in (None, "100", "INFINITY", "-1", "-INFINITY", "x")]
-    [True, True, True, False, False, False]
+
+def score_value(text: str | None) -> int | None:
+    """A score (stickiness, priority) as Pacemaker reads it; unset is 0; None when not a score.
+
+    >>> [score_value(v) for v in (None, "100", "INFINITY", "-1", "-INFINITY", "x")]
+    [0, 100, 1000000, -1, -1000000, None]
     """
     if text is None:
-        return True
+        return 0
     stripped = text.strip().upper()
     if stripped in ("INFINITY", "+INFINITY"):
-        return True
+        return SCORE_INFINITY
+    if stripped == "-INFINITY":
+        return -SCORE_INFINITY
     value = parse_utilization_value(stripped)
-    return value is not None and value >= 0
+    if value is None:
+        return None
+    return max(-SCORE_INFINITY, min(SCORE_INFINITY, value))
 
 
 def ledger_id(node: str) -> str:
@@ -715,9 +724,13 @@ def _build_model(document: CibDocument) -> CibModel:
         for key in ("remote-node", "container", "container-attribute-target"):
             if key in guest_meta:
                 guest_blockers.append(f"{resource} has meta-attribute {key}")
-        stickiness = guest_meta.get("resource-stickiness", guest_meta.get("resource_stickiness"))
-        if not nonnegative_score(stickiness):
-            guest_blockers.append(f"{resource} has resource-stickiness={stickiness!r}, not a score of at least 0")
+        stickiness_text = guest_meta.get("resource-stickiness", guest_meta.get("resource_stickiness"))
+        stickiness = score_value(stickiness_text)
+        if stickiness is None or stickiness < 0:
+            guest_blockers.append(f"{resource} has resource-stickiness={stickiness_text!r}, not a score of at least 0")
+        priority = score_value(guest_meta.get("priority"))
+        if priority is None:
+            guest_blockers.append(f"{resource} has priority={guest_meta.get('priority')!r}, not a number")
         if resource in referenced:
             guest_blockers.append(f"{resource} is named in a constraint")
         utilization_problems: list[str] = []
@@ -739,6 +752,8 @@ def _build_model(document: CibDocument) -> CibModel:
                 should_run=role != "stopped",
                 has_utilization=has_utilization,
                 blockers=tuple(guest_blockers),
+                stickiness=stickiness or 0,
+                priority=priority or 0,
             )
         )
 

@@ -9,64 +9,99 @@ scheduler. It never answers "a guest is stopped": that verdict, and which guests
 come from the scheduler.
 
 Model of the scheduler (Pacemaker 2.1, ``placement-strategy`` utilization, balanced or
-minimal). It assigns resources one at a time, in an order of its choosing (priority,
-then running resources first, ...). With utilization placement, before assigning a
-resource it bans every node whose *remaining* capacity (capacity minus what the
-resources already assigned in this run take) is below the resource's demand in some
-utilization attribute (``pcmk__ban_insufficient_capacity``); it then picks the best
-remaining node with a score of at least 0, or leaves the resource stopped if there is
-none. Given the preconditions below, every surviving host has score >= 0 for every guest,
-so a guest is left unassigned only if *every* surviving host lacks room for it; and an
-assigned guest gets its start (recovery starts wait only for the fencing of the failed
-hosts, which the preconditions make possible).
+minimal). It assigns resources one at a time, in an order of its choosing (by priority,
+then by the score on the current node, then by scores elsewhere; a guest displaced from
+a failed host can come before guests still running: the proof does not depend on the
+order). With utilization placement, before assigning a resource it bans every node whose
+*remaining* capacity (capacity minus what the resources already assigned in this run
+take) is below the resource's demand in some utilization attribute
+(``pcmk__ban_insufficient_capacity``); it then picks the best remaining node with a score
+of at least 0, or leaves the resource stopped if there is none. Given the preconditions
+below, every surviving host has a score >= 0 for every guest, so a guest is left
+unassigned only if *every* surviving host lacks room for it; and an assigned guest gets
+its start (recovery starts wait only for the fencing of the failed hosts, which the
+preconditions make possible).
 
-Preconditions (:func:`FastPath.blocker`; any failing one sends the scenario to the
-scheduler): utilization placement; no constraint names a guest (no bans, no
-colocations, no ordering); guests are top-level primitives, managed, without failures,
-fail counts, pending operations or negative stickiness; no other resource has
-utilization; utilization values are plain integers in ``hv_memory`` and ``cpu``; no rules
-in the sets that hold them; the symmetric-cluster default; no node-health strategy; no
-unclean node; and when hosts fail, the survivors keep quorum (or ``no-quorum-policy`` is
-ignore) and fencing can be scheduled (``stonith-enabled=false`` or a fencing device).
+Preconditions (:meth:`FastPath.blocker`; any failing one sends the scenario to the
+scheduler): utilization placement; the CIB validates against its pacemaker-3.x schema; no
+constraint names a guest (no bans, no colocations, no ordering); guests are top-level
+primitives, managed, without failures, fail counts, pending operations or negative
+stickiness; no other resource has utilization; utilization values are plain integers in
+``hv_memory`` and ``cpu``; no rules in the sets that hold them; the symmetric-cluster
+default; no node-health strategy; no unclean node; and when hosts fail, the survivors
+keep quorum (or ``no-quorum-policy`` is ignore) and fencing can be scheduled
+(``stonith-enabled=false`` or a fencing device).
 
-Theorem. Let S be the surviving hosts that are available (online, not in standby or
-maintenance), c_h their capacity, G the guests meant to run, d_g their demand and
-T = sum of d_g over G, all per dimension k in {memory, cpu}. For a demand vector d with
-T >= d, say that d *may be blocked* if there is a partition S = A + B such that
+Notation. S: the surviving hosts that are available (online, not in standby or
+maintenance); c_h: their capacity; G: the guests meant to run; d_g: their demand;
+T = sum of d_g over G; all per dimension (mem, cpu). For a demand d and a host h, the
+*blocking costs* are a_h(d) = max(0, c_h,mem - d_mem + 1) when d_mem > 0 (infinite when
+d_mem = 0) and b_h(d) likewise with cpu: what must be used on h before its remaining
+capacity is below d. rho = min over G of d_mem / d_cpu (guests with d_cpu > 0; 0 if none)
+and sigma = min over G of d_cpu / d_mem (guests with d_mem > 0; 0 if none): every guest
+brings at least rho MiB per vCPU and sigma vCPUs per MiB.
 
-    sum over h in A of a_h(d) <= T_mem - d_mem   and   sum over h in B of b_h(d) <= T_cpu - d_cpu
+Definition. d *may be blocked* if there is a partition S = A + B such that
 
-where a_h(d) = max(0, c_h,mem - d_mem + 1) when d_mem > 0 (infinite when d_mem = 0), and
-likewise b_h(d) with cpu. If no guest's demand may be blocked, every guest is assigned.
+    sum_A a_h(d) + rho * sum_B b_h(d)    <= T_mem - d_mem
+    sum_B b_h(d) + sigma * sum_A a_h(d)  <= T_cpu - d_cpu
+
+Theorem. If no guest's demand may be blocked, the scheduler assigns every guest.
 
 Proof. Suppose guest g is left unassigned. When the scheduler reached it, every h in S
-was banned, so its remaining capacity r_h was below d_g in memory or in cpu; put h in A
-if r_h,mem < d_g,mem and in B otherwise (then r_h,cpu < d_g,cpu). A dimension with
-d = 0 cannot ban (remaining capacity never goes below zero: a guest is only assigned
-where it fits), hence the infinite costs. The capacity used on h, u_h = c_h - r_h, is at
-least 0, and for h in A at least c_h,mem - d_g,mem + 1, so u_h,mem >= a_h(d_g). Everything
-used was used by guests assigned before g, which exclude g: summed over A,
-sum a_h(d_g) <= sum over S of u_h,mem <= T_mem - d_g,mem, and the same for B in cpu. So
-d_g may be blocked, contradicting the hypothesis.  QED
+was banned: its remaining capacity r_h was below d_g in memory or in cpu. Put h in A if
+r_h,mem < d_g,mem, in B otherwise (then r_h,cpu < d_g,cpu). A dimension with d = 0 cannot
+ban (remaining capacity never goes below zero: a guest is only assigned where it fits),
+hence the infinite costs. Let u_h = c_h - r_h be the capacity used on h, by guests
+assigned before g. For h in A, u_h,mem >= c_h,mem - d_g,mem + 1 and u_h,mem >= 0, so
+u_h,mem >= a_h(d_g); for h in B, u_h,cpu >= b_h(d_g). Every guest's memory is at least rho
+times its vCPUs, so u_h,mem >= rho * u_h,cpu on every host, in particular
+u_h,mem >= rho * b_h(d_g) on B; likewise u_h,cpu >= sigma * a_h(d_g) on A. The guests
+assigned before g exclude g, so the memory used on all of S is at most T_mem - d_g,mem:
+sum_A a_h + rho * sum_B b_h <= T_mem - d_g,mem; and the same in cpu. So d_g may be
+blocked, contradicting the hypothesis.  QED
 
-Two reductions make the check cheap. (1) *Monotonicity*: if d may be blocked, so may any
-d' >= d (componentwise, d' <= T): keep the partition; on each side, sum a_h(x) + x is
-non-increasing in x while some host of the side still has capacity >= x, and equals x once
-none has, so it stays <= max(its value at d, d') <= T. Hence only the Pareto-maximal
-demand vectors need checking. (2) *Relaxation*: deciding whether a partition exists is a
-0/1 knapsack (choose A to keep sum a within budget while removing as much b as
-possible). Its fractional relaxation (greedy by ratio b/a) removes at least as much, so
-when even the relaxation leaves sum over B of b above the cpu budget, no partition
-exists. Both are sound directions: they can only fail to prove, never prove wrongly.
+Deciding it. (1) The *simple test* drops the rho and sigma terms (weaker, still sound). It
+is monotone: if d may be blocked so may any d' >= d componentwise (d' <= T): keep the
+partition; on each side, sum_A a_h(x) + x is non-increasing in x while some host of A has
+capacity >= x, and equals x once none has, so it stays <= max(its value at d, d') <= T.
+Hence the simple test needs only the Pareto-maximal demands, and it is a 0/1 knapsack
+(choose A within the memory budget to remove as much b as possible) whose fractional
+relaxation, greedy by ratio b/a, removes at least as much: when even that leaves the cpu
+side over budget, no partition exists. (2) When the simple test fails, the *refined test*
+checks every distinct demand (no monotonicity is claimed for it) by the linear
+relaxation x_h in [0, 1] of the partition: by Farkas' lemma it is infeasible exactly when
+some (lambda, mu) >= 0 makes sum_h min(lambda*A_h,mem + mu*A_h,cpu, lambda*B_h,mem +
+mu*B_h,cpu) exceed lambda*(T_mem - d_mem) + mu*(T_cpu - d_cpu), and the left side minus the
+right is concave in mu/lambda, so checking the breakpoints and the end points is enough.
+Every relaxation only enlarges what "may be blocked" admits: the tests can fail to prove,
+never prove wrongly. They are checked against an exhaustive search of every order and
+choice on small instances, and against crm_simulate itself (tests/unit/test_planner_fastpath.py).
 
-With one dimension (guests without ``cpu``) the condition reads: the survivors' capacity
-minus (d_max - 1) per host exceeds the total demand minus d_max; i.e. filling every
-survivor to within one largest guest of full takes more than all the other guests.
+With one dimension (guests without ``cpu``) the condition reads: filling every survivor to
+within one largest guest of full takes more than all the other guests, i.e.
+sum_S (c_h - d_max + 1) > T - d_max.
 
-Worked example (the 16 x 400 benchmark cluster): 15 survivors of 114688 MiB, largest
-guest 8192 MiB, total demand 1,433,600 MiB. Blocking every survivor takes
-15 x (114688 - 8191) = 1,597,455 MiB > 1,433,600 - 8192 = 1,425,408 MiB: proved, and no
-scheduler run is needed for that scenario.
+The baseline (no host failed) has a second argument, for clusters too full for the first.
+With a positive stickiness and equal priorities, the scheduler assigns every running guest
+before any guest that is not running (it sorts by priority, then by the score of the
+current node, -INFINITY for a guest running nowhere), and each running guest to its
+current node: that node's score is the stickiness, above every other node's 0, and it is
+not banned, since by induction the guests assigned before it went to their own current
+nodes and the current placement fits every host. (This does not hold once a host fails:
+a guest running on a failed host ties with the running ones and may be assigned between
+them, taking room a running guest needed.) What is left, the guests not running, meets
+the theorem with each host's free capacity in place of its capacity.
+
+Worked example (the 16 x 400 benchmark cluster, one host lost): 15 survivors of
+114688 MiB and 96 vCPUs; largest guest 8192 MiB / 4 vCPUs; all guests 1,379,328 MiB and
+930 vCPUs; every guest has at least 1024 MiB per vCPU (rho = 1024). Blocking a survivor
+by memory takes 114688 - 8191 = 106,497 MiB; by vCPUs it takes 96 - 4 + 1 = 93 vCPUs,
+which bring at least 93 x 1024 = 95,232 MiB. So every survivor takes at least 95,232 MiB
+to block, and all 15 take 1,428,480 MiB > 1,379,328 - 8192 = 1,371,136 MiB: proved (the
+refined test's certificate lambda=1, mu=0), and no scheduler run is needed. The simple
+test alone does not prove it: without rho, twelve hosts blocked by memory and three by
+vCPUs fit the budgets.
 """
 
 from __future__ import annotations
@@ -341,4 +376,32 @@ class FastPath:
         blocker = self.blocker(failed, quorum)
         if blocker is not None:
             return Proof(False, f"not applicable: {blocker}")
-        return proves_every_guest_fits([host.capacity for host in self.survivors(failed)], self.profile)
+        proof = proves_every_guest_fits([host.capacity for host in self.survivors(failed)], self.profile)
+        if proof.proved or failed:
+            return proof
+        settled = self.prove_settled()
+        return settled if settled.proved else proof
+
+    def prove_settled(self) -> Proof:
+        """The baseline's second argument: running guests stay, the others fit in any order."""
+        guests = self.model.running_guests
+        if any(guest.stickiness < 1 for guest in guests):
+            return Proof(False, "not proved: some guest has no positive resource-stickiness")
+        if len({guest.priority for guest in guests}) > 1:
+            return Proof(False, "not proved: guests have different priorities")
+        available = {host.name: host for host in self.model.hosts if host.available}
+        load = {name: Resources() for name in available}
+        for guest in self.model.guests:
+            for node in guest.active_on:
+                if node not in available:
+                    return Proof(False, f"not proved: {guest.resource} runs on {node}, which cannot keep it")
+                load[node] = load[node] + guest.demand
+        for name, host in available.items():
+            if not load[name].fits_in(host.capacity):
+                return Proof(False, f"not proved: {name} runs more than its capacity")
+        waiting = DemandProfile.of(guest.demand for guest in guests if not guest.active_on)
+        free = [host.capacity - load[name] for name, host in available.items()]
+        proof = proves_every_guest_fits(free, waiting)
+        if not proof.proved:
+            return proof
+        return Proof(True, "proved: every running guest stays where it runs, and the others find room")

@@ -409,13 +409,25 @@ def render_status_text(model: CibModel, source: str, now: float) -> str:
         for reservation in live:
             lines.append(
                 f"  {reservation.resource} -> {reservation.node}: {reservation.memory_mib} MiB, "
-                f"{reservation.vcpus} vCPUs, expires in {int(reservation.expires - now)} s "
+                f"{reservation.vcpus} vCPUs, {expiry_phrase(reservation.expires, now)} "
                 f"(holder {reservation.holder})"
             )
     stopped = [guest.resource for guest in model.running_guests if not guest.active_on]
     if stopped:
         lines.append(f"guests not running anywhere: {names(stopped)}")
     return "\n".join(lines) + "\n"
+
+
+def expiry_phrase(expires: int, now: float) -> str:
+    """When a reservation lapses: in seconds when soon, as a UTC time otherwise.
+
+    >>> expiry_phrase(1030, 1000.0), expiry_phrase(4102444800, 1000.0)
+    ('expires in 30 s', 'expires 2100-01-01 00:00 UTC')
+    """
+    remaining = int(expires - now)
+    if remaining <= 3600:
+        return f"expires in {remaining} s"
+    return "expires " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expires))
 
 
 def status_json(model: CibModel, source: str, now: float) -> dict[str, Any]:

@@ -86,10 +86,15 @@ def keeps_quorum(votes: int, surviving: int) -> bool:
 
 
 def enumerate_scenarios(model: CibModel, failures: int) -> tuple[Scenario, ...]:
-    """The baseline, then every set of 1..``failures`` hosts that are up, in name order."""
+    """The baseline, then every set of 1..``failures`` hosts that are up, in name order.
+
+    The baseline keeps the quorum the CIB reports (a plan refuses a CIB without it, and the
+    cluster may keep quorum with fewer than a majority up, e.g. ``last_man_standing``);
+    failure scenarios keep it while the survivors hold a majority of all the nodes.
+    """
     up = sorted(host.name for host in model.hosts if host.online)
     votes = len(model.hosts)
-    scenarios = [Scenario((), keeps_quorum(votes, len(up)))]
+    scenarios = [Scenario((), True)]
     for size in range(1, min(failures, len(up)) + 1):
         for failed in itertools.combinations(up, size):
             scenarios.append(Scenario(failed, keeps_quorum(votes, len(up) - size)))
@@ -370,7 +375,6 @@ def run_plan(
     failures: int,
     environment: PlanEnvironment,
     use_fastpath: bool = True,
-    cib_path: str | None = None,
 ) -> Plan:
     """Answer every scenario; raises SchedulerError when a scheduler run fails."""
     started = environment.clock()
@@ -392,7 +396,7 @@ def run_plan(
         with tempfile.TemporaryDirectory(prefix="xenha-plan-") as directory:
             requests = [
                 SimulationRequest(
-                    cib_path=cib_path or prepared.snapshot.path,
+                    cib_path=prepared.snapshot.path,
                     failed=scenario.failed,
                     quorum=None if scenario.quorum else False,
                     graph_path=os.path.join(directory, f"graph-{index}.xml"),

@@ -112,7 +112,7 @@ def parse_xml(data: bytes | str, what: str) -> Any:
     try:
         return etree.fromstring(raw, parser)
     except etree.XMLSyntaxError as error:
-        raise SchedulerError(f"{what} is not XML: {error}") from None
+        raise SchedulerError(f"{what} is not XML: {error.msg}") from None
 
 
 def parse_graph(data: bytes | str) -> tuple[GraphAction, ...]:
