@@ -37,12 +37,12 @@ from dataclasses import dataclass
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "lib"))
 
-from xenha.planner.cibmodel import parse_cib  # noqa: E402
-from xenha.planner.htools import to_htools_text  # noqa: E402
-from xenha.planner.naive import run_naive  # noqa: E402
-from xenha.planner.scenarios import enumerate_scenarios  # noqa: E402
-from xenha.planner.synthetic import SyntheticSpec, generate_cib  # noqa: E402
-from xenha.runner import CommandRunner, find_tool  # noqa: E402
+from xenha.planner.cibmodel import parse_cib
+from xenha.planner.htools import to_htools_text
+from xenha.planner.naive import run_naive
+from xenha.planner.scenarios import enumerate_scenarios
+from xenha.planner.synthetic import SyntheticSpec, generate_cib
+from xenha.runner import CommandRunner, find_tool
 
 XENHA = os.path.join(ROOT, "bin", "xenha")
 CORES = os.cpu_count() or 1

@@ -32,12 +32,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Optional, cast
 
+from xenha.reservation import Reservation, ledger_id
+
 GUEST_AGENT = ("ocf", "xenha", "xen-guest")
 MEMORY = "hv_memory"
 CPU = "cpu"
 DIMENSIONS = (MEMORY, CPU)
-LEDGER_PREFIX = "xenha-ledger-"
-_LEDGER_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+LEDGER_PREFIX = ledger_id("")
 _INTEGER = re.compile(r"^[+-]?[0-9]{1,15}$")
 TRUE_WORDS = frozenset({"1", "yes", "true", "on", "y"})
 
@@ -136,21 +137,6 @@ class ClusterOptions:
     maintenance_mode: bool = False
     stop_all_resources: bool = False
     node_health_strategy: str = "none"
-
-
-@dataclass(frozen=True)
-class Reservation:
-    """One in-flight reservation of the xenha ledger (written by the migration code)."""
-
-    node: str
-    resource: str
-    memory_mib: int
-    vcpus: int
-    expires: int  # wall-clock epoch seconds
-    holder: str
-
-    def expired(self, now: float) -> bool:
-        return self.expires < now
 
 
 @dataclass(frozen=True)
@@ -369,20 +355,15 @@ def score_value(text: str | None) -> int | None:
     return max(-SCORE_INFINITY, min(SCORE_INFINITY, value))
 
 
-def ledger_id(node: str) -> str:
-    """The id of a node's ledger (as the migration code writes it: unsafe characters → ``_``)."""
-    return LEDGER_PREFIX + _LEDGER_ID_UNSAFE.sub("_", node)
-
-
 def parse_ledger(crm_config: Any, host_names: Sequence[str]) -> tuple[Reservation, ...]:
     """Every reservation in the ledgers under ``crm_config`` (expired ones included).
 
     One ``cluster_property_set`` per target node, id ``xenha-ledger-<node>``; one nvpair
     per reservation with id ``xenha-ledger-<node>-rsv-<resource>`` and a value of
-    ``memory_mib=4160 vcpus=2 expires=<epoch> holder=<token> resource=<resource>``. The
-    lock nvpair and malformed values are skipped. Callers drop reservations that have
-    expired (:meth:`Reservation.expired`). Kept small and pure so that the migration
-    code's own reader (``xenha.reservation``) can replace it.
+    ``memory_mib=4160 vcpus=2 expires=<epoch> holder=<token> resource=<resource>``, decoded
+    by the reservation protocol's own :class:`xenha.reservation.Reservation`. Other nvpairs
+    (the version) and malformed values are skipped. Callers drop reservations that have
+    expired (:meth:`Reservation.expired`).
     """
     if crm_config is None:
         return ()
@@ -394,22 +375,10 @@ def parse_ledger(crm_config: Any, host_names: Sequence[str]) -> tuple[Reservatio
             continue
         node = nodes_by_set.get(set_id, set_id[len(LEDGER_PREFIX) :])
         for nvpair in property_set.iterfind("nvpair"):
-            if not nvpair.get("id", "").startswith(f"{set_id}-rsv-"):
-                continue
-            fields = dict(part.split("=", 1) for part in (nvpair.get("value") or "").split() if "=" in part)
-            try:
-                found.append(
-                    Reservation(
-                        node=node,
-                        resource=fields["resource"],
-                        memory_mib=int(fields["memory_mib"]),
-                        vcpus=int(fields["vcpus"]),
-                        expires=int(fields["expires"]),
-                        holder=fields["holder"],
-                    )
-                )
-            except (KeyError, ValueError):
-                continue
+            if nvpair.get("id", "").startswith(f"{set_id}-rsv-"):
+                reservation = Reservation.decode(node, nvpair.get("value") or "")
+                if reservation is not None:
+                    found.append(reservation)
     return tuple(found)
 
 

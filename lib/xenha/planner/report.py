@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from xenha.planner.cibmodel import CibModel, Reservation, Resources, total
+from xenha.planner.cibmodel import CibModel, Resources, total
 from xenha.planner.scenarios import HostLoad, Plan, ScenarioResult
+from xenha.reservation import Reservation
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATUS_WORDS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
