@@ -48,6 +48,8 @@ POLL_INTERVAL_S = 0.2
 # Actions that may use the spec remembered with the file's fingerprint instead of parsing
 # the file again (start and migrate_from need the file itself).
 REMEMBERED_SPEC_ACTIONS = frozenset({"monitor", "status", "stop", "migrate_to", "reload-agent"})
+# How often a monitor compares the published utilization with the CIB (one query).
+UTILIZATION_RECHECK_S = 300.0
 # After libvirtd went away mid-action: how long to wait for it to listen again.
 RECONNECT_GRACE_S = 15.0
 RECONNECT_POLL_S = 0.5
@@ -214,9 +216,10 @@ class GuestAgent(Agent):
         if verdict.code == OcfExit.SUCCESS:
             for problem in ctx.problems:
                 ctx.log.warning(f"guest {name} runs, but its configuration has a problem: {problem.reason}")
-            if self._domain is not None and self._config is not None and not ctx.problems:
-                # the configuration changed since the last good read: its demand may have too
-                self._remember(ctx, self._config, self._domain)
+            if self._domain is not None and not ctx.problems:
+                if self._config is not None:
+                    # the file changed since the last good read: remember what it says now
+                    self._remember(ctx, self._config, self._domain)
                 self._publish_utilization(ctx, self._domain, force=False)
             return OcfExit.SUCCESS
         if verdict.code == OcfExit.NOT_RUNNING:
@@ -421,12 +424,14 @@ class GuestAgent(Agent):
     def _publish_utilization(self, ctx: Context, spec: DomainSpec, force: bool) -> None:
         """Set the resource's hv_memory and cpu utilization to the guest's demand.
 
-        Only what changed is written: the last published values are kept in the state file,
-        so an unchanged monitor costs no cluster call at all. ``force`` compares with the
-        CIB itself instead (start, reload), in case someone changed it there.
+        Only what differs is written. The last published values are kept in the state file,
+        so an unchanged monitor costs no cluster call. The CIB itself is compared with at
+        start, reload and arrival (``force``), when the node has no record, and every
+        UTILIZATION_RECHECK_S: a tool that replaces the configuration from a stale copy (pcs
+        does: observed on the test cluster) can wipe a value written meanwhile, and a lost
+        figure would make the scheduler place guests where they do not fit.
         """
         from xenha.capacity import demand_of
-        from xenha.pacemaker import NotInCluster, PacemakerError
 
         wanted = {}
         demand = demand_of(spec)
@@ -439,26 +444,37 @@ class GuestAgent(Agent):
             return
         state = _state(ctx)
         remembered = state.load()
-        # Without a record on this node (first start or arrival here), compare with the CIB.
-        force = force or "published" not in remembered
+        now = time.time()
+        checked_at = remembered.get("published_checked_at", 0)
+        stale = not isinstance(checked_at, (int, float)) or now - checked_at > UTILIZATION_RECHECK_S
+        compare_with_cib = force or stale or "published" not in remembered
         published = remembered.get("published", {})
-        if not force and all(published.get(name) == value for name, value in wanted.items()):
+        if not compare_with_cib and all(published.get(name) == value for name, value in wanted.items()):
             return
+        from xenha.pacemaker import NotInCluster, PacemakerError  # only now: it loads subprocess
+
         cluster = self._cluster(ctx)
         resource = ctx.env.instance
         try:
+            current = cluster.resource_utilizations(resource) if compare_with_cib else {}
             for name, value in wanted.items():
-                if force and cluster.resource_utilization(resource, name) == value:
+                if current.get(name) == value:
                     continue
                 cluster.set_resource_utilization(resource, name, value)
-                ctx.log.info(f"set utilization {name}={value} for {resource}")
+                if compare_with_cib and published.get(name) == value and not force:
+                    ctx.log.warning(
+                        f"utilization {name} of {resource} was {current.get(name, 'missing')} in the CIB, "
+                        f"not {value} as published (configuration replaced from a stale copy?): set it again"
+                    )
+                else:
+                    ctx.log.info(f"set utilization {name}={value} for {resource}")
         except NotInCluster:
             ctx.log.debug("no cluster: utilization not published")
             return
         except PacemakerError as error:
             ctx.log.warning(f"could not publish the utilization of {resource}: {error}")
             return
-        state.update(published=wanted)
+        state.update(published=wanted, published_checked_at=now)
 
     def _remember(self, ctx: Context, config: ConfigFile, spec: DomainSpec) -> None:
         _state(ctx).update(

@@ -129,8 +129,17 @@ class ClusterCli:
     def _resource_utilization(self, resource: str, *action: str) -> CommandResult:
         return self._run(["crm_resource", "--resource", resource, "--utilization", *action])
 
-    def resource_utilization(self, resource: str, name: str) -> int | None:
-        return _integer_or_none(self._resource_utilization(resource, "--get-parameter", name, "--quiet"))
+    def resource_utilizations(self, resource: str) -> dict[str, int]:
+        """Every utilization value of ``resource`` in the CIB, in one query."""
+        from xenha.xmlscan import elements
+
+        found = self.query(f"/cib/configuration/resources//primitive[@id={xpath_literal(resource)}]/utilization")
+        values: dict[str, int] = {}
+        for nvpair in elements(found or "", "nvpair"):
+            value = nvpair.attributes.get("value", "").strip()
+            if value.isdigit():
+                values[nvpair.attributes.get("name", "")] = int(value)
+        return values
 
     def set_resource_utilization(self, resource: str, name: str, value: int) -> None:
         self._check(self._resource_utilization(resource, "--set-parameter", name, "--parameter-value", str(value)))

@@ -29,7 +29,11 @@ def scan(text: str) -> list[Element]:
 
     >>> [element.path for element in scan("<a><b x='1'/><c/></a>")]
     [('a',), ('a', 'b'), ('a', 'c')]
+    >>> scan("  ")
+    []
     """
+    if not text.strip():
+        return []
     from xml.parsers import expat
 
     parser = expat.ParserCreate()

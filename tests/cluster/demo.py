@@ -120,10 +120,15 @@ def run_demo(cluster: Cluster, narrator: Narrator) -> None:
         narrator.say(f"{node}$ {' '.join(argv)}")
 
     configure_cluster(cluster, CAPACITY_MIB, show=show)
+    # Created stopped, placed, then started: a pcs edit replaces the whole configuration from
+    # the copy it read, and would wipe what a starting agent writes meanwhile
+    # (docs/decisions/concurrent-cib-edits.md).
     for guest, (memory, prefers) in GUESTS.items():
-        create_guest(cluster, guest, memory, show=show if guest == "db1" else None)
-        pcs(cluster, "constraint", "location", guest, "prefers", f"{prefers}=50", show=show if guest == "db1" else None)
+        shown = show if guest == "db1" else None
+        create_guest(cluster, guest, memory, "--disabled", show=shown)
+        pcs(cluster, "constraint", "location", guest, "prefers", f"{prefers}=50", show=shown)
     narrator.say("(and the same for web1, db2, web2, app1: 64, 128, 64 and 96 MiB)")
+    pcs(cluster, "resource", "enable", *GUESTS, show=show)
     wait_placed(cluster, {guest: prefers for guest, (_, prefers) in GUESTS.items()})
     # The preferences only arrange the start; stickiness keeps the guests where they are.
     for guest, (_, prefers) in GUESTS.items():
@@ -196,7 +201,8 @@ def run_demo(cluster: Cluster, narrator: Narrator) -> None:
     narrator.say(f"fence agent: {records[-1] if records else 'no record'}")
     narrator.show(cluster, survivor, ["crm_mon", "-1", "-r"], keep=25)
     capacity_table(narrator, cluster)
-    for stuck in stuck_guests(cluster):
+    stopped_now = [guest for guest, host in placements(cluster, list(GUESTS)).items() if host is None]
+    for stuck in stuck_guests(cluster, stopped_now):
         narrator.say(f"scheduler (the DC's log): {stuck}")
     for guest, host in placements(cluster, list(GUESTS)).items():
         if host is None:
@@ -213,13 +219,13 @@ def run_demo(cluster: Cluster, narrator: Narrator) -> None:
     capacity_table(narrator, cluster)
 
 
-def stuck_guests(cluster: Cluster) -> list[str]:
-    """The scheduler's latest "cannot run anywhere" lines for guests, from every running node's log."""
+def stuck_guests(cluster: Cluster, guests: Sequence[str]) -> list[str]:
+    """The scheduler's latest "cannot run anywhere" line for each of ``guests``, from the logs."""
     found: dict[str, str] = {}
     for host in cluster.running_nodes():
         log = cluster.node_log(host, "log/pacemaker/pacemaker.log").read_text(errors="replace")
         for line in log.splitlines():
-            for guest in GUESTS:
+            for guest in guests:
                 if f"Resource {guest} cannot run anywhere" in line:
                     found[guest] = line.split(") ", 1)[-1].strip()
     return list(found.values())

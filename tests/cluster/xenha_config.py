@@ -84,11 +84,13 @@ def write_guest_config(cluster: Cluster, name: str, memory_mib: int) -> str:
 def create_guest(cluster: Cluster, name: str, memory_mib: int = 64, *extra: str, show: Show | None = None) -> None:
     """A xen-guest resource that live-migrates (its guest has no OS: stop destroys at once)."""
     config = write_guest_config(cluster, name, memory_mib)
+    flags = [option for option in extra if option.startswith("--")]
+    params = [option for option in extra if not option.startswith("--")]
     pcs(cluster, "resource", "create", name, "ocf:xenha:xen-guest",
         f"config={config}", "hypervisor=qemu:///system", "remoteuri=qemu+tcp://%n/system",
-        "hvm_migration=live", "force_stop=true", *extra,
+        "hvm_migration=live", "force_stop=true", *params,
         "meta", "allow-migrate=true",
-        "op", "monitor", "interval=5s", "timeout=30s", "migrate_to", "timeout=60s", show=show)  # fmt: skip
+        "op", "monitor", "interval=5s", "timeout=30s", "migrate_to", "timeout=60s", *flags, show=show)  # fmt: skip
 
 
 def placements(cluster: Cluster, guests: Sequence[str]) -> dict[str, str | None]:
