@@ -11,6 +11,7 @@ it took. ``KEEP=1`` leaves the cluster running and prints how to reach it.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -60,7 +61,7 @@ class Narrator:
         print(f"    ({what}: {time.monotonic() - self.step_started:.1f} s)", flush=True)
 
     def show(self, cluster: Cluster, node: str, argv: Sequence[str], keep: int = 40, check: bool = True) -> str:
-        print(f"    {node}$ {' '.join(argv)}", flush=True)
+        print(f"    {node}$ {shlex.join(argv)}", flush=True)
         result = cluster.run(node, argv, 120.0)
         output = (result.stdout + result.stderr).rstrip("\n").splitlines()
         for line in output[:keep]:
@@ -117,7 +118,7 @@ def run_demo(cluster: Cluster, narrator: Narrator) -> None:
     cluster.wait_for("the fence device to start", lambda status: bool(status.started_on("fence-xenha")))
 
     def show(argv: Sequence[str]) -> None:
-        narrator.say(f"{node}$ {' '.join(argv)}")
+        narrator.say(f"{node}$ {shlex.join(argv)}")
 
     configure_cluster(cluster, CAPACITY_MIB, show=show)
     # Created stopped, placed, then started: a pcs edit replaces the whole configuration from
