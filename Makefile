@@ -8,9 +8,13 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 LINT_VERSIONS := ruff==0.17.6 mypy==2.4.1 lxml-stubs==0.5.1
 
-.PHONY: all deps tools lint typecheck unit fuzz-ci fuzz acceptance cluster-test test clean
+.PHONY: all deps packaging-deps tools lint typecheck unit fuzz-ci fuzz acceptance cluster-test demo demo-plan bench bench-plan man packages package-test test clean
 
 all: test
+
+# The main job: a real 3-node cluster, configured with pcs, narrated (KEEP=1 keeps it up).
+demo: deps
+	$(PYTHON) -m tests.cluster.demo
 
 deps:
 	tools/install-deps
@@ -23,14 +27,20 @@ $(VENV)/.installed: | deps
 tools: $(VENV)/.installed
 
 lint: tools
-	$(VENV)/bin/ruff check lib agents tests tools tests/cluster/cluster tests/cluster/fence_xenha_test
-	$(VENV)/bin/ruff format --check lib agents
+	$(VENV)/bin/ruff check lib agents bin tests tools tests/cluster/cluster tests/cluster/fence_xenha_test $(wildcard bench)
+	$(VENV)/bin/ruff format --check lib agents bin
 
 typecheck: tools
 	$(VENV)/bin/mypy
 
 unit: deps
 	$(PYTEST) -q --doctest-modules lib tests/unit
+
+# Benchmarks against the peers (not part of `make test`): markdown tables on stdout.
+# The planner's part is long (~15 minutes); BENCH_ARGS="--sizes small" for a short run.
+bench: deps
+	$(PYTHON) bench/agents_bench.py
+	$(PYTHON) bench/plan_bench.py $(BENCH_ARGS)
 
 # Hostile input for both agents: a few hundred cases in `make test`, over 10,000 in `make fuzz`.
 fuzz-ci: deps
@@ -47,7 +57,40 @@ acceptance: deps
 cluster-test: deps
 	$(PYTEST) -q -rP tests/cluster
 
-test: deps lint typecheck unit fuzz-ci acceptance cluster-test
+# Man pages generated from the agents' meta-data and the CLI's parser (the packages ship them).
+man:
+	tools/make-manpages build/man
+
+packaging-deps:
+	tools/install-deps --packaging
+
+# The DEB and the RPM, built from a clean copy of the tree and checked by lintian and rpmlint.
+packages: packaging-deps
+	tools/build-packages dist
+
+# Installs the .deb on this machine, checks it from the installed files only, purges it.
+package-test: packages
+	$(PYTEST) -q tests/packaging
+
+test: deps lint typecheck unit fuzz-ci acceptance package-test cluster-test
+
+# The planner on the example pool (examples/planner/, a five-host running cluster): its
+# N+k plan, what one more guest would do to it, the hosts' usage, and a pool too tight.
+demo-plan: deps
+	bin/xenha plan --cib examples/planner/pool.xml --failures 2 || true
+	@echo
+	bin/xenha check-add --memory 8192 --vcpus 4 --cib examples/planner/pool.xml || true
+	@echo
+	bin/xenha check-add --memory 24576 --vcpus 12 --cib examples/planner/pool.xml || true
+	@echo
+	bin/xenha status --cib examples/planner/pool.xml
+	@echo
+	bin/xenha plan --cib examples/planner/pool-tight.xml || true
+
+# xenha plan against the naive crm_simulate loop and Ganeti's hcheck (long: ~15 minutes;
+# BENCH_ARGS="--sizes small" for a two-minute run).
+bench-plan: deps
+	$(PYTHON) bench/plan_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache

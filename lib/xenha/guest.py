@@ -23,6 +23,7 @@ from xenha.domxml import (
     ConfigUnreadable,
     DomainSpec,
     DomainXmlError,
+    GuestType,
     file_fingerprint,
     load_config,
     parse_domain,
@@ -31,7 +32,7 @@ from xenha.domxml import (
 )
 from xenha.guest_spec import AGENT_NAME, DEFAULT_CPU_OVERCOMMIT, SPEC
 from xenha.hypervisor import ErrorKind, Hypervisor, HypervisorError
-from xenha.libvirt_uri import UriError, parse
+from xenha.libvirt_uri import UriError, hypervisor_problems, parse
 from xenha.ocf import Agent, Context, Handler, OcfError, OcfExit
 from xenha.statefile import StateFile
 
@@ -44,6 +45,11 @@ if TYPE_CHECKING:
     from xenha.reservation import AdmissionRequest
 
 POLL_INTERVAL_S = 0.2
+# Actions that may use the spec remembered with the file's fingerprint instead of parsing
+# the file again (start and migrate_from need the file itself).
+REMEMBERED_SPEC_ACTIONS = frozenset({"monitor", "status", "stop", "migrate_to", "reload-agent"})
+# How often a monitor compares the published utilization with the CIB (one query).
+UTILIZATION_RECHECK_S = 300.0
 # After libvirtd went away mid-action: how long to wait for it to listen again.
 RECONNECT_GRACE_S = 15.0
 RECONNECT_POLL_S = 0.5
@@ -70,19 +76,15 @@ class GuestAgent(Agent):
 
     # ---- validation (no hypervisor) ---------------------------------------------------------
     def validate(self, ctx: Context) -> list[OcfError]:
-        problems = ctx.params.problems()
-        try:
-            parse(ctx.params.string("hypervisor") or "")
-        except UriError as error:
-            problems.append(OcfError(OcfExit.ERR_CONFIGURED, str(error)))
-        except OcfError:
-            pass  # already among the parameter problems
-        problems.extend(_migration_problems(ctx))
+        problems = [*ctx.params.problems(), *hypervisor_problems(ctx.params), *_migration_problems(ctx)]
         path = _config_path(ctx)
         if path is None:
             return problems
-        if ctx.env.action == "monitor" and self._remembered_fingerprint_matches(ctx, path):
-            return problems  # unchanged since the last good read: no need to parse it again
+        if ctx.env.action in REMEMBERED_SPEC_ACTIONS:
+            remembered = self._remembered_spec(ctx, path)
+            if remembered is not None:
+                self._domain = remembered  # unchanged since the last good read: no lxml needed
+                return problems
         try:
             self._config = load_config(path)
             self._domain = parse_domain(self._config.data, path)
@@ -97,15 +99,26 @@ class GuestAgent(Agent):
             problems.append(OcfError(OcfExit.ERR_CONFIGURED, str(error)))
         return problems
 
-    def _remembered_fingerprint_matches(self, ctx: Context, path: str) -> bool:
+    def _remembered_spec(self, ctx: Context, path: str) -> DomainSpec | None:
+        """The guest's spec as remembered, if the file has not changed since it was read."""
         remembered = _state(ctx).load()
-        if remembered.get("config") != path or "domain" not in remembered:
-            return False
+        if remembered.get("config") != path:
+            return None
         try:
             fingerprint = file_fingerprint(stat_config(path))
-        except ConfigUnreadable:
-            return False
-        return bool(remembered.get("config_fingerprint") == fingerprint)
+            if remembered.get("config_fingerprint") != fingerprint:
+                return None
+            return DomainSpec(
+                name=str(remembered["domain"]),
+                uuid=remembered.get("uuid"),
+                hypervisor_type=str(remembered["hypervisor_type"]),
+                guest_type=GuestType(remembered["guest_type"]),
+                memory_mib=int(remembered["memory_mib"]),
+                vcpus=int(remembered["vcpus"]),
+                video_mib=int(remembered.get("video_mib", 0)),
+            )
+        except (ConfigUnreadable, KeyError, TypeError, ValueError):
+            return None  # read it afresh
 
     def translate(self, error: Exception) -> OcfError | None:
         if isinstance(error, HypervisorError):
@@ -158,7 +171,7 @@ class GuestAgent(Agent):
         return OcfExit.SUCCESS  # the framework ran validate() before calling this
 
     def reload_agent(self, ctx: Context) -> OcfExit:
-        _, spec = self._require_config()
+        spec = self._require_spec()
         ctx.log.info("reloaded the agent's parameters; nothing in the running guest changes")
         self._publish_utilization(ctx, spec, force=True)
         return OcfExit.SUCCESS
@@ -167,7 +180,7 @@ class GuestAgent(Agent):
         from xenha import guest_migration
         from xenha.reservation import ClusterOrLocalLedger
 
-        _, spec = self._require_config()
+        spec = self._require_spec()
         code = guest_migration.migrate_to(
             ctx,
             spec,
@@ -203,9 +216,10 @@ class GuestAgent(Agent):
         if verdict.code == OcfExit.SUCCESS:
             for problem in ctx.problems:
                 ctx.log.warning(f"guest {name} runs, but its configuration has a problem: {problem.reason}")
-            if self._domain is not None and self._config is not None and not ctx.problems:
-                # the configuration changed since the last good read: its demand may have too
-                self._remember(ctx, self._config, self._domain)
+            if self._domain is not None and not ctx.problems:
+                if self._config is not None:
+                    # the file changed since the last good read: remember what it says now
+                    self._remember(ctx, self._config, self._domain)
                 self._publish_utilization(ctx, self._domain, force=False)
             return OcfExit.SUCCESS
         if verdict.code == OcfExit.NOT_RUNNING:
@@ -302,6 +316,11 @@ class GuestAgent(Agent):
         return OcfExit.SUCCESS
 
     # ---- helpers ----------------------------------------------------------------------------
+    def _require_spec(self) -> DomainSpec:
+        if self._domain is None:
+            raise OcfError(OcfExit.ERR_GENERIC, "internal error: configuration was not validated")
+        return self._domain
+
     def _require_config(self) -> tuple[ConfigFile, DomainSpec]:
         if self._config is None or self._domain is None:
             raise OcfError(OcfExit.ERR_GENERIC, "internal error: configuration was not validated")
@@ -405,12 +424,14 @@ class GuestAgent(Agent):
     def _publish_utilization(self, ctx: Context, spec: DomainSpec, force: bool) -> None:
         """Set the resource's hv_memory and cpu utilization to the guest's demand.
 
-        Only what changed is written: the last published values are kept in the state file,
-        so an unchanged monitor costs no cluster call at all. ``force`` compares with the
-        CIB itself instead (start, reload), in case someone changed it there.
+        Only what differs is written. The last published values are kept in the state file,
+        so an unchanged monitor costs no cluster call. The CIB itself is compared with at
+        start, reload and arrival (``force``), when the node has no record, and every
+        UTILIZATION_RECHECK_S: a tool that replaces the configuration from a stale copy (pcs
+        does: observed on the test cluster) can wipe a value written meanwhile, and a lost
+        figure would make the scheduler place guests where they do not fit.
         """
         from xenha.capacity import demand_of
-        from xenha.pacemaker import NotInCluster, PacemakerError
 
         wanted = {}
         demand = demand_of(spec)
@@ -423,35 +444,49 @@ class GuestAgent(Agent):
             return
         state = _state(ctx)
         remembered = state.load()
-        # Without a record on this node (first start or arrival here), compare with the CIB.
-        force = force or "published" not in remembered
+        now = time.time()
+        checked_at = remembered.get("published_checked_at", 0)
+        stale = not isinstance(checked_at, (int, float)) or now - checked_at > UTILIZATION_RECHECK_S
+        compare_with_cib = force or stale or "published" not in remembered
         published = remembered.get("published", {})
-        if not force and all(published.get(name) == value for name, value in wanted.items()):
+        if not compare_with_cib and all(published.get(name) == value for name, value in wanted.items()):
             return
+        from xenha.pacemaker import NotInCluster, PacemakerError  # only now: it loads subprocess
+
         cluster = self._cluster(ctx)
         resource = ctx.env.instance
         try:
+            current = cluster.resource_utilizations(resource) if compare_with_cib else {}
             for name, value in wanted.items():
-                if force and cluster.resource_utilization(resource, name) == value:
+                if current.get(name) == value:
                     continue
                 cluster.set_resource_utilization(resource, name, value)
-                ctx.log.info(f"set utilization {name}={value} for {resource}")
+                if compare_with_cib and published.get(name) == value and not force:
+                    ctx.log.warning(
+                        f"utilization {name} of {resource} was {current.get(name, 'missing')} in the CIB, "
+                        f"not {value} as published (configuration replaced from a stale copy?): set it again"
+                    )
+                else:
+                    ctx.log.info(f"set utilization {name}={value} for {resource}")
         except NotInCluster:
             ctx.log.debug("no cluster: utilization not published")
             return
         except PacemakerError as error:
             ctx.log.warning(f"could not publish the utilization of {resource}: {error}")
             return
-        state.update(published=wanted)
+        state.update(published=wanted, published_checked_at=now)
 
     def _remember(self, ctx: Context, config: ConfigFile, spec: DomainSpec) -> None:
         _state(ctx).update(
             config=config.path,
             config_fingerprint=config.fingerprint,
             domain=spec.name,
+            uuid=spec.uuid,
+            hypervisor_type=spec.hypervisor_type,
+            guest_type=spec.guest_type.value,
             memory_mib=spec.memory_mib,
             vcpus=spec.vcpus,
-            guest_type=spec.guest_type.value,
+            video_mib=spec.video_mib,
         )
 
 
@@ -527,10 +562,8 @@ def _admission_request(ctx: Context, spec: DomainSpec, action: str, hold_s: floa
 
 
 def _token(ctx: Context) -> str:
-    """Who holds a lock or a reservation: node, process and a random part."""
-    import secrets
-
-    return f"{ctx.env.node_name}:{os.getpid()}:{secrets.token_hex(4)}"
+    """Who holds a reservation: node, process and a random part (os.urandom: no imports)."""
+    return f"{ctx.env.node_name}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
 def _state(ctx: Context) -> StateFile:

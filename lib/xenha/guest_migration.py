@@ -129,15 +129,15 @@ def migrate_to(
             f"{spec.name} is an HVM guest and hvm_migration=refuse: it is not migrated to {target}; "
             "Pacemaker recovers by stopping it here and starting it there",
         )
+    uris = migration_uris(
+        _parse_hypervisor(ctx), settings.remote_template, settings.data_template, target, settings.network_suffix
+    )
+    destination = Hypervisor(uris.remote, ctx.deadline, target)
+    destination.connect_in_background()  # overlaps the checks on the source and the CIB read
     domain = source.lookup(spec.name)
     status = source.status(domain) if domain is not None else None
     if domain is None or status is None or status.state == domstate.SHUTOFF:
         raise OcfError(OcfExit.ERR_GENERIC, f"guest {spec.name} is not running on {here}: nothing to migrate")
-    hypervisor_uri = _parse_hypervisor(ctx)
-    uris = migration_uris(
-        hypervisor_uri, settings.remote_template, settings.data_template, target, settings.network_suffix
-    )
-    destination = Hypervisor(uris.remote, ctx.deadline, target)
     request = request_for(f"migrate {spec.name} to {target}", ctx.deadline.remaining() + 60)
     admission_deadline = ctx.deadline.within(max(10.0, ctx.timeout_s * 0.3))
     try:
@@ -152,10 +152,15 @@ def migrate_to(
             OcfExit.ERR_GENERIC,
             f"cannot check the room on {target}: {error.reason()}; {spec.name} stays on {here}",
         ) from None
+    release = threading.Thread(target=_release, args=(ctx, booking), name="release the reservation")
     try:
-        return _move(ctx, spec, settings, method, source, destination, domain, uris, here, target)
+        # Once the guest has moved, the reservation is released while the move is verified.
+        return _move(ctx, spec, settings, method, source, destination, domain, uris, here, target, release.start)
     finally:
-        _release(ctx, booking)
+        if release.is_alive() or release.ident is not None:
+            release.join(max(1.0, ctx.deadline.remaining()))
+        else:
+            _release(ctx, booking)
 
 
 def _move(
@@ -169,6 +174,7 @@ def _move(
     uris: MigrationUris,
     here: str,
     target: str,
+    moved: Callable[[], None],
 ) -> OcfExit:
     abort_at = ctx.deadline.minus(abort_reserve_s(ctx.timeout_s))
     started = time.monotonic()
@@ -186,6 +192,7 @@ def _move(
             OcfExit.ERR_GENERIC,
             f"migration of {spec.name} to {target} failed, it runs on {here} only: {detail}",
         ) from None
+    moved()
     _verify_moved(ctx, spec, source, destination, here, target)
     ctx.log.info(f"{spec.name} migrated to {target} ({method.value}) in {time.monotonic() - started:.2f} s")
     return OcfExit.SUCCESS

@@ -6,10 +6,13 @@ can switch by changing the agent name; new concepts get new names.
 
 from __future__ import annotations
 
-from xenha.migration import HVM_POLICIES
 from xenha.ocf import Action, AgentSpec, Parameter, ParamType
+from xenha.ocf.metadata import COMMON_ACTIONS
 
 AGENT_NAME = "xen-guest"
+# The values of xenha.migration.Method (a unit test keeps them equal); repeated here so that
+# the monitor path, which reads these declarations, does not load the migration code.
+HVM_POLICIES = ("live", "save-restore", "refuse")
 DEFAULT_CPU_OVERCOMMIT = 4.0  # Ganeti's default instance policy: vcpu-ratio 4
 
 PARAMETERS = (
@@ -171,9 +174,7 @@ ACTIONS = (
     Action("status", 30),
     Action("migrate_to", 120),
     Action("migrate_from", 60),
-    Action("validate-all", 10),
-    Action("meta-data", 5),
-    Action("reload-agent", 20),
+    *COMMON_ACTIONS,
 )
 
 SPEC = AgentSpec(

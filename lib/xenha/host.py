@@ -30,8 +30,9 @@ from xenha.capacity import (
 from xenha.guest_spec import DEFAULT_CPU_OVERCOMMIT
 from xenha.guest_spec import PARAMETERS as GUEST_PARAMETERS
 from xenha.hypervisor import Hypervisor, HypervisorError
-from xenha.libvirt_uri import UriError, parse
+from xenha.libvirt_uri import hypervisor_problems
 from xenha.ocf import Action, Agent, AgentSpec, Context, Handler, OcfError, OcfExit, Parameter, ParamType
+from xenha.ocf.metadata import COMMON_ACTIONS
 from xenha.pacemaker import ClusterCli, NotInCluster, PacemakerError
 from xenha.reservation import DEFAULT_MEMORY_RESERVE_MIB, RESERVE_ATTRIBUTE, CibLedger, occupant_of
 from xenha.runner import CommandRunner
@@ -109,9 +110,7 @@ SPEC = AgentSpec(
         Action("start", 30),
         Action("stop", 30),
         Action("monitor", 30, interval_s=30),
-        Action("validate-all", 10),
-        Action("meta-data", 5),
-        Action("reload-agent", 20),
+        *COMMON_ACTIONS,
     ),
 ).check()
 
@@ -120,12 +119,7 @@ class HostAgent(Agent):
     spec = SPEC
 
     def validate(self, ctx: Context) -> list[OcfError]:
-        problems = ctx.params.problems()
-        try:
-            parse(ctx.params.string("hypervisor") or "")
-        except UriError as error:
-            problems.append(OcfError(OcfExit.ERR_CONFIGURED, str(error)))
-        return problems
+        return [*ctx.params.problems(), *hypervisor_problems(ctx.params)]
 
     def handlers(self) -> Mapping[str, Handler]:
         return {

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import os
+import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
@@ -160,6 +161,7 @@ class Hypervisor:
         self.node = node or os.uname().nodename
         self._connection: Any = None
         self._stuck: str | None = None
+        self._opening = threading.Lock()
 
     # ---- plumbing ---------------------------------------------------------------------------
     def call(self, operation: str, function: Callable[[], T], connecting: bool = False) -> T:
@@ -185,23 +187,31 @@ class Hypervisor:
             raise classify(error, operation, self.uri, self.node, connecting) from None
 
     def connection(self) -> Any:
-        if self._connection is None:
-            libvirt = libvirt_module()
-            self._connection = self.call("connect", lambda: libvirt.open(self.uri), connecting=True)
-        return self._connection
+        if self._connection is not None:
+            return self._connection
+        if not self._opening.acquire(timeout=max(0.0, self.deadline.remaining())):
+            raise HypervisorError(ErrorKind.TIMEOUT, "connect", self.uri, self.node, "still connecting")
+        try:
+            if self._connection is None:
+                libvirt = libvirt_module()
+                self._connection = self.call("connect", lambda: libvirt.open(self.uri), connecting=True)
+            return self._connection
+        finally:
+            self._opening.release()
 
-    def with_deadline(self, deadline: Deadline) -> Hypervisor:
-        """Use a different (usually shorter) deadline from now on."""
-        self.deadline = deadline
-        return self
+    def connect_in_background(self) -> None:
+        """Start opening the connection now; the first call that needs it waits for it.
 
-    def close(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None and self._stuck is None:
+        A failure here is not reported: the caller's own first call meets it again.
+        """
+
+        def open_quietly() -> None:
             try:
-                call_with_deadline(connection.close, min(2.0, self.deadline.remaining()), "close")
-            except Exception:  # noqa: BLE001 - closing is best effort
+                self.connection()
+            except HypervisorError:
                 pass
+
+        threading.Thread(target=open_quietly, name=f"connect {self.node}", daemon=True).start()
 
     # ---- domains ----------------------------------------------------------------------------
     def lookup(self, name: str) -> Any | None:
@@ -330,13 +340,13 @@ def _attribute(element_text: str | None, name: str) -> str | None:
     """An attribute of the suite's one-element metadata (as libvirt returns it), or None."""
     if not element_text:
         return None
-    from xml.etree import ElementTree  # the stdlib parser: this text comes from libvirt
+    from xenha.xmlscan import XmlScanError, scan
 
     try:
-        element = ElementTree.fromstring(element_text)  # noqa: S314 - written by libvirt, not a user
-    except ElementTree.ParseError:
+        elements = scan(element_text)
+    except XmlScanError:
         return None
-    return element.get(name)
+    return elements[0].attributes.get(name) if elements else None
 
 
 def _int_attribute(element_text: str | None, name: str) -> int | None:

@@ -8,7 +8,12 @@ scheme here, at validation time, and say which drivers they support.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+from xenha.ocf.codes import OcfError, OcfExit
+
+if TYPE_CHECKING:
+    from xenha.ocf.parameters import ParameterValues
 
 SUPPORTED_DRIVERS = ("xen", "qemu", "test")
 SUPPORTED_TRANSPORTS = ("unix", "ssh", "libssh", "libssh2", "tcp", "tls", "ext")
@@ -27,10 +32,6 @@ class LibvirtUri(NamedTuple):
     transport: str | None
     host: str
     path: str
-
-    @property
-    def is_local(self) -> bool:
-        return not self.host and self.transport in (None, "unix")
 
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
@@ -80,25 +81,26 @@ def parse(text: str, parameter: str = "hypervisor", placeholder: bool = False) -
 def mask(text: str) -> str:
     """The URI with any password (user:password@ or a password-like query field) hidden.
 
+    Plain string work, no urllib: URIs are masked on the migration's critical path.
+
     >>> mask("xen+ssh://root:s3cret@node2/system?keyfile=/k")
     'xen+ssh://root:***@node2/system?keyfile=/k'
+    >>> mask("qemu+tcp://n/system?password=x&a=b")
+    'qemu+tcp://n/system?password=***&a=b'
+    >>> mask("xen:///system")
+    'xen:///system'
     """
-    from urllib.parse import urlsplit, urlunsplit  # only when a message names a URI
-
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", text)
-    netloc = parts.netloc
-    if "@" in netloc:
-        credentials, _, location = netloc.rpartition("@")
-        if ":" in credentials:
-            user = credentials.split(":", 1)[0]
-            netloc = f"{user}:***@{location}"
-    query = _SECRET_QUERY.sub(r"\1***", parts.query)
-    if netloc == parts.netloc and query == parts.query:
-        return text  # nothing secret: keep the text exactly (urlunsplit would drop "//")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    scheme, separator, rest = text.partition("://")
+    if not separator:
+        return _SECRET_QUERY.sub(r"\1***", text)
+    authority, slash, remainder = rest.partition("/")
+    credentials, at, location = authority.rpartition("@")
+    if at and ":" in credentials:
+        authority = f"{credentials.split(':', 1)[0]}:***@{location}"
+    path, question, query = remainder.partition("?")
+    if question:
+        query = _SECRET_QUERY.sub(r"\1***", query)
+    return f"{scheme}{separator}{authority}{slash}{path}{question}{query}"
 
 
 def default_remote(hypervisor: LibvirtUri) -> str:
@@ -115,3 +117,14 @@ def default_remote(hypervisor: LibvirtUri) -> str:
 def for_node(template: str, node: str) -> str:
     """Fill in the ``%n`` placeholder with a node name (plus the network suffix, if any)."""
     return template.replace(NODE_PLACEHOLDER, node)
+
+
+def hypervisor_problems(params: ParameterValues) -> list[OcfError]:
+    """The agents' ``hypervisor`` parameter, checked without connecting (validate-all)."""
+    try:
+        parse(params.string("hypervisor") or "")
+    except UriError as error:
+        return [OcfError(OcfExit.ERR_CONFIGURED, str(error))]
+    except OcfError:
+        return []  # already among the parameter problems
+    return []

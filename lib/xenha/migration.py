@@ -31,9 +31,6 @@ class Method(enum.Enum):
     REFUSE = "refuse"
 
 
-HVM_POLICIES = tuple(method.value for method in Method)
-
-
 def choose_method(guest_type: GuestType, hvm_policy: str) -> Method:
     """PV and PVH guests migrate live; HVM guests follow the policy.
 

@@ -112,74 +112,37 @@ class ClusterCli:
         if result.returncode != EXIT_NO_SUCH_OBJECT:
             self._check(result)
 
-    # ---- utilization ---------------------------------------------------------------------------
-    def node_utilization(self, node: str, name: str) -> int | None:
-        result = self._run(
-            [
-                "crm_attribute",
-                "--type",
-                "nodes",
-                "--node",
-                node,
-                "--utilization",
-                "--name",
-                name,
-                "--query",
-                "--quiet",
-            ]
-        )
-        return _integer_or_none(result)
+    # ---- node utilization and attributes ----------------------------------------------------
+    def _node_attribute(self, node: str, name: str, *action: str, utilization: bool = False) -> CommandResult:
+        """``crm_attribute`` on a permanent node attribute (or a node's utilization)."""
+        kind = ["--utilization"] if utilization else []
+        return self._run(["crm_attribute", "--type", "nodes", "--node", node, *kind, "--name", name, *action])
 
     def set_node_utilization(self, node: str, name: str, value: int) -> None:
-        self._check(
-            self._run(
-                [
-                    "crm_attribute",
-                    "--type",
-                    "nodes",
-                    "--node",
-                    node,
-                    "--utilization",
-                    "--name",
-                    name,
-                    "--update",
-                    str(value),
-                ]
-            )
-        )
-
-    def delete_node_utilization(self, node: str, name: str) -> None:
-        result = self._run(
-            ["crm_attribute", "--type", "nodes", "--node", node, "--utilization", "--name", name, "--delete"]
-        )
-        if result.returncode != EXIT_NO_SUCH_OBJECT:
-            self._check(result)
+        self._check(self._node_attribute(node, name, "--update", str(value), utilization=True))
 
     def set_node_attribute(self, node: str, name: str, value: str) -> None:
         """A permanent node attribute (configuration section)."""
-        self._check(self._run(["crm_attribute", "--type", "nodes", "--node", node, "--name", name, "--update", value]))
+        self._check(self._node_attribute(node, name, "--update", value))
 
-    def resource_utilization(self, resource: str, name: str) -> int | None:
-        result = self._run(
-            ["crm_resource", "--resource", resource, "--utilization", "--get-parameter", name, "--quiet"]
-        )
-        return _integer_or_none(result)
+    # ---- resource utilization ------------------------------------------------------------------
+    def _resource_utilization(self, resource: str, *action: str) -> CommandResult:
+        return self._run(["crm_resource", "--resource", resource, "--utilization", *action])
+
+    def resource_utilizations(self, resource: str) -> dict[str, int]:
+        """Every utilization value of ``resource`` in the CIB, in one query."""
+        from xenha.xmlscan import elements
+
+        found = self.query(f"/cib/configuration/resources//primitive[@id={xpath_literal(resource)}]/utilization")
+        values: dict[str, int] = {}
+        for nvpair in elements(found or "", "nvpair"):
+            value = nvpair.attributes.get("value", "").strip()
+            if value.isdigit():
+                values[nvpair.attributes.get("name", "")] = int(value)
+        return values
 
     def set_resource_utilization(self, resource: str, name: str, value: int) -> None:
-        self._check(
-            self._run(
-                [
-                    "crm_resource",
-                    "--resource",
-                    resource,
-                    "--utilization",
-                    "--set-parameter",
-                    name,
-                    "--parameter-value",
-                    str(value),
-                ]
-            )
-        )
+        self._check(self._resource_utilization(resource, "--set-parameter", name, "--parameter-value", str(value)))
 
     # ---- transient node attributes (gone when the node leaves the cluster) -------------------
     def set_transient_attribute(self, node: str, name: str, value: str) -> None:
@@ -199,10 +162,6 @@ class ClusterCli:
         result = self._run(["crm_attribute", "--node", node, "--lifetime", "reboot", "--name", name, "--delete"])
         if result.returncode != EXIT_NO_SUCH_OBJECT:
             self._check(result)
-
-    def local_node_name(self) -> str | None:
-        result = self._run(["crm_node", "--name"])
-        return result.stdout.strip() if result.ok and result.stdout.strip() else None
 
 
 def _integer_or_none(result: CommandResult) -> int | None:

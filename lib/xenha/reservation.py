@@ -3,23 +3,23 @@
 The protocol (docs/decisions/reservation-protocol.md has the full argument):
 
 1. Each target node has a *ledger* in the CIB: a ``cluster_property_set`` with id
-   ``xenha-ledger-<node>`` under ``crm_config``, holding a lock nvpair and one nvpair per
+   ``xenha-ledger-<node>`` under ``crm_config``, holding a version number and one nvpair per
    reservation. Every node sees the same CIB, and the CIB manager applies updates one at
    a time.
-2. *Lock* = compare-and-swap: ``cibadmin --modify --xpath`` on the lock nvpair whose value
-   is ``free`` or whose lease has expired. When nothing matches, someone else holds it.
-3. Under the lock: read the ledger, *then* the target's libvirt (in that order, so a
-   reservation released after its guest arrived is seen either as a reservation or as a
-   domain), decide with :func:`xenha.capacity.decide`.
-4. *Book* = one compare-and-swap that adds the reservation and frees the lock, applied only
-   while the lock still holds our token. A holder that stalled past its lease loses the
-   lock and its booking fails: the protocol does not depend on timing for safety, only for
-   progress.
-5. Reservations carry an expiry (a crashed holder cannot block a host forever) and are
-   released on success and on failure by a conditional delete.
+2. *Read* the ledger (with the node's utilization and published reserve, one query),
+   *then* the target's libvirt (in that order, so a reservation released after its guest
+   arrived is seen either as a reservation or as a domain), and decide with
+   :func:`xenha.capacity.decide`.
+3. *Book* with one compare-and-swap: ``cibadmin --modify`` of the ledger *whose version is
+   still the one read*, adding the reservation and the next version. If another booking
+   came in between, nothing matches, nothing is written, and the admission reads again.
+   Every booking is thus decided on a view that includes all bookings before it; there is
+   no lock, so a process that dies cannot block anyone.
+4. Reservations carry an expiry (a crashed holder's room comes back) and are released on
+   success and on failure by a conditional delete.
 
-Outside a cluster (no CIB manager and no ``CIB_file``) the same protocol runs on a ledger
-file under ``HA_RSCTMP`` protected by ``flock``: it serializes the agents of this host only.
+Outside a cluster (no CIB manager and no ``CIB_file``) the same steps run on a ledger file
+under ``HA_RSCTMP`` protected by ``flock``: it serializes the agents of this host only.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import random
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -41,12 +40,11 @@ from xenha.domxml import GuestType
 from xenha.hypervisor import ActiveDomain, Hypervisor
 from xenha.ocf.log import OcfLog
 from xenha.pacemaker import ClusterCli, NotInCluster, xml_attribute, xpath_literal
+from xenha.xmlscan import scan
 
-LOCK_LEASE_S = 30.0
 # Node attribute in which xen-host publishes the host reserve it applies (MiB), so that the
 # reservation check of every guest uses the same figure as the host's capacity.
 RESERVE_ATTRIBUTE = "xenha-memory-reserve"
-FREE = "free"
 DEFAULT_MEMORY_RESERVE_MIB = 1024
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -104,9 +102,10 @@ class Reservation(NamedTuple):
 
 
 class LedgerState(NamedTuple):
-    """A ledger as read under its lock, with the node's figures from the same query."""
+    """A ledger as read, with the node's figures from the same query."""
 
     node: str
+    version: int | None  # None: the ledger does not exist yet
     reservations: tuple[Reservation, ...]
     utilization: Mapping[str, int]
     memory_reserve_mib: int | None = None  # as xen-host publishes it
@@ -116,31 +115,30 @@ class LedgerState(NamedTuple):
 
 
 def parse_ledger_query(text: str | None, node: str) -> LedgerState:
-    """The ledger and node utilization from ``cibadmin --query --xpath`` output (pure)."""
-    from xml.etree import ElementTree
-
+    """The ledger and the node's figures from ``cibadmin --query --xpath`` output (pure)."""
+    version: int | None = None
     reservations: list[Reservation] = []
     utilization: dict[str, int] = {}
     reserve: int | None = None
-    if text and text.strip():
-        root = ElementTree.fromstring(text)  # noqa: S314 - the CIB manager's own output
-        elements = list(root) if root.tag == "xpath-query" else [root]
-        for element in elements:
-            if element.tag == "cluster_property_set":
-                for nvpair in element.iter("nvpair"):
-                    if "-rsv-" in (nvpair.get("id") or ""):
-                        reservation = Reservation.decode(node, nvpair.get("value") or "")
-                        if reservation is not None:
-                            reservations.append(reservation)
-            elif element.tag == "utilization":
-                for nvpair in element.iter("nvpair"):
-                    value = (nvpair.get("value") or "").strip()
-                    if value.isdigit():
-                        utilization[nvpair.get("name") or ""] = int(value)
-            elif element.tag == "nvpair" and element.get("name") == RESERVE_ATTRIBUTE:
-                value = (element.get("value") or "").strip()
-                reserve = int(value) if value.isdigit() else None
-    return LedgerState(node, tuple(reservations), utilization, reserve)
+    for element in scan(text) if text and text.strip() else []:
+        if element.tag == "cluster_property_set" and version is None:
+            version = 0  # the ledger exists; a version nvpair, if any, follows
+        if element.tag != "nvpair":
+            continue
+        within = element.path[-2] if len(element.path) > 1 else ""
+        nvpair_id = element.attributes.get("id", "")
+        value = element.attributes.get("value", "").strip()
+        if within == "cluster_property_set" and nvpair_id.endswith("-version"):
+            version = int(value) if value.isdigit() else 0
+        elif within == "cluster_property_set" and "-rsv-" in nvpair_id:
+            reservation = Reservation.decode(node, value)
+            if reservation is not None:
+                reservations.append(reservation)
+        elif within == "utilization" and value.isdigit():
+            utilization[element.attributes.get("name", "")] = int(value)
+        elif element.attributes.get("name") == RESERVE_ATTRIBUTE and value.isdigit():
+            reserve = int(value)
+    return LedgerState(node, version, tuple(reservations), utilization, reserve)
 
 
 class Ledger(Protocol):
@@ -149,9 +147,9 @@ class Ledger(Protocol):
     @property
     def shared(self) -> bool: ...
 
-    def lock(self, token: str, deadline: Deadline) -> LedgerState: ...
-    def book(self, token: str, reservation: Reservation) -> None: ...
-    def unlock(self, token: str) -> None: ...
+    def read(self, deadline: Deadline) -> LedgerState: ...
+    def book(self, state: LedgerState, reservation: Reservation) -> bool: ...
+    def abandon(self) -> None: ...
     def release(self, reservation: Reservation) -> None: ...
     def forget_expired(self, state: LedgerState, now: float) -> None: ...
 
@@ -161,20 +159,11 @@ class CibLedger:
 
     shared = True
 
-    def __init__(
-        self,
-        cli: ClusterCli,
-        node: str,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
+    def __init__(self, cli: ClusterCli, node: str) -> None:
         self.node = node
         self._cli = cli
-        self._clock = clock
-        self._sleep = sleep
         self._set = ledger_id(node)
-        self._lock_id = f"{self._set}-lock"
-        self._held: str | None = None
+        self._version_id = f"{self._set}-version"
 
     def _set_xpath(self) -> str:
         return f"/cib/configuration/crm_config/cluster_property_set[@id={xpath_literal(self._set)}]"
@@ -182,61 +171,30 @@ class CibLedger:
     def _nvpair(self, nvpair_id: str, value: str) -> str:
         return f'<nvpair id="{nvpair_id}" name="{nvpair_id}" value="{xml_attribute(value)}"/>'
 
-    def lock(self, token: str, deadline: Deadline) -> LedgerState:
-        created = False
-        while True:
-            now = self._clock()
-            value = f"{int(now + LOCK_LEASE_S)}:{token}"
-            free_or_expired = (
-                f"{self._set_xpath()}/nvpair[@id={xpath_literal(self._lock_id)}]"
-                f"[@value='{FREE}' or number(substring-before(@value, ':')) < {int(now)}]"
-            )
-            if self._cli.modify_where(free_or_expired, self._nvpair(self._lock_id, value)):
-                self._held = value
-                return self.read()
-            if not created:
-                created = True
-                ledger = (
-                    f'<cluster_property_set id="{self._set}">{self._nvpair(self._lock_id, FREE)}</cluster_property_set>'
-                )
-                if self._cli.create("crm_config", ledger):
-                    continue  # the ledger did not exist: try the lock at once
-            if deadline.expired():
-                holder = self._cli.query(f"{self._set_xpath()}/nvpair[@id={xpath_literal(self._lock_id)}]")
-                raise ReservationError(
-                    f"the reservation lock of {self.node} stayed busy ({_lock_holder(holder)}); "
-                    "other migrations into it are still being checked: retry"
-                )
-            self._sleep(random.uniform(0.02, 0.15))  # noqa: S311 - jitter, not security
-
-    def read(self) -> LedgerState:
+    def read(self, deadline: Deadline | None = None) -> LedgerState:
         node = f"/cib/configuration/nodes/node[@uname={xpath_literal(self.node)}]"
         reserve = f"{node}/instance_attributes/nvpair[@name='{RESERVE_ATTRIBUTE}']"
         query = f"{self._set_xpath()} | {node}/utilization | {reserve}"
         return parse_ledger_query(self._cli.query(query), self.node)
 
-    def _while_held(self) -> str:
-        held = xpath_literal(self._held or "")
-        return f"{self._set_xpath()}[nvpair[@id={xpath_literal(self._lock_id)} and @value={held}]]"
-
-    def book(self, token: str, reservation: Reservation) -> None:
-        body = self._nvpair(self._lock_id, FREE) + self._nvpair(
+    def book(self, state: LedgerState, reservation: Reservation) -> bool:
+        """Add ``reservation`` if nobody booked since ``state`` was read (compare-and-swap)."""
+        version = (state.version or 0) + 1
+        body = self._nvpair(self._version_id, str(version)) + self._nvpair(
             reservation_id(self.node, reservation.resource), reservation.encode()
         )
-        booked = self._cli.modify_where(
-            self._while_held(), f'<cluster_property_set id="{self._set}">{body}</cluster_property_set>'
-        )
-        self._held = None
-        if not booked:
-            raise ReservationError(
-                f"lost the reservation lock of {self.node} before booking (the check took longer than "
-                f"{LOCK_LEASE_S:.0f} s); nothing was booked: retry"
-            )
+        ledger = f'<cluster_property_set id="{self._set}">{body}</cluster_property_set>'
+        if state.version is None:
+            return self._cli.create("crm_config", ledger)  # fails if another booking created it
+        version_nvpair = f"nvpair[@id={xpath_literal(self._version_id)}]"
+        if state.version == 0:
+            unchanged = f"not({version_nvpair})"
+        else:
+            unchanged = f"nvpair[@id={xpath_literal(self._version_id)} and @value='{state.version}']"
+        return self._cli.modify_where(f"{self._set_xpath()}[{unchanged}]", ledger)
 
-    def unlock(self, token: str) -> None:
-        if self._held is not None:
-            self._cli.modify_where(self._while_held(), self._nvpair(self._lock_id, FREE))
-            self._held = None
+    def abandon(self) -> None:
+        """Nothing to undo: reading takes no lock."""
 
     def release(self, reservation: Reservation) -> None:
         nvpair = reservation_id(self.node, reservation.resource)
@@ -246,7 +204,7 @@ class CibLedger:
         )
 
     def forget_expired(self, state: LedgerState, now: float) -> None:
-        """Delete reservations whose holder never released them (call while holding the lock)."""
+        """Delete reservations whose holder never released them (the exact value only)."""
         for reservation in state.reservations:
             if reservation.expired(now):
                 nvpair = reservation_id(self.node, reservation.resource)
@@ -256,25 +214,21 @@ class CibLedger:
                 )
 
 
-def _lock_holder(query_output: str | None) -> str:
-    if not query_output:
-        return "holder unknown"
-    match = re.search(r'value="\d+:([^"]*)"', query_output)
-    return f"held by {match.group(1)}" if match else "holder unknown"
-
-
 class LocalLedger:
-    """The same protocol on a file under ``HA_RSCTMP`` for a host outside any cluster."""
+    """The same protocol on a file under ``HA_RSCTMP`` for a host outside any cluster.
+
+    Here reading takes an ``flock`` that booking (or abandoning) gives back: this host's
+    agents are the only writers, and they take turns.
+    """
 
     shared = False
 
-    def __init__(self, directory: str, node: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, directory: str, node: str) -> None:
         self.node = node
         self._path = os.path.join(directory, f"{ledger_id(node)}.json")
-        self._clock = clock
         self._descriptor: int | None = None
 
-    def lock(self, token: str, deadline: Deadline) -> LedgerState:
+    def read(self, deadline: Deadline) -> LedgerState:
         os.makedirs(os.path.dirname(self._path), exist_ok=True)
         descriptor = os.open(self._path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         while True:
@@ -284,10 +238,10 @@ class LocalLedger:
             except BlockingIOError:
                 if deadline.expired():
                     os.close(descriptor)
-                    raise ReservationError(f"the local reservation lock of {self.node} stayed busy: retry") from None
+                    raise ReservationError(f"the local reservation ledger of {self.node} stayed busy: retry") from None
                 time.sleep(0.02)
         self._descriptor = descriptor
-        return LedgerState(self.node, tuple(self._load().values()), {})
+        return LedgerState(self.node, 0, tuple(self._load().values()), {})
 
     def _load(self) -> dict[str, Reservation]:
         try:
@@ -309,23 +263,23 @@ class LocalLedger:
             json.dump({key: value.encode() for key, value in reservations.items()}, handle)
         os.replace(temporary, self._path)
 
-    def book(self, token: str, reservation: Reservation) -> None:
+    def book(self, state: LedgerState, reservation: Reservation) -> bool:
         reservations = self._load()
         reservations[reservation.resource] = reservation
         self._store(reservations)
-        self.unlock(token)
+        self.abandon()
+        return True
 
-    def unlock(self, token: str) -> None:
+    def abandon(self) -> None:
         if self._descriptor is not None:
             os.close(self._descriptor)  # closing releases the flock
             self._descriptor = None
 
     def forget_expired(self, state: LedgerState, now: float) -> None:
-        reservations = {key: value for key, value in self._load().items() if not value.expired(now)}
-        self._store(reservations)
+        self._store({key: value for key, value in self._load().items() if not value.expired(now)})
 
     def release(self, reservation: Reservation) -> None:
-        self.lock(reservation.holder, Deadline.after(10))
+        self.read(Deadline.after(10))
         try:
             reservations = self._load()
             current = reservations.get(reservation.resource)
@@ -333,14 +287,14 @@ class LocalLedger:
                 del reservations[reservation.resource]
                 self._store(reservations)
         finally:
-            self.unlock(reservation.holder)
+            self.abandon()
 
 
 class ClusterOrLocalLedger:
     """The CIB ledger of ``node``; the local one when there is no cluster to talk to.
 
-    Which one applies is found out by the first lock attempt, which costs nothing extra
-    in a cluster.
+    Which one applies is found out by the first read, which costs nothing extra in a
+    cluster.
     """
 
     def __init__(self, cli: ClusterCli, rsctmp: str, node: str) -> None:
@@ -352,18 +306,18 @@ class ClusterOrLocalLedger:
     def shared(self) -> bool:
         return self._current.shared
 
-    def lock(self, token: str, deadline: Deadline) -> LedgerState:
+    def read(self, deadline: Deadline) -> LedgerState:
         try:
-            return self._current.lock(token, deadline)
+            return self._current.read(deadline)
         except NotInCluster:
             self._current = LocalLedger(self._rsctmp, self.node)
-            return self._current.lock(token, deadline)
+            return self._current.read(deadline)
 
-    def book(self, token: str, reservation: Reservation) -> None:
-        self._current.book(token, reservation)
+    def book(self, state: LedgerState, reservation: Reservation) -> bool:
+        return self._current.book(state, reservation)
 
-    def unlock(self, token: str) -> None:
-        self._current.unlock(token)
+    def abandon(self) -> None:
+        self._current.abandon()
 
     def release(self, reservation: Reservation) -> None:
         self._current.release(reservation)
@@ -475,36 +429,57 @@ def admit(
     token: str,
     clock: Callable[[], float] = time.time,
 ) -> Booking:
-    """Check the target's room and book it; raise AdmissionRefused when it has none."""
-    state = ledger.lock(token, deadline)
-    try:
-        domains = [occupant_of(domain) for domain in target.active_domains()]
-        facts = target.node_facts()
-        reserve = state.memory_reserve_mib if state.memory_reserve_mib is not None else request.memory_reserve_mib
-        if reserve is None:
-            reserve = target.domain0_memory_mib() or DEFAULT_MEMORY_RESERVE_MIB
-        now = clock()
-        loads = host_loads(ledger.node, request, state, now, domains, facts.memory_mib, reserve, facts.cpus)
-        decision = decide(request.action, request.domain, request.demand, loads)
-        if any(reservation.expired(now) for reservation in state.reservations):
-            ledger.forget_expired(state, now)
-    except BaseException:
-        ledger.unlock(token)
-        raise
-    if not decision.admit:
-        ledger.unlock(token)
-        log.error(f"reservation refused: {decision.reason}; {decision.detail}")
-        raise AdmissionRefused(decision.reason)
-    reservation = Reservation(
-        node=ledger.node,
-        resource=request.resource,
-        memory_mib=request.demand.memory_mib,
-        vcpus=request.demand.vcpus,
-        expires=int(now + request.hold_s),
-        holder=token,
-    )
-    ledger.book(token, reservation)
+    """Check the target's room and book it; raise AdmissionRefused when it has none.
+
+    Reads and decides again whenever another booking into the same node got in between.
+    """
+    attempts = 0
+    while True:
+        attempts += 1
+        state = ledger.read(deadline)
+        try:
+            decision, now = _decide(request, ledger, state, target, clock)
+        except BaseException:
+            ledger.abandon()
+            raise
+        if not decision.admit:
+            ledger.abandon()
+            log.error(f"reservation refused: {decision.reason}; {decision.detail}")
+            raise AdmissionRefused(decision.reason)
+        reservation = Reservation(
+            node=ledger.node,
+            resource=request.resource,
+            memory_mib=request.demand.memory_mib,
+            vcpus=request.demand.vcpus,
+            expires=int(now + request.hold_s),
+            holder=token,
+        )
+        if ledger.book(state, reservation):
+            break
+        if deadline.expired():
+            raise ReservationError(
+                f"the ledger of {ledger.node} kept changing under {attempts} attempts (other bookings): retry"
+            )
+        jitter = int.from_bytes(os.urandom(2), "big") / 65535  # spreads the retries of racing admissions
+        time.sleep((0.01 + 0.04 * jitter) * min(attempts, 5))
     scope = "" if ledger.shared else " (no cluster: this host's agents only)"
     until = time.strftime("%H:%M:%S", time.localtime(reservation.expires))
-    log.info(f"reservation: {decision.reason}; {decision.detail}; booked until {until}{scope}")
+    retried = f" after {attempts} attempts" if attempts > 1 else ""
+    log.info(f"reservation: {decision.reason}; {decision.detail}; booked until {until}{retried}{scope}")
+    if any(old.expired(now) for old in state.reservations):
+        ledger.forget_expired(state, now)
     return Booking(reservation, ledger, decision)
+
+
+def _decide(
+    request: AdmissionRequest, ledger: Ledger, state: LedgerState, target: Hypervisor, clock: Callable[[], float]
+) -> tuple[Decision, float]:
+    """The decision on what was read from the ledger, then from the target's libvirt."""
+    domains = [occupant_of(domain) for domain in target.active_domains()]
+    facts = target.node_facts()
+    reserve = state.memory_reserve_mib if state.memory_reserve_mib is not None else request.memory_reserve_mib
+    if reserve is None:
+        reserve = target.domain0_memory_mib() or DEFAULT_MEMORY_RESERVE_MIB
+    now = clock()
+    loads = host_loads(ledger.node, request, state, now, domains, facts.memory_mib, reserve, facts.cpus)
+    return decide(request.action, request.domain, request.demand, loads), now

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.guests import AgentCase, domain_xml
-from tests.harness.libvirt_hosts import HostSet, LibvirtHost
+from tests.harness.libvirt_hosts import HostSet, LibvirtHost, running_hosts
 
 REPO = Path(__file__).resolve().parents[2]
 QEMU_CAPS_SEED = REPO / "build" / "qemu-caps"
@@ -26,9 +26,7 @@ def local_host() -> Iterator[LibvirtHost]:
     import libvirt
 
     prefix = unique_prefix("l")
-    hosts = HostSet(prefix, REPO / "build" / "hosts" / prefix, networked=False)
-    try:
-        hosts.start(["testhost"], qemu_caps_seed=QEMU_CAPS_SEED)
+    with running_hosts(prefix, REPO / "build" / "hosts" / prefix, ["testhost"], False, QEMU_CAPS_SEED) as hosts:
         host = hosts.hosts["testhost"]
         # The test driver's state lives as long as one connection stays open.
         keeper = libvirt.open(host.test_uri)
@@ -36,20 +34,18 @@ def local_host() -> Iterator[LibvirtHost]:
         keeper.lookupByName("test").destroy()
         yield host
         keeper.close()
-    finally:
-        hosts.teardown()
 
 
 @pytest.fixture(scope="session")
 def qemu_hosts() -> Iterator[HostSet]:
     """Two libvirtd hosts (qemu driver) in network namespaces on a private bridge."""
-    prefix = unique_prefix("m")
-    hosts = HostSet(prefix, REPO / "build" / "hosts" / prefix, networked=True)
-    try:
-        hosts.start(["hostA", "hostB"], qemu_caps_seed=QEMU_CAPS_SEED)
+    yield from pair_of_hosts("m")
+
+
+def pair_of_hosts(kind: str) -> Iterator[HostSet]:
+    prefix = unique_prefix(kind)
+    with running_hosts(prefix, REPO / "build" / "hosts" / prefix, ["hostA", "hostB"], True, QEMU_CAPS_SEED) as hosts:
         yield hosts
-    finally:
-        hosts.teardown()
 
 
 def safe_name(text: str) -> str:

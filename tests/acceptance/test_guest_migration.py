@@ -147,7 +147,7 @@ def test_reservations_held_by_others_count(move: Move) -> None:
     subprocess.run(
         ["cibadmin", "--create", "--scope", "crm_config", "--xml-text",
          '<cluster_property_set id="xenha-ledger-hostB">'
-         '<nvpair id="xenha-ledger-hostB-lock" name="xenha-ledger-hostB-lock" value="free"/>'
+         '<nvpair id="xenha-ledger-hostB-version" name="xenha-ledger-hostB-version" value="7"/>'
          '<nvpair id="xenha-ledger-hostB-rsv-other" name="xenha-ledger-hostB-rsv-other" '
          f'value="memory_mib=1000 vcpus=1 expires={in_flight} holder=elsewhere resource=other"/>'
          "</cluster_property_set>"],
@@ -164,7 +164,7 @@ def test_expired_reservations_do_not_count_and_are_cleaned_up(move: Move) -> Non
     subprocess.run(
         ["cibadmin", "--create", "--scope", "crm_config", "--xml-text",
          '<cluster_property_set id="xenha-ledger-hostB">'
-         '<nvpair id="xenha-ledger-hostB-lock" name="xenha-ledger-hostB-lock" value="free"/>'
+         '<nvpair id="xenha-ledger-hostB-version" name="xenha-ledger-hostB-version" value="7"/>'
          '<nvpair id="xenha-ledger-hostB-rsv-dead" name="xenha-ledger-hostB-rsv-dead" '
          'value="memory_mib=1000 vcpus=1 expires=1000 holder=crashed resource=dead"/>'
          "</cluster_property_set>"],
@@ -261,3 +261,26 @@ def test_the_reserve_xen_host_publishes_is_the_one_admission_uses(move: Move, qe
     assert refused.code == 1, refused
     assert "hostB has 50 MiB free" in (refused.reason or "")
     assert f"minus {total - 50} MiB host reserve" in refused.stderr
+
+
+def test_monitor_restores_utilization_wiped_by_a_stale_configuration_replace(move: Move) -> None:
+    """pcs replaces the configuration from a copy read moments before: a value written
+    meanwhile is lost (seen on the test cluster). The monitor puts it back."""
+    import json
+
+    assert move.at("hostA").run("start").code == 0
+    subprocess.run(
+        ["crm_resource", "--resource", move.name, "--utilization", "--delete-parameter", "hv_memory"],
+        env={"CIB_file": str(move.cib), "PATH": "/usr/sbin:/usr/bin"}, check=True, capture_output=True,
+    )  # fmt: skip
+    # the monitor compares with the CIB every few minutes: make the last comparison old
+    state_file = next(Path(move.at("hostA").rsctmp).glob("xenha-xen-guest-*.json"))
+    state = json.loads(state_file.read_text())
+    state["published_checked_at"] -= 3600
+    state_file.write_text(json.dumps(state))
+    monitor = move.at("hostA").monitor()
+    assert monitor.code == 0, monitor
+    assert "utilization hv_memory" in monitor.stderr and "set it again" in monitor.stderr
+    assert 'name="hv_memory" value="70"' in query(move.cib, f"//primitive[@id='{move.name}']/utilization")
+    quiet = move.at("hostA").monitor()  # checked just now: no CIB call, nothing logged
+    assert quiet.code == 0 and quiet.stderr == "", quiet

@@ -15,7 +15,7 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from tests.acceptance.conftest import QEMU_CAPS_SEED, REPO, unique_prefix
+from tests.acceptance.conftest import pair_of_hosts
 from tests.acceptance.test_guest_migration import Move, destroy_everywhere
 from tests.harness.cib import write_cib
 from tests.harness.guests import AgentCase, domain_xml
@@ -27,13 +27,7 @@ pytestmark = pytest.mark.qemu
 
 @pytest.fixture
 def fragile_hosts() -> Iterator[HostSet]:
-    prefix = unique_prefix("f")
-    hosts = HostSet(prefix, REPO / "build" / "hosts" / prefix, networked=True)
-    try:
-        hosts.start(["hostA", "hostB"], qemu_caps_seed=QEMU_CAPS_SEED)
-        yield hosts
-    finally:
-        hosts.teardown()
+    yield from pair_of_hosts("f")
 
 
 @pytest.fixture

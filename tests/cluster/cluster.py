@@ -73,6 +73,7 @@ class Cluster:
         *,
         qemu_caps_seed: Path | None = QEMU_CAPS_SEED,
         say: Callable[[str], None] | None = None,
+        seed_fence_device: bool = True,
     ) -> None:
         if any(char in str(layout.repo) for char in ",:"):
             raise LayoutError(
@@ -81,6 +82,7 @@ class Cluster:
             )
         self.layout = layout
         self.qemu_caps_seed = qemu_caps_seed
+        self.seed_fence_device = seed_fence_device
         self._say = say or (lambda _text: None)
         self._launchers: dict[str, subprocess.Popen[bytes]] = {}
         # Measured by the last up(): seconds from the first node's start until all nodes were
@@ -110,6 +112,10 @@ class Cluster:
         self.online_after_s = time.monotonic() - started
         # Ready means fencing works: until the fence device is started, a crash would leave
         # the node unclean and its resources blocked.
+        if not self.seed_fence_device:
+            self.ready_after_s = self.online_after_s
+            self._save_qemu_caps()
+            return self.online_after_s
         self.wait_for(
             f"fence device {config.FENCE_DEVICE} to start",
             lambda status: bool(status.started_on(config.FENCE_DEVICE)),
@@ -461,7 +467,7 @@ class Cluster:
         for relative in PRIVATE_VAR_DIRS:
             os.setxattr(var / relative, "trusted.overlay.opaque", b"y")
         cib = var / "lib" / "pacemaker" / "cib" / "cib.xml"
-        cib.write_text(config.seed_cib(self.layout))
+        cib.write_text(config.seed_cib(self.layout, self.seed_fence_device))
         shutil.chown(cib, "hacluster", "haclient")
         cib.chmod(0o600)
         if self.qemu_caps_seed is not None and self.qemu_caps_seed.is_dir():

@@ -9,7 +9,7 @@ from __future__ import annotations
 from xml.sax.saxutils import quoteattr
 
 from tests.cluster.layout import LIBVIRT_TCP_PORT, ClusterLayout
-from tests.harness.libvirt_hosts import GROUP_EXTRA, PASSWD_EXTRA, QEMU_CONF, tcp_settings
+from tests.harness.libvirt_hosts import GROUP_EXTRA, PASSWD_EXTRA, QEMU_CONF, libvirtd_settings
 
 FENCE_AGENT = "fence_xenha_test"
 FENCE_DEVICE = "fence-xenha"
@@ -82,14 +82,7 @@ def etc_group(host_group: str) -> str:
 
 def libvirtd_conf(layout: ClusterLayout, node: str) -> str:
     settings = [
-        'unix_sock_group = "root"',
-        'unix_sock_ro_perms = "0777"',
-        'unix_sock_rw_perms = "0770"',
-        'auth_unix_ro = "none"',
-        'auth_unix_rw = "none"',
-        "listen_tls = 0",
-        "listen_tcp = 1",
-        *tcp_settings(layout.address(node)),
+        *libvirtd_settings(layout.address(node)),
         f'host_uuid = "{layout.host_uuid(node)}"',
         'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"',
         "max_clients = 200",
@@ -99,13 +92,25 @@ def libvirtd_conf(layout: ClusterLayout, node: str) -> str:
     return "\n".join(settings) + "\n"
 
 
-def seed_cib(layout: ClusterLayout) -> str:
+def seed_cib(layout: ClusterLayout, fence_device: bool = True) -> str:
     """The CIB every node starts from: fencing on, short DC dead time, stickiness 1.
 
     ``dc-deadtime=2s`` instead of 20 s lets the first DC be elected in a few seconds;
     ``resource-stickiness=1`` keeps resources where they are when a node comes back.
+    Without ``fence_device`` the device is left for the operator to create (the demo does,
+    with pcs).
     """
     host_list = quoteattr(" ".join(layout.node_names))
+    device = f"""\
+      <primitive id="{FENCE_DEVICE}" class="stonith" type="{FENCE_AGENT}">
+        <instance_attributes id="{FENCE_DEVICE}-ia">
+          <nvpair id="{FENCE_DEVICE}-ia-pcmk_host_list" name="pcmk_host_list" value={host_list}/>
+        </instance_attributes>
+        <operations>
+          <op id="{FENCE_DEVICE}-monitor-interval-60s" name="monitor" interval="60s"/>
+        </operations>
+      </primitive>
+"""
     return f"""\
 <cib crm_feature_set="3.16.1" validate-with="pacemaker-3.9" epoch="1" num_updates="0" admin_epoch="0">
   <configuration>
@@ -123,15 +128,7 @@ def seed_cib(layout: ClusterLayout) -> str:
     </rsc_defaults>
     <nodes/>
     <resources>
-      <primitive id="{FENCE_DEVICE}" class="stonith" type="{FENCE_AGENT}">
-        <instance_attributes id="{FENCE_DEVICE}-ia">
-          <nvpair id="{FENCE_DEVICE}-ia-pcmk_host_list" name="pcmk_host_list" value={host_list}/>
-        </instance_attributes>
-        <operations>
-          <op id="{FENCE_DEVICE}-monitor-interval-60s" name="monitor" interval="60s"/>
-        </operations>
-      </primitive>
-    </resources>
+{device if fence_device else ""}    </resources>
     <constraints/>
   </configuration>
   <status/>

@@ -8,7 +8,7 @@ fixed ``memory_capacity``, because the memory this machine's kernel reports move
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from xml.etree import ElementTree
 
 from tests.cluster import resources
@@ -27,7 +27,12 @@ def guest_demand_mib(memory_mib: int, vcpus: int = 1) -> int:
     return memory_demand_mib(memory_mib, vcpus, GuestType.HVM)
 
 
-def pcs(cluster: Cluster, *argv: str, timeout_s: float = 60.0) -> str:
+Show = Callable[[Sequence[str]], None]
+
+
+def pcs(cluster: Cluster, *argv: str, timeout_s: float = 60.0, show: Show | None = None) -> str:
+    if show is not None:
+        show(["pcs", *argv])
     return cluster.check(resources.any_node(cluster), ["pcs", *argv], timeout_s, hint="pcs failed").stdout
 
 
@@ -39,6 +44,7 @@ def configure_cluster(
     health: str = "migrate-on-red",
     host_monitor: str = "10s",
     cpu_overcommit: int = 4,
+    show: Show | None = None,
 ) -> None:
     """Cluster options and the xen-host clone; returns once every node has its capacity.
 
@@ -46,12 +52,10 @@ def configure_cluster(
     agent that says so, and without this Pacemaker stops it there, its stop withdraws the
     red, and guests are sent back to the sick node.
     """
-    pcs(cluster, "property", "set", f"placement-strategy={placement}", f"node-health-strategy={health}")
-    resources.create(
-        cluster, "xen-host", "ocf:xenha:xen-host",
+    pcs(cluster, "property", "set", f"placement-strategy={placement}", f"node-health-strategy={health}", show=show)
+    pcs(cluster, "resource", "create", "xen-host", "ocf:xenha:xen-host",
         "hypervisor=qemu:///system", f"memory_capacity={capacity_mib}", f"cpu_overcommit={cpu_overcommit}",
-        "op", "monitor", f"interval={host_monitor}", "clone", "allow-unhealthy-nodes=true",
-    )  # fmt: skip
+        "op", "monitor", f"interval={host_monitor}", "clone", "allow-unhealthy-nodes=true", show=show)  # fmt: skip
     wait_capacity(cluster, dict.fromkeys(cluster.running_nodes(), capacity_mib))
 
 
@@ -100,20 +104,21 @@ def create_guest(
     boot_image: str | None = None,
     ops: Sequence[str] = GUEST_OPS,
     meta: Sequence[str] = (),
+    show: Show | None = None,
 ) -> None:
     """A xen-guest resource that live-migrates (its guest has no OS: stop destroys at once).
 
-    ``extra``: more parameters; ``ops``: the operation settings (pcs syntax); ``meta``: more
-    meta attributes.
+    ``extra``: more parameters, and pcs flags (``--disabled``); ``ops``: the operation
+    settings (pcs syntax); ``meta``: more meta attributes.
     """
     config = write_guest_config(cluster, name, memory_mib, boot_image)
-    resources.create(
-        cluster, name, "ocf:xenha:xen-guest",
+    flags = [option for option in extra if option.startswith("--")]
+    params = [option for option in extra if not option.startswith("--")]
+    pcs(cluster, "resource", "create", name, "ocf:xenha:xen-guest",
         f"config={config}", "hypervisor=qemu:///system", "remoteuri=qemu+tcp://%n/system",
-        "hvm_migration=live", "force_stop=true", *extra,
+        "hvm_migration=live", "force_stop=true", *params,
         "meta", "allow-migrate=true", *meta,
-        "op", *ops,
-    )  # fmt: skip
+        "op", *ops, *flags, show=show)  # fmt: skip
 
 
 def placements(cluster: Cluster, guests: Sequence[str]) -> dict[str, str | None]:

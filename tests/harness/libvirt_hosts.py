@@ -17,7 +17,8 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,14 +154,7 @@ class HostSet:
         (directory / "etc" / "libvirtd.conf").write_text(
             "\n".join(
                 [
-                    'unix_sock_group = "root"',
-                    'unix_sock_ro_perms = "0777"',
-                    'unix_sock_rw_perms = "0770"',
-                    'auth_unix_ro = "none"',
-                    'auth_unix_rw = "none"',
-                    "listen_tls = 0",
-                    f"listen_tcp = {1 if address else 0}",
-                    *(tcp_settings(address) if address else []),
+                    *libvirtd_settings(address),
                     f'host_uuid = "{host_uuid}"',
                     'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"',
                     # Keep idle test connections: agents open and close many.
@@ -302,6 +296,20 @@ def _stop_host(host: LibvirtHost) -> None:
         pass
 
 
+def libvirtd_settings(address: str | None) -> list[str]:
+    """Unix sockets without authentication, and TCP (for migrations) when the host has an address."""
+    return [
+        'unix_sock_group = "root"',
+        'unix_sock_ro_perms = "0777"',
+        'unix_sock_rw_perms = "0770"',
+        'auth_unix_ro = "none"',
+        'auth_unix_rw = "none"',
+        "listen_tls = 0",
+        f"listen_tcp = {1 if address else 0}",
+        *(tcp_settings(address) if address else []),
+    ]
+
+
 def tcp_settings(address: str) -> list[str]:
     return [f'listen_addr = "{address}"', 'tcp_port = "16509"', 'auth_tcp = "none"']
 
@@ -329,16 +337,7 @@ def _virsh(uri: str, *args: str, timeout: float = 30) -> str:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
+    return mountpoints.alive(pid)
 
 
 def _signal(pid: int | None, signum: int) -> None:
@@ -354,6 +353,18 @@ def _wait_for(condition: object, timeout: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
+
+
+@contextmanager
+def running_hosts(prefix: str, base_dir: Path, names: Sequence[str], networked: bool,
+                  qemu_caps_seed: Path | None = None) -> Iterator[HostSet]:  # fmt: skip
+    """Hosts started for the duration of a ``with`` block, torn down even when it fails."""
+    hosts = HostSet(prefix, base_dir, networked=networked)
+    try:
+        hosts.start(names, qemu_caps_seed=qemu_caps_seed)
+        yield hosts
+    finally:
+        hosts.teardown()
 
 
 def all_hosts(sets: Iterable[HostSet]) -> list[LibvirtHost]:

@@ -31,14 +31,18 @@ def _locked() -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """True while ``pid`` exists and is not a zombie."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
 
 
 def acquire(paths: Iterable[str], user: str) -> None:
@@ -63,7 +67,7 @@ def release(user: str) -> None:
                 pid = int(entry.read_text().strip())
             except (OSError, ValueError):
                 pid = -1
-            if pid > 0 and _alive(pid):
+            if pid > 0 and alive(pid):
                 return
             entry.unlink(missing_ok=True)
         created_file = REGISTRY / "created"

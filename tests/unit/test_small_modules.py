@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from xenha import domstate
 from xenha.deadline import Deadline, DeadlineExceeded, call_with_deadline
@@ -114,3 +116,24 @@ def test_state_file(tmp_path: Path) -> None:
     assert state.load() == {}
     state.remove()
     assert not Path(state.path).exists()
+
+
+def test_hvm_policy_names_match_the_migration_methods() -> None:
+    from xenha.guest_spec import HVM_POLICIES
+    from xenha.migration import Method
+
+    assert set(HVM_POLICIES) == {method.value for method in Method}
+
+
+@given(
+    user=st.text(st.characters(whitelist_categories=("Ll", "Nd")), min_size=1, max_size=8),
+    password=st.text(st.characters(whitelist_categories=("Lu",)), min_size=6, max_size=20),
+    query_key=st.sampled_from(["password", "passwd", "secret", "key", "PASSWORD"]),
+)
+def test_masking_never_shows_a_password(user: str, password: str, query_key: str) -> None:
+    for uri in (
+        f"xen+ssh://{user}:{password}@node2/system",
+        f"qemu+tls://{user}:{password}@node2:16514/system?keyfile=/k",
+        f"qemu+tcp://node2/system?{query_key}={password}&x=1",
+    ):
+        assert password not in mask(uri)

@@ -53,6 +53,10 @@ class Action(NamedTuple):
     depth: int | None = None
 
 
+# Actions every agent of the suite has, with their default timeouts.
+COMMON_ACTIONS = (Action("validate-all", 10), Action("meta-data", 5), Action("reload-agent", 20))
+
+
 def choose_version(announced: tuple[int, int] | None) -> tuple[int, int]:
     """The meta-data version for a caller: 1.1 only for callers that announce 1.1 or later."""
     if announced is not None and announced >= OCF_1_1:

@@ -124,25 +124,9 @@ class ParameterValues:
     def _value(self, name: str) -> ParamValue:
         return self._declared[name].parse(self._given.get(name))
 
-    def is_set(self, name: str) -> bool:
-        return name in self._given
-
-    def raw(self, name: str) -> str | None:
-        return self._given.get(name)
-
     def string(self, name: str) -> str | None:
         value = self._value(name)
         assert value is None or isinstance(value, str)
-        return value
-
-    def required_string(self, name: str) -> str:
-        value = self.string(name)
-        if value is None or not value.strip():
-            parameter = self._declared[name]
-            raise OcfError(
-                OcfExit.ERR_CONFIGURED,
-                f"parameter {name} is required: {parameter.shortdesc.rstrip('.')}",
-            )
         return value
 
     def integer(self, name: str) -> int | None:

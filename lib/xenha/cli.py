@@ -1,0 +1,275 @@
+"""The ``xenha`` command line: ``plan``, ``check-add``, ``status``.
+
+Only parsing and rendering live here; the work is in :mod:`xenha.planner`. Each
+subcommand is one function taking the parsed arguments and a :class:`Console`, returning
+the exit code, registered in :data:`COMMANDS` with the function that declares its
+options; adding a subcommand is adding one such pair.
+
+Exit codes follow the monitoring-plugin convention (0 OK, 1 WARNING, 2 CRITICAL,
+3 UNKNOWN); a usage error is UNKNOWN too, not argparse's usual 2 (which a monitoring
+system would read as CRITICAL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn, TextIO
+
+import xenha
+from xenha.planner.cibmodel import CibError, Resources, parse_cib
+from xenha.planner.cibsource import CibSnapshot, query_live_cib, read_cib_file
+from xenha.planner.report import (
+    UNKNOWN,
+    check_add_exit_code,
+    error_json,
+    now_epoch,
+    plan_exit_code,
+    plan_json,
+    render_json,
+    render_plan_text,
+    render_status_text,
+    status_json,
+)
+from xenha.planner.scenarios import PlanEnvironment, plan_new_guest, prepare, require_scheduler, run_plan
+from xenha.planner.scheduler import SchedulerError
+from xenha.runner import CommandRunner, find_tool
+
+
+@dataclass(frozen=True)
+class Console:
+    """The command's outside world: its streams and how it finds Pacemaker's tools."""
+
+    out: TextIO
+    err: TextIO
+    find_tool: Callable[[str], str | None] = find_tool
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal; silent when the stream is not one."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: TextIO, label: str) -> None:
+        self._stream = stream
+        self._label = label
+        self._active = stream.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self._active or total <= 1:
+            return
+        filled = self.WIDTH * done // total
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        self._stream.write(f"\r{self._label} [{bar}] {done}/{total} scheduler runs")
+        if done >= total:
+            self._stream.write("\r" + " " * (len(self._label) + self.WIDTH + 40) + "\r")
+        self._stream.flush()
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(UNKNOWN, f"{self.prog}: error: {message}\n")
+
+
+def _failures(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0 or value > 8:
+        raise argparse.ArgumentTypeError("give a number of host failures from 0 to 8")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _common(parser: argparse.ArgumentParser, failures: bool = True) -> None:
+    parser.add_argument("--cib", metavar="FILE", help="a CIB file (default: the live CIB of this cluster)")
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    if failures:
+        parser.add_argument(
+            "--failures",
+            metavar="K",
+            type=_failures,
+            default=1,
+            help="check every set of up to K failed hosts (default 1)",
+        )
+        parser.add_argument(
+            "--no-fast-path",
+            action="store_true",
+            help="run the scheduler on every scenario, even those the proof covers",
+        )
+        parser.add_argument(
+            "--workers",
+            metavar="N",
+            type=_positive,
+            default=None,
+            help="scheduler runs at a time (default: one per CPU)",
+        )
+
+
+class _Workspace:
+    """A private temporary directory, created only when something needs it (the live CIB)."""
+
+    def __init__(self) -> None:
+        self._directory: Any = None
+
+    def path(self) -> str:
+        if self._directory is None:
+            import tempfile
+
+            self._directory = tempfile.TemporaryDirectory(prefix="xenha-")
+        return str(self._directory.name)
+
+    def __enter__(self) -> _Workspace:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._directory is not None:
+            self._directory.cleanup()
+
+
+def _snapshot(args: argparse.Namespace, workspace: _Workspace) -> CibSnapshot:
+    if args.cib:
+        return read_cib_file(args.cib)
+    return query_live_cib(CommandRunner(), workspace.path())
+
+
+def _environment(args: argparse.Namespace, console: Console) -> PlanEnvironment:
+    progress = None if args.json else ProgressBar(console.err, "xenha")
+    environment = PlanEnvironment.default(progress=progress)
+    if args.workers:
+        environment = PlanEnvironment(
+            runner=environment.runner, workers=args.workers, clock=environment.clock, progress=progress
+        )
+    return environment
+
+
+def _unknown(command: str, args: argparse.Namespace, console: Console, message: str) -> int:
+    if getattr(args, "json", False):
+        console.out.write(render_json(error_json(command, message)))
+    else:
+        console.out.write(f"XENHA {command.upper()} UNKNOWN - {message}\n")
+    return UNKNOWN
+
+
+def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
+    _common(parser)
+
+
+def cmd_plan(args: argparse.Namespace, console: Console) -> int:
+    try:
+        require_scheduler(console.find_tool)
+        with _Workspace() as workspace:
+            prepared = prepare(_snapshot(args, workspace))
+            plan = run_plan(prepared, args.failures, _environment(args, console), not args.no_fast_path)
+    except (CibError, SchedulerError) as error:
+        return _unknown("plan", args, console, str(error))
+    console.out.write(render_json(plan_json(plan)) if args.json else render_plan_text(plan))
+    return plan_exit_code(plan)
+
+
+def add_check_add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--memory", metavar="MiB", type=_positive, required=True, help="the new guest's memory")
+    parser.add_argument("--vcpus", metavar="N", type=_positive, required=True, help="the new guest's vCPUs")
+    _common(parser)
+
+
+def cmd_check_add(args: argparse.Namespace, console: Console) -> int:
+    try:
+        require_scheduler(console.find_tool)
+        with _Workspace() as workspace:
+            prepared = prepare(_snapshot(args, workspace))
+            plan = plan_new_guest(
+                prepared,
+                Resources(args.memory, args.vcpus),
+                args.failures,
+                _environment(args, console),
+                not args.no_fast_path,
+            )
+    except (CibError, SchedulerError) as error:
+        return _unknown("check-add", args, console, str(error))
+    if args.json:
+        console.out.write(render_json(plan_json(plan, command="check-add")))
+    else:
+        console.out.write(render_plan_text(plan, command="CHECK-ADD"))
+    return check_add_exit_code(plan)
+
+
+def add_status_arguments(parser: argparse.ArgumentParser) -> None:
+    _common(parser, failures=False)
+
+
+def cmd_status(args: argparse.Namespace, console: Console) -> int:
+    try:
+        with _Workspace() as workspace:
+            snapshot = _snapshot(args, workspace)
+            model = parse_cib(snapshot.data)
+    except CibError as error:
+        return _unknown("status", args, console, str(error))
+    now = now_epoch()
+    if args.json:
+        console.out.write(render_json(status_json(model, snapshot.label, now)))
+    else:
+        console.out.write(render_status_text(model, snapshot.label, now))
+    return 0
+
+
+Command = Callable[[argparse.Namespace, Console], int]
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Command]] = {
+    "plan": (
+        "N+k failover plan: which guests each set of failed hosts would leave stopped",
+        add_plan_arguments,
+        cmd_plan,
+    ),
+    "check-add": (
+        "would a new guest of this size still leave the cluster able to survive K failures?",
+        add_check_add_arguments,
+        cmd_check_add,
+    ),
+    "status": (
+        "per-host capacity, used, reserved and free, from the CIB",
+        add_status_arguments,
+        cmd_status,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="xenha", description="xenha: capacity planning for Xen guests run by Pacemaker")
+    parser.add_argument("--version", action="version", version=f"xenha {xenha.__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (summary, declare, _) in COMMANDS.items():
+        declare(subparsers.add_parser(name, help=summary, description=summary))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, console: Console | None = None) -> int:
+    console = console or Console(sys.stdout, sys.stderr)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help(console.err)
+        return UNKNOWN
+    _, _, command = COMMANDS[args.command]
+    try:
+        return command(args, console)
+    except KeyboardInterrupt:
+        console.err.write("xenha: interrupted\n")
+        return UNKNOWN
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return UNKNOWN

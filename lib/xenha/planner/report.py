@@ -1,0 +1,469 @@
+"""Rendering plans and host usage: a compact table for people, JSON for scripts, exit codes.
+
+Exit codes follow the monitoring-plugin convention, so ``xenha plan`` can run as a
+periodic check (Nagios, Icinga, Zabbix...):
+
+* 0 OK — every scenario of up to K failed hosts keeps every guest running;
+* 1 WARNING — the cluster survives at least one host failure, but not K;
+* 2 CRITICAL — losing some single host (or none) leaves a guest stopped;
+* 3 UNKNOWN — no answer (bad input, scheduler missing or failing).
+
+The first line of the text output is the monitoring headline (``XENHA PLAN OK - ...``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from xenha.planner.cibmodel import CibModel, Resources, total
+from xenha.planner.scenarios import HostLoad, Plan, ScenarioResult
+from xenha.reservation import Reservation
+
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+STATUS_WORDS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+JSON_SCHEMA = "xenha-plan/1"
+STATUS_SCHEMA = "xenha-status/1"
+MAX_NAMES = 5
+MAX_ROWS = 10
+
+
+def plan_exit_code(plan: Plan) -> int:
+    tolerated = plan.tolerated
+    if tolerated is None:
+        return CRITICAL
+    if tolerated >= plan.failures:
+        return OK
+    return WARNING if tolerated >= 1 else CRITICAL
+
+
+def check_add_exit_code(plan: Plan) -> int:
+    """check-add: 0 when the new guest still leaves the cluster able to survive K failures, else 2."""
+    return OK if plan.tolerated is not None and plan.tolerated >= plan.failures else CRITICAL
+
+
+def hosts_phrase(count: int) -> str:
+    return f"{count} host failure" + ("" if count == 1 else "s")
+
+
+def names(items: Sequence[str], limit: int = MAX_NAMES) -> str:
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown} and {len(items) - limit} more"
+
+
+def scenario_phrase(result: ScenarioResult) -> str:
+    failed = result.scenario.failed
+    if not failed:
+        return "with every host up"
+    if len(failed) == 1:
+        return f"losing {failed[0]}"
+    return "losing " + ", ".join(failed[:-1]) + f" and {failed[-1]} together"
+
+
+def shortfall_phrase(result: ScenarioResult) -> str:
+    if result.reason.startswith(("the survivors lose quorum", "no fencing device")):
+        return result.reason
+    short = result.shortfall
+    parts = []
+    if short.memory_mib > 0:
+        parts.append(f"{short.memory_mib} MiB")
+    if short.vcpus > 0:
+        parts.append(_count(short.vcpus, "vCPU"))
+    if parts:
+        return " and ".join(parts) + " short"
+    if all(guest.room_on for guest in result.stopped):
+        first = result.stopped[0]
+        return (
+            f"not for lack of room ({first.resource} would fit on {names(list(first.room_on), 3)}): "
+            "a constraint, a failure or an ordering keeps it stopped"
+        )
+    needed = result.stopped_demand
+    return (
+        f"{needed.memory_mib} MiB and {_count(needed.vcpus, 'vCPU')} needed: enough spare in total, "
+        "but no single host has room"
+    )
+
+
+def headline(plan: Plan) -> str:
+    tolerated = plan.tolerated
+    failing = plan.failing
+    if tolerated is not None and tolerated >= plan.failures:
+        if plan.failures == 0:
+            return "every guest runs with every host up (no host failure checked)"
+        return f"tolerates {hosts_phrase(plan.failures)} (checked up to {plan.failures})"
+    worst = failing[0]
+    stopped = names([guest.resource for guest in worst.stopped])
+    if tolerated is None:
+        return f"even {scenario_phrase(worst)}, {stopped} cannot run: {shortfall_phrase(worst)}"
+    prefix = "tolerates no host failure" if tolerated == 0 else f"tolerates {hosts_phrase(tolerated)}"
+    return f"{prefix}; {scenario_phrase(worst)} would leave {stopped} stopped: {shortfall_phrase(worst)}"
+
+
+def _count(number: int, word: str) -> str:
+    return f"{number} {word}" + ("" if number == 1 else "s")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]], right: Sequence[bool]) -> list[str]:
+    cells = [[str(cell) for cell in row] for row in rows]
+    widths = [len(title) for title in header]
+    for row in cells:
+        for index, cell in enumerate(row):
+            widths[index] = max(widths[index], len(cell))
+
+    def line(row: Sequence[str]) -> str:
+        parts = [cell.rjust(widths[i]) if right[i] else cell.ljust(widths[i]) for i, cell in enumerate(row)]
+        return "  ".join(parts).rstrip()
+
+    return [line(header)] + [line(row) for row in cells]
+
+
+def _host_table(hosts: Sequence[HostLoad]) -> list[str]:
+    rows = [
+        (
+            host.name,
+            host.capacity.memory_mib,
+            host.load.memory_mib,
+            host.free.memory_mib,
+            host.capacity.vcpus,
+            host.load.vcpus,
+            host.free.vcpus,
+        )
+        for host in hosts
+    ]
+    return _table(
+        ("host", "MiB", "used", "free", "vCPUs", "used", "free"),
+        rows,
+        (False, True, True, True, True, True, True),
+    )
+
+
+def _cluster_line(plan: Plan) -> str:
+    model = plan.model
+    up = sum(1 for host in model.hosts if host.online)
+    demand = total(guest.demand for guest in model.running_guests)
+    capacity = total(host.capacity for host in model.hosts if host.available)
+    return (
+        f"{up} of {_count(len(model.hosts), 'host')} up ({capacity.memory_mib} MiB, {capacity.vcpus} vCPUs); "
+        f"{_count(len(model.running_guests), 'guest')} ({demand.memory_mib} MiB, {demand.vcpus} vCPUs); "
+        f"placement-strategy={model.options.placement_strategy}; {plan.source}"
+    )
+
+
+def render_plan_text(plan: Plan, command: str = "PLAN") -> str:
+    code = plan_exit_code(plan) if command == "PLAN" else check_add_exit_code(plan)
+    word = STATUS_WORDS[code] if command == "PLAN" else ("OK" if code == OK else "NO")
+    lines = [f"XENHA {command} {word} - {headline(plan)}"]
+    if plan.extra is not None:
+        lines.append(
+            f"with a new guest of {plan.extra.memory_mib} MiB and {plan.extra.vcpus} vCPUs "
+            f"({plan.extra_resource}) added"
+        )
+    lines.append(_cluster_line(plan))
+    lines.append(
+        f"{_count(len(plan.results), 'scenario')} (0 to {plan.failures} failed hosts): "
+        f"{plan.proved} proved safe without the scheduler, {plan.scheduler_runs} run through it; "
+        f"{plan.seconds:.1f} s"
+    )
+    failing = plan.failing
+    if failing:
+        lines.append("")
+        rows = [
+            (
+                result.scenario.label,
+                names([guest.resource for guest in result.stopped], 4),
+                result.stopped_demand.memory_mib,
+                result.shortfall.memory_mib,
+                result.shortfall.vcpus,
+            )
+            for result in failing[:MAX_ROWS]
+        ]
+        lines.extend(
+            _table(
+                ("failed hosts", "guests left stopped", "MiB", "MiB short", "vCPUs short"),
+                rows,
+                (False, False, True, True, True),
+            )
+        )
+        if len(failing) > MAX_ROWS:
+            lines.append(f"... and {len(failing) - MAX_ROWS} more scenarios leave guests stopped (--json lists all)")
+        kept = len(plan.results) - len(failing)
+        lines.append(f"{_count(kept, 'scenario')} {'keeps' if kept == 1 else 'keep'} every guest running")
+        worst = failing[0]
+        if worst.hosts_after is not None:
+            lines.append("")
+            lines.append(f"Hosts after recovery, {scenario_phrase(worst)}:")
+            lines.extend(_host_table(worst.hosts_after))
+    else:
+        tight = plan.tightest
+        if tight is not None:
+            spare = tight.survivors_capacity - total(guest.demand for guest in plan.model.running_guests)
+            lines.append(
+                f"tightest: {scenario_phrase(tight)} leaves {spare.memory_mib} MiB and {spare.vcpus} vCPUs "
+                f"spare across {_count(len(plan.model.hosts) - len(tight.scenario.failed), 'host')}"
+            )
+            if tight.hosts_after is not None:
+                lines.append("")
+                lines.append(f"Hosts after recovery, {scenario_phrase(tight)}:")
+                lines.extend(_host_table(tight.hosts_after))
+    for note in plan.model.notes[:3]:
+        lines.append(f"note: {note}")
+    return "\n".join(lines) + "\n"
+
+
+def _resources_json(resources: Resources) -> dict[str, int]:
+    return {"memory_mib": resources.memory_mib, "vcpus": resources.vcpus}
+
+
+def _scenario_json(result: ScenarioResult) -> dict[str, Any]:
+    return {
+        "failed_hosts": list(result.scenario.failed),
+        "quorum": result.scenario.quorum,
+        "ok": result.ok,
+        "method": result.method,
+        "reason": result.reason,
+        "stopped_guests": [
+            {
+                "resource": guest.resource,
+                "was_on": list(guest.was_on),
+                "room_on": list(guest.room_on),
+                **_resources_json(guest.demand),
+            }
+            for guest in result.stopped
+        ],
+        "stopped_demand": _resources_json(result.stopped_demand),
+        "shortfall": _resources_json(result.shortfall),
+        "displaced_guests": list(result.displaced),
+        "survivors_capacity": _resources_json(result.survivors_capacity),
+        "hosts_after": None
+        if result.hosts_after is None
+        else [
+            {
+                "name": host.name,
+                "capacity": _resources_json(host.capacity),
+                "load": _resources_json(host.load),
+                "free": _resources_json(host.free),
+            }
+            for host in result.hosts_after
+        ],
+        "seconds": round(result.seconds, 3),
+    }
+
+
+def plan_json(plan: Plan, command: str = "plan") -> dict[str, Any]:
+    code = plan_exit_code(plan) if command == "plan" else check_add_exit_code(plan)
+    model = plan.model
+    document: dict[str, Any] = {
+        "schema": JSON_SCHEMA,
+        "command": command,
+        "status": STATUS_WORDS[code],
+        "exit_code": code,
+        "headline": headline(plan),
+        "source": plan.source,
+        "cib_epoch": model.epoch,
+        "placement_strategy": model.options.placement_strategy,
+        "failures_checked": plan.failures,
+        "tolerated_failures": plan.tolerated,
+        "hosts": [
+            {
+                "name": host.name,
+                "state": host.state,
+                "capacity": _resources_json(host.capacity),
+            }
+            for host in model.hosts
+        ],
+        "guests": len(model.running_guests),
+        "demand": _resources_json(total(guest.demand for guest in model.running_guests)),
+        "scenarios": [_scenario_json(result) for result in plan.results],
+        "proved": plan.proved,
+        "scheduler_runs": plan.scheduler_runs,
+        "schema_validated": plan.validated,
+        "seconds": round(plan.seconds, 3),
+        "notes": list(model.notes),
+    }
+    if plan.extra is not None:
+        document["new_guest"] = {"resource": plan.extra_resource, **_resources_json(plan.extra)}
+    return document
+
+
+def render_json(document: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(document, indent=2, sort_keys=False) + "\n"
+
+
+def error_json(command: str, message: str) -> dict[str, Any]:
+    return {
+        "schema": JSON_SCHEMA if command != "status" else STATUS_SCHEMA,
+        "command": command,
+        "status": "UNKNOWN",
+        "exit_code": UNKNOWN,
+        "error": message,
+    }
+
+
+# --- xenha status ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostUsage:
+    name: str
+    state: str
+    capacity: Resources
+    used: Resources
+    reserved: Resources
+    guests: int
+
+    @property
+    def free(self) -> Resources:
+        return self.capacity - self.used - self.reserved
+
+
+def host_usage(model: CibModel, now: float) -> tuple[tuple[HostUsage, ...], tuple[Reservation, ...]]:
+    """Per host: capacity, used by the guests active there, reserved by live reservations."""
+    live = tuple(reservation for reservation in model.reservations if not reservation.expired(now))
+    used: dict[str, Resources] = {}
+    count: dict[str, int] = {}
+    for guest in model.guests:
+        for node in guest.active_on:
+            used[node] = used.get(node, Resources()) + guest.demand
+            count[node] = count.get(node, 0) + 1
+    reserved: dict[str, Resources] = {}
+    for reservation in live:
+        reserved[reservation.node] = reserved.get(reservation.node, Resources()) + Resources(
+            reservation.memory_mib, reservation.vcpus
+        )
+    usage = tuple(
+        HostUsage(
+            name=host.name,
+            state=host.state,
+            capacity=host.capacity,
+            used=used.get(host.name, Resources()),
+            reserved=reserved.get(host.name, Resources()),
+            guests=count.get(host.name, 0),
+        )
+        for host in model.hosts
+    )
+    return usage, live
+
+
+def render_status_text(model: CibModel, source: str, now: float) -> str:
+    usage, live = host_usage(model, now)
+    rows = [
+        (
+            item.name,
+            item.state,
+            item.guests,
+            item.capacity.memory_mib,
+            item.used.memory_mib,
+            item.reserved.memory_mib,
+            item.free.memory_mib,
+            item.capacity.vcpus,
+            item.used.vcpus,
+            item.reserved.vcpus,
+            item.free.vcpus,
+        )
+        for item in usage
+    ]
+    totals = (
+        "total",
+        "",
+        sum(item.guests for item in usage),
+        *(
+            sum(getattr(getattr(item, kind), unit) for item in usage)
+            for unit in ("memory_mib",)
+            for kind in ("capacity", "used", "reserved", "free")
+        ),
+        *(
+            sum(getattr(getattr(item, kind), unit) for item in usage)
+            for unit in ("vcpus",)
+            for kind in ("capacity", "used", "reserved", "free")
+        ),
+    )
+    lines = [
+        f"{_count(len(model.hosts), 'host')}, {_count(len(model.guests), 'guest')}, "
+        f"placement-strategy={model.options.placement_strategy}; {source}"
+    ]
+    lines.extend(
+        _table(
+            (
+                "host",
+                "state",
+                "guests",
+                "MiB",
+                "used",
+                "reserved",
+                "free",
+                "vCPUs",
+                "used",
+                "reserved",
+                "free",
+            ),
+            [*rows, totals],
+            (False, False, True, True, True, True, True, True, True, True, True),
+        )
+    )
+    if live:
+        lines.append("")
+        lines.append("reservations in flight:")
+        for reservation in live:
+            lines.append(
+                f"  {reservation.resource} -> {reservation.node}: {reservation.memory_mib} MiB, "
+                f"{reservation.vcpus} vCPUs, {expiry_phrase(reservation.expires, now)} "
+                f"(holder {reservation.holder})"
+            )
+    stopped = [guest.resource for guest in model.running_guests if not guest.active_on]
+    if stopped:
+        lines.append(f"guests not running anywhere: {names(stopped)}")
+    return "\n".join(lines) + "\n"
+
+
+def expiry_phrase(expires: int, now: float) -> str:
+    """When a reservation lapses: in seconds when soon, as a UTC time otherwise.
+
+    >>> expiry_phrase(1030, 1000.0), expiry_phrase(4102444800, 1000.0)
+    ('expires in 30 s', 'expires 2100-01-01 00:00 UTC')
+    """
+    remaining = int(expires - now)
+    if remaining <= 3600:
+        return f"expires in {remaining} s"
+    return "expires " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expires))
+
+
+def status_json(model: CibModel, source: str, now: float) -> dict[str, Any]:
+    usage, live = host_usage(model, now)
+    return {
+        "schema": STATUS_SCHEMA,
+        "source": source,
+        "cib_epoch": model.epoch,
+        "time": int(now),
+        "hosts": [
+            {
+                "name": item.name,
+                "state": item.state,
+                "guests": item.guests,
+                "capacity": _resources_json(item.capacity),
+                "used": _resources_json(item.used),
+                "reserved": _resources_json(item.reserved),
+                "free": _resources_json(item.free),
+            }
+            for item in usage
+        ],
+        "reservations": [
+            {
+                "node": reservation.node,
+                "resource": reservation.resource,
+                "memory_mib": reservation.memory_mib,
+                "vcpus": reservation.vcpus,
+                "expires": reservation.expires,
+                "holder": reservation.holder,
+            }
+            for reservation in live
+        ],
+        "stopped_guests": [guest.resource for guest in model.running_guests if not guest.active_on],
+    }
+
+
+def now_epoch() -> float:
+    return time.time()
