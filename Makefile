@@ -52,7 +52,7 @@ fuzz: deps
 acceptance: deps
 	$(PYTEST) -q tests/acceptance
 
-# Real 3-node Pacemaker clusters on this machine (root; about 7 minutes, 5 of them the fault
+# Real 3-node Pacemaker clusters on this machine (root; 6-7 minutes, 4-5 of them the fault
 # matrix, docs/fault-matrix.md). -rP prints the measured timings of the passed tests.
 cluster-test: deps
 	$(PYTEST) -q -rP tests/cluster
