@@ -431,6 +431,14 @@ class GuestAgent(Agent):
         does: observed on the test cluster) can wipe a value written meanwhile, and a lost
         figure would make the scheduler place guests where they do not fit.
         """
+        state = _state(ctx)
+        remembered = state.load()
+        now = time.time()
+        checked_at = remembered.get("published_checked_at", 0)
+        stale = not isinstance(checked_at, (int, float)) or now - checked_at > UTILIZATION_RECHECK_S
+        compare_with_cib = force or stale or "published" not in remembered
+        if not compare_with_cib and self._config is None:
+            return  # the remembered spec is unchanged, so is its demand: nothing to do
         from xenha.capacity import demand_of
 
         wanted = {}
@@ -442,12 +450,6 @@ class GuestAgent(Agent):
                 wanted["cpu"] = demand.vcpus
         except OcfError:
             return
-        state = _state(ctx)
-        remembered = state.load()
-        now = time.time()
-        checked_at = remembered.get("published_checked_at", 0)
-        stale = not isinstance(checked_at, (int, float)) or now - checked_at > UTILIZATION_RECHECK_S
-        compare_with_cib = force or stale or "published" not in remembered
         published = remembered.get("published", {})
         if not compare_with_cib and all(published.get(name) == value for name, value in wanted.items()):
             return
@@ -470,6 +472,7 @@ class GuestAgent(Agent):
                     ctx.log.info(f"set utilization {name}={value} for {resource}")
         except NotInCluster:
             ctx.log.debug("no cluster: utilization not published")
+            state.update(published=wanted, published_checked_at=now)  # try again at the next recheck
             return
         except PacemakerError as error:
             ctx.log.warning(f"could not publish the utilization of {resource}: {error}")
