@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.guests import AgentCase, domain_xml
-from tests.harness.libvirt_hosts import HostSet, LibvirtHost, running_hosts
+from tests.harness.libvirt_hosts import HostSet, LibvirtHost, leftover_libvirtds, running_hosts
 
 REPO = Path(__file__).resolve().parents[2]
 QEMU_CAPS_SEED = REPO / "build" / "qemu-caps"
@@ -18,6 +18,16 @@ QEMU_CAPS_SEED = REPO / "build" / "qemu-caps"
 
 def unique_prefix(kind: str) -> str:
     return f"x{kind}{os.getpid() % 100000}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_daemon_left_behind() -> Iterator[None]:
+    """Fails the session when a libvirtd started by a test outlives its teardown."""
+    yield
+    left = leftover_libvirtds(REPO / "build" / "hosts")
+    for pid in left:
+        os.kill(pid, 9)  # so that one leak does not pile up run after run
+    assert not left, f"libvirtd processes left behind by the tests: {left}"
 
 
 @pytest.fixture(scope="session")

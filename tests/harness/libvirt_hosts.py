@@ -261,6 +261,8 @@ class HostSet:
 
 def _stop_host(host: LibvirtHost) -> None:
     pid = host.libvirtd_pid()
+    if pid is not None and not _is_libvirtd(pid):
+        pid = None  # a stale pid file (libvirtd was killed): the number may be someone else's now
     if pid is not None and _alive(pid):
         os.kill(pid, signal.SIGCONT)  # a frozen daemon cannot answer
         try:
@@ -280,16 +282,23 @@ def _stop_host(host: LibvirtHost) -> None:
             continue
         if _alive(qemu) and b"qemu-system" in Path(f"/proc/{qemu}/cmdline").read_bytes():
             os.kill(qemu, signal.SIGKILL)
+    # Both, each on its own: a libvirtd started by restart_libvirtd is not a child of init,
+    # and init (a subreaper) may already have exited, leaving that daemon behind.
     init = host.init_pid()
-    if init is not None and _alive(init):
-        os.kill(init, signal.SIGTERM)
-        if pid is not None and _alive(pid):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while _alive(init) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if _alive(init):
-            os.killpg(os.getpgid(init), signal.SIGKILL)
+    running = [process for process in (init, pid) if process is not None and _alive(process)]
+    for process in running:
+        os.kill(process, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while any(_alive(process) for process in running) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for process in running:
+        if _alive(process):
+            os.kill(process, signal.SIGKILL)
+    if init is not None and init in running:
+        try:
+            os.killpg(os.getpgid(init), signal.SIGKILL)  # whatever else init's session started
+        except ProcessLookupError:
+            pass
     try:
         (host.directory / "init.pid").unlink()
     except OSError:
@@ -334,6 +343,29 @@ def _virsh(uri: str, *args: str, timeout: float = 30) -> str:
     if completed.returncode != 0:
         raise RuntimeError(f"virsh {' '.join(args)} on {uri}: {completed.stderr.strip()}")
     return completed.stdout
+
+
+def leftover_libvirtds(base_dir: Path) -> list[int]:
+    """libvirtd processes still running with a host directory under ``base_dir`` mounted."""
+    marker = f" {base_dir.resolve()}/"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or not _is_libvirtd(int(entry.name)):
+            continue
+        try:
+            mounts = (entry / "mountinfo").read_text()
+        except OSError:
+            continue
+        if marker in mounts and _alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def _is_libvirtd(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "libvirtd"
+    except OSError:
+        return False
 
 
 def _alive(pid: int) -> bool:
