@@ -20,14 +20,17 @@ def unique_prefix(kind: str) -> str:
     return f"x{kind}{os.getpid() % 100000}"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def no_daemon_left_behind() -> Iterator[None]:
-    """Fails the session when a libvirtd started by a test outlives its teardown."""
-    yield
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when a libvirtd started by a test outlived its teardown.
+
+    A hook, not a fixture: it runs after every session fixture has been torn down.
+    """
     left = leftover_libvirtds(REPO / "build" / "hosts")
     for pid in left:
         os.kill(pid, 9)  # so that one leak does not pile up run after run
-    assert not left, f"libvirtd processes left behind by the tests: {left}"
+    if left:
+        print(f"\nlibvirtd processes left behind by the tests (killed now): {left}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

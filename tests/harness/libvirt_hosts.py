@@ -345,19 +345,23 @@ def _virsh(uri: str, *args: str, timeout: float = 30) -> str:
     return completed.stdout
 
 
-def leftover_libvirtds(base_dir: Path) -> list[int]:
-    """libvirtd processes still running with a host directory under ``base_dir`` mounted."""
-    marker = f" {base_dir.resolve()}/"
-    found = []
+def leftover_libvirtds(base_dir: Path) -> dict[int, str]:
+    """libvirtd processes still running with a host directory under ``base_dir`` mounted:
+    pid -> the host directory (mounted over /etc/libvirt)."""
+    marker = f"{base_dir.resolve()}/"
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or not _is_libvirtd(int(entry.name)):
             continue
         try:
-            mounts = (entry / "mountinfo").read_text()
+            mounts = (entry / "mountinfo").read_text().splitlines()
         except OSError:
             continue
-        if marker in mounts and _alive(int(entry.name)):
-            found.append(int(entry.name))
+        for line in mounts:
+            fields = line.split()
+            if len(fields) > 4 and fields[3].startswith(marker) and fields[4] == "/etc/libvirt":
+                if _alive(int(entry.name)):
+                    found[int(entry.name)] = fields[3].removesuffix("/etc")
     return found
 
 
