@@ -359,9 +359,9 @@ def leftover_libvirtds(base_dir: Path) -> dict[int, str]:
             continue
         for line in mounts:
             fields = line.split()
-            if len(fields) > 4 and fields[3].startswith(marker) and fields[4] == "/etc/libvirt":
-                if _alive(int(entry.name)):
-                    found[int(entry.name)] = fields[3].removesuffix("/etc")
+            mounted_here = len(fields) > 4 and fields[3].startswith(marker) and fields[4] == "/etc/libvirt"
+            if mounted_here and _alive(int(entry.name)):
+                found[int(entry.name)] = fields[3].removesuffix("/etc")
     return found
 
 
