@@ -61,7 +61,6 @@ class ClusterCli:
     def __init__(self, runner: CommandRunner, deadline: Deadline) -> None:
         self._runner = runner
         self._deadline = deadline
-        self._file_backed = bool(runner.environ.get("CIB_file"))
 
     def _run(self, argv: Sequence[str]) -> CommandResult:
         result = self._runner.run(argv, min(CALL_TIMEOUT_S, self._deadline.remaining()))
@@ -150,22 +149,7 @@ class ClusterCli:
             self._run(["crm_attribute", "--node", node, "--lifetime", "reboot", "--name", name, "--update", value])
         )
 
-    def transient_attribute(self, node: str, name: str) -> str | None:
-        result = self._run(
-            ["crm_attribute", "--node", node, "--lifetime", "reboot", "--name", name, "--query", "--quiet"]
-        )
-        if result.returncode == EXIT_NO_SUCH_OBJECT or not result.ok:
-            return None
-        return result.stdout.strip() or None
-
     def delete_transient_attribute(self, node: str, name: str) -> None:
         result = self._run(["crm_attribute", "--node", node, "--lifetime", "reboot", "--name", name, "--delete"])
         if result.returncode != EXIT_NO_SUCH_OBJECT:
             self._check(result)
-
-
-def _integer_or_none(result: CommandResult) -> int | None:
-    if result.returncode == EXIT_NO_SUCH_OBJECT or not result.ok:
-        return None
-    text = result.stdout.strip()
-    return int(text) if text.isdigit() else None

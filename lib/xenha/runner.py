@@ -72,10 +72,6 @@ class CommandRunner:
         base["LC_ALL"] = "C"
         self._environ = base
 
-    @property
-    def environ(self) -> Mapping[str, str]:
-        return self._environ
-
     def run(
         self,
         argv: Sequence[str],
