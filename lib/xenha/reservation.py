@@ -25,7 +25,6 @@ under ``HA_RSCTMP`` protected by ``flock``: it serializes the agents of this hos
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import re
 import time
@@ -40,6 +39,7 @@ from xenha.domxml import GuestType
 from xenha.hypervisor import ActiveDomain, Hypervisor
 from xenha.ocf.log import OcfLog
 from xenha.pacemaker import ClusterCli, NotInCluster, xml_attribute, xpath_literal
+from xenha.statefile import StateFile
 from xenha.xmlscan import scan
 
 # Node attribute in which xen-host publishes the host reserve it applies (MiB), so that the
@@ -225,12 +225,12 @@ class LocalLedger:
 
     def __init__(self, directory: str, node: str) -> None:
         self.node = node
-        self._path = os.path.join(directory, f"{ledger_id(node)}.json")
+        self._file = StateFile(directory, "ledger", node)
         self._descriptor: int | None = None
 
     def read(self, deadline: Deadline) -> LedgerState:
-        os.makedirs(os.path.dirname(self._path), exist_ok=True)
-        descriptor = os.open(self._path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        os.makedirs(self._file.directory, exist_ok=True)
+        descriptor = os.open(self._file.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         while True:
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -244,24 +244,16 @@ class LocalLedger:
         return LedgerState(self.node, 0, tuple(self._load().values()), {})
 
     def _load(self) -> dict[str, Reservation]:
-        try:
-            with open(self._path, encoding="utf-8") as handle:
-                raw = json.load(handle)
-        except (OSError, ValueError):
-            return {}
         found = {}
-        for resource, value in raw.items() if isinstance(raw, dict) else []:
+        for resource, value in self._file.load().items():
             reservation = Reservation.decode(self.node, str(value))
             if reservation is not None:
                 found[resource] = reservation
         return found
 
     def _store(self, reservations: Mapping[str, Reservation]) -> None:
-        temporary = f"{self._path}.{os.getpid()}.tmp"
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            json.dump({key: value.encode() for key, value in reservations.items()}, handle)
-        os.replace(temporary, self._path)
+        if not self._file.save({key: value.encode() for key, value in reservations.items()}):
+            raise ReservationError(f"cannot write the local reservation ledger {self._file.path}: check HA_RSCTMP")
 
     def book(self, state: LedgerState, reservation: Reservation) -> bool:
         reservations = self._load()
