@@ -16,7 +16,8 @@ The protocol (docs/decisions/reservation-protocol.md has the full argument):
    Every booking is thus decided on a view that includes all bookings before it; there is
    no lock, so a process that dies cannot block anyone.
 4. Reservations carry an expiry (a crashed holder's room comes back) and are released on
-   success and on failure by a conditional delete.
+   success and on failure by a conditional delete. Expired ones found while booking are
+   deleted with that release, after the move: never on the admission's critical path.
 
 Outside a cluster (no CIB manager and no ``CIB_file``) the same steps run on a ledger file
 under ``HA_RSCTMP`` protected by ``flock``: it serializes the agents of this host only.
@@ -28,7 +29,7 @@ import fcntl
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 from xenha.capacity import Decision, Demand, HostLoad, Occupant, cpu_capacity, decide, memory_demand_mib
@@ -150,8 +151,7 @@ class Ledger(Protocol):
     def read(self, deadline: Deadline) -> LedgerState: ...
     def book(self, state: LedgerState, reservation: Reservation) -> bool: ...
     def abandon(self) -> None: ...
-    def release(self, reservation: Reservation) -> None: ...
-    def forget_expired(self, state: LedgerState, now: float) -> None: ...
+    def release(self, reservation: Reservation, expired: Sequence[Reservation]) -> None: ...
 
 
 class CibLedger:
@@ -196,22 +196,16 @@ class CibLedger:
     def abandon(self) -> None:
         """Nothing to undo: reading takes no lock."""
 
-    def release(self, reservation: Reservation) -> None:
-        nvpair = reservation_id(self.node, reservation.resource)
-        self._cli.delete_where(
-            f"{self._set_xpath()}/nvpair[@id={xpath_literal(nvpair)} and "
-            f"contains(@value, {xpath_literal('holder=' + reservation.holder + ' ')})]"
-        )
+    def release(self, reservation: Reservation, expired: Sequence[Reservation]) -> None:
+        """Delete ``reservation`` while it holds our token, and ``expired`` ones (whose holder
+        never released them) only as they were read, so that a newer booking is never removed."""
+        self._delete(reservation, f"contains(@value, {xpath_literal('holder=' + reservation.holder + ' ')})")
+        for old in expired:
+            self._delete(old, f"@value={xpath_literal(old.encode())}")
 
-    def forget_expired(self, state: LedgerState, now: float) -> None:
-        """Delete reservations whose holder never released them (the exact value only)."""
-        for reservation in state.reservations:
-            if reservation.expired(now):
-                nvpair = reservation_id(self.node, reservation.resource)
-                self._cli.delete_where(
-                    f"{self._set_xpath()}/nvpair[@id={xpath_literal(nvpair)} and "
-                    f"@value={xpath_literal(reservation.encode())}]"
-                )
+    def _delete(self, reservation: Reservation, condition: str) -> None:
+        nvpair = reservation_id(self.node, reservation.resource)
+        self._cli.delete_where(f"{self._set_xpath()}/nvpair[@id={xpath_literal(nvpair)} and {condition}]")
 
 
 class LocalLedger:
@@ -267,17 +261,14 @@ class LocalLedger:
             os.close(self._descriptor)  # closing releases the flock
             self._descriptor = None
 
-    def forget_expired(self, state: LedgerState, now: float) -> None:
-        self._store({key: value for key, value in self._load().items() if not value.expired(now)})
-
-    def release(self, reservation: Reservation) -> None:
+    def release(self, reservation: Reservation, expired: Sequence[Reservation]) -> None:
         self.read(Deadline.after(10))
         try:
             reservations = self._load()
-            current = reservations.get(reservation.resource)
-            if current is not None and current.holder == reservation.holder:
-                del reservations[reservation.resource]
-                self._store(reservations)
+            gone = (reservation, *expired)  # as booked and as read: never a newer booking
+            kept = {resource: current for resource, current in reservations.items() if current not in gone}
+            if kept != reservations:
+                self._store(kept)
         finally:
             self.abandon()
 
@@ -311,11 +302,8 @@ class ClusterOrLocalLedger:
     def abandon(self) -> None:
         self._current.abandon()
 
-    def release(self, reservation: Reservation) -> None:
-        self._current.release(reservation)
-
-    def forget_expired(self, state: LedgerState, now: float) -> None:
-        self._current.forget_expired(state, now)
+    def release(self, reservation: Reservation, expired: Sequence[Reservation]) -> None:
+        self._current.release(reservation, expired)
 
 
 # ---- admission ------------------------------------------------------------------------------
@@ -337,9 +325,10 @@ class Booking(NamedTuple):
     reservation: Reservation
     ledger: Ledger
     decision: Decision
+    expired: tuple[Reservation, ...]  # found expired when booking: deleted with ours
 
     def release(self) -> None:
-        self.ledger.release(self.reservation)
+        self.ledger.release(self.reservation, self.expired)
 
 
 def occupant_of(domain: ActiveDomain) -> Occupant:
@@ -458,9 +447,7 @@ def admit(
     until = time.strftime("%H:%M:%S", time.localtime(reservation.expires))
     retried = f" after {attempts} attempts" if attempts > 1 else ""
     log.info(f"reservation: {decision.reason}; {decision.detail}; booked until {until}{retried}{scope}")
-    if any(old.expired(now) for old in state.reservations):
-        ledger.forget_expired(state, now)
-    return Booking(reservation, ledger, decision)
+    return Booking(reservation, ledger, decision, tuple(old for old in state.reservations if old.expired(now)))
 
 
 def _decide(
