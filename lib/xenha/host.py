@@ -33,8 +33,8 @@ from xenha.hypervisor import Hypervisor, HypervisorError
 from xenha.libvirt_uri import hypervisor_problems
 from xenha.ocf import Action, Agent, AgentSpec, Context, Handler, OcfError, OcfExit, Parameter, ParamType
 from xenha.ocf.metadata import COMMON_ACTIONS
-from xenha.pacemaker import ClusterCli, NotInCluster, PacemakerError
-from xenha.reservation import DEFAULT_MEMORY_RESERVE_MIB, RESERVE_ATTRIBUTE, CibLedger, occupant_of
+from xenha.pacemaker import RESERVE_ATTRIBUTE, ClusterCli, NotInCluster, PacemakerError
+from xenha.reservation import DEFAULT_MEMORY_RESERVE_MIB, occupant_of
 from xenha.runner import CommandRunner
 from xenha.statefile import StateFile
 
@@ -169,21 +169,21 @@ class HostAgent(Agent):
         node = ctx.env.node_name
         cluster = _cluster(ctx)
         try:
-            ledger = CibLedger(cluster, node).read()
+            figures = cluster.node_figures(node)
         except NotInCluster:
-            ledger = None
+            figures = None
         except PacemakerError as error:
             raise OcfError(OcfExit.ERR_GENERIC, f"cannot read {node}'s utilization from the CIB: {error}") from None
         health, published, reserve = self._measure(ctx)
-        if ledger is None:
+        if figures is None:
             ctx.log.info(f"no cluster: would publish {published} and {HEALTH_ATTRIBUTE}={health.colour}")
             return
         try:
             for name, value in published.items():
-                if ledger.utilization.get(name) != value:
+                if figures.utilization.get(name) != value:
                     cluster.set_node_utilization(node, name, value)
-                    ctx.log.info(f"{node}: utilization {name}={value} (was {ledger.utilization.get(name, 'unset')})")
-            if reserve is not None and ledger.memory_reserve_mib != reserve:
+                    ctx.log.info(f"{node}: utilization {name}={value} (was {figures.utilization.get(name, 'unset')})")
+            if reserve is not None and figures.memory_reserve_mib != reserve:
                 cluster.set_node_attribute(node, RESERVE_ATTRIBUTE, str(reserve))
                 ctx.log.info(f"{node}: {RESERVE_ATTRIBUTE}={reserve} (the host reserve guests' admission uses)")
             state = _state(ctx)

@@ -9,10 +9,12 @@ which tool failed and how.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
 
 from xenha.deadline import Deadline
 from xenha.runner import CommandResult, CommandRunner
+from xenha.xmlscan import Element, elements, scan
 
 # crm_exit_t values (include/crm/common/results.h)
 EXIT_NO_SUCH_OBJECT = 105  # ENXIO: an xpath matched nothing / attribute not set
@@ -20,6 +22,10 @@ EXIT_EXISTS = 108  # EEXIST: cibadmin --create of an id that exists
 EXIT_NOT_CONNECTED = 102  # no CIB manager to talk to: not in a cluster
 
 CALL_TIMEOUT_S = 15.0
+
+# Node attribute in which xen-host publishes the host reserve it applies (MiB), so that the
+# reservation check of every guest uses the same figure as the host's capacity.
+RESERVE_ATTRIBUTE = "xenha-memory-reserve"
 
 
 class PacemakerError(Exception):
@@ -55,6 +61,49 @@ def xml_attribute(text: str) -> str:
         .replace('"', "&quot;")
         .replace("\n", "&#10;")
     )
+
+
+def integer_value(nvpair: Element) -> int | None:
+    """An nvpair's value as a non-negative integer, None when it is anything else."""
+    value = nvpair.attributes.get("value", "").strip()
+    return int(value) if value.isdigit() else None
+
+
+class NodeFigures(NamedTuple):
+    """What the CIB says of a node's size."""
+
+    utilization: Mapping[str, int]
+    memory_reserve_mib: int | None  # as xen-host publishes it
+
+
+def node_figures_xpath(node: str) -> str:
+    """The node's utilization and published reserve: one query answers both."""
+    element = f"/cib/configuration/nodes/node[@uname={xpath_literal(node)}]"
+    return f"{element}/utilization | {element}/instance_attributes/nvpair[@name='{RESERVE_ATTRIBUTE}']"
+
+
+def parse_node_figures(found: Iterable[Element]) -> NodeFigures:
+    """The node's figures among the elements of a query that included :func:`node_figures_xpath` (pure).
+
+    >>> parse_node_figures(scan(
+    ...     '<xpath-query><utilization id="u"><nvpair id="u-m" name="hv_memory" value="16384"/>'
+    ...     '<nvpair id="u-c" name="cpu" value="32"/></utilization>'
+    ...     '<nvpair id="r" name="xenha-memory-reserve" value="4096"/></xpath-query>'
+    ... ))
+    NodeFigures(utilization={'hv_memory': 16384, 'cpu': 32}, memory_reserve_mib=4096)
+    """
+    utilization: dict[str, int] = {}
+    reserve: int | None = None
+    for element in found:
+        value = integer_value(element) if element.tag == "nvpair" else None
+        if value is None:
+            continue
+        name = element.attributes.get("name", "")
+        if element.path[-2:-1] == ("utilization",):
+            utilization[name] = value
+        elif name == RESERVE_ATTRIBUTE:
+            reserve = value
+    return NodeFigures(utilization, reserve)
 
 
 class ClusterCli:
@@ -112,6 +161,9 @@ class ClusterCli:
             self._check(result)
 
     # ---- node utilization and attributes ----------------------------------------------------
+    def node_figures(self, node: str) -> NodeFigures:
+        return parse_node_figures(scan(self.query(node_figures_xpath(node)) or ""))
+
     def _node_attribute(self, node: str, name: str, *action: str, utilization: bool = False) -> CommandResult:
         """``crm_attribute`` on a permanent node attribute (or a node's utilization)."""
         kind = ["--utilization"] if utilization else []
@@ -130,14 +182,12 @@ class ClusterCli:
 
     def resource_utilizations(self, resource: str) -> dict[str, int]:
         """Every utilization value of ``resource`` in the CIB, in one query."""
-        from xenha.xmlscan import elements
-
         found = self.query(f"/cib/configuration/resources//primitive[@id={xpath_literal(resource)}]/utilization")
         values: dict[str, int] = {}
         for nvpair in elements(found or "", "nvpair"):
-            value = nvpair.attributes.get("value", "").strip()
-            if value.isdigit():
-                values[nvpair.attributes.get("name", "")] = int(value)
+            value = integer_value(nvpair)
+            if value is not None:
+                values[nvpair.attributes.get("name", "")] = value
         return values
 
     def set_resource_utilization(self, resource: str, name: str, value: int) -> None:

@@ -39,13 +39,18 @@ from xenha.deadline import Deadline
 from xenha.domxml import GuestType
 from xenha.hypervisor import ActiveDomain, Hypervisor
 from xenha.ocf.log import OcfLog
-from xenha.pacemaker import ClusterCli, NotInCluster, xml_attribute, xpath_literal
+from xenha.pacemaker import (
+    ClusterCli,
+    NotInCluster,
+    integer_value,
+    node_figures_xpath,
+    parse_node_figures,
+    xml_attribute,
+    xpath_literal,
+)
 from xenha.statefile import StateFile
 from xenha.xmlscan import scan
 
-# Node attribute in which xen-host publishes the host reserve it applies (MiB), so that the
-# reservation check of every guest uses the same figure as the host's capacity.
-RESERVE_ATTRIBUTE = "xenha-memory-reserve"
 DEFAULT_MEMORY_RESERVE_MIB = 1024
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -116,30 +121,43 @@ class LedgerState(NamedTuple):
 
 
 def parse_ledger_query(text: str | None, node: str) -> LedgerState:
-    """The ledger and the node's figures from ``cibadmin --query --xpath`` output (pure)."""
+    """The ledger and the node's figures from ``cibadmin --query --xpath`` output (pure).
+
+    >>> state = parse_ledger_query(
+    ...     '<xpath-query><cluster_property_set id="xenha-ledger-node2">'
+    ...     '<nvpair id="xenha-ledger-node2-version" name="xenha-ledger-node2-version" value="41"/>'
+    ...     '<nvpair id="xenha-ledger-node2-rsv-web1" name="xenha-ledger-node2-rsv-web1" '
+    ...     'value="memory_mib=4134 vcpus=2 expires=1795000000 holder=node1:4711:9f2c resource=web1"/>'
+    ...     '</cluster_property_set><utilization id="nodes-2-utilization">'
+    ...     '<nvpair id="nodes-2-hv_memory" name="hv_memory" value="16384"/></utilization>'
+    ...     '<nvpair id="nodes-2-xenha-memory-reserve" name="xenha-memory-reserve" value="4096"/>'
+    ...     '</xpath-query>',
+    ...     "node2",
+    ... )
+    >>> state.version, state.utilization, state.memory_reserve_mib
+    (41, {'hv_memory': 16384}, 4096)
+    >>> state.reservations[0].encode()
+    'memory_mib=4134 vcpus=2 expires=1795000000 holder=node1:4711:9f2c resource=web1'
+    >>> parse_ledger_query(None, "node2").version is None  # no ledger yet
+    True
+    """
+    found = scan(text or "")
     version: int | None = None
     reservations: list[Reservation] = []
-    utilization: dict[str, int] = {}
-    reserve: int | None = None
-    for element in scan(text) if text and text.strip() else []:
+    for element in found:
         if element.tag == "cluster_property_set" and version is None:
             version = 0  # the ledger exists; a version nvpair, if any, follows
-        if element.tag != "nvpair":
+        if element.tag != "nvpair" or element.path[-2:-1] != ("cluster_property_set",):
             continue
-        within = element.path[-2] if len(element.path) > 1 else ""
         nvpair_id = element.attributes.get("id", "")
-        value = element.attributes.get("value", "").strip()
-        if within == "cluster_property_set" and nvpair_id.endswith("-version"):
-            version = int(value) if value.isdigit() else 0
-        elif within == "cluster_property_set" and "-rsv-" in nvpair_id:
-            reservation = Reservation.decode(node, value)
+        if nvpair_id.endswith("-version"):
+            version = integer_value(element) or 0
+        elif "-rsv-" in nvpair_id:
+            reservation = Reservation.decode(node, element.attributes.get("value", ""))
             if reservation is not None:
                 reservations.append(reservation)
-        elif within == "utilization" and value.isdigit():
-            utilization[element.attributes.get("name", "")] = int(value)
-        elif element.attributes.get("name") == RESERVE_ATTRIBUTE and value.isdigit():
-            reserve = int(value)
-    return LedgerState(node, version, tuple(reservations), utilization, reserve)
+    figures = parse_node_figures(found)
+    return LedgerState(node, version, tuple(reservations), figures.utilization, figures.memory_reserve_mib)
 
 
 class Ledger(Protocol):
@@ -171,10 +189,8 @@ class CibLedger:
     def _nvpair(self, nvpair_id: str, value: str) -> str:
         return f'<nvpair id="{nvpair_id}" name="{nvpair_id}" value="{xml_attribute(value)}"/>'
 
-    def read(self, deadline: Deadline | None = None) -> LedgerState:
-        node = f"/cib/configuration/nodes/node[@uname={xpath_literal(self.node)}]"
-        reserve = f"{node}/instance_attributes/nvpair[@name='{RESERVE_ATTRIBUTE}']"
-        query = f"{self._set_xpath()} | {node}/utilization | {reserve}"
+    def read(self, deadline: Deadline) -> LedgerState:
+        query = f"{self._set_xpath()} | {node_figures_xpath(self.node)}"
         return parse_ledger_query(self._cli.query(query), self.node)
 
     def book(self, state: LedgerState, reservation: Reservation) -> bool:
