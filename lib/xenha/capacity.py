@@ -27,14 +27,18 @@ not added: libxl carves it out of M (libxl__build_hvm: mem_size = max_memkb - vi
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 from xenha.domxml import DomainSpec, GuestType
+
+if TYPE_CHECKING:
+    from xenha.hypervisor import ActiveDomain
 
 PV_EXTRA_MIB = 1
 HVM_EXTRA_MIB = 2
 MAXMEM_CONSTANT_MIB = 1
+DEFAULT_MEMORY_RESERVE_MIB = 1024
 
 
 class Demand(NamedTuple):
@@ -212,6 +216,33 @@ def tally(
         memory_reserved += reservation.demand.memory_mib
         cpu_reserved += reservation.demand.vcpus
     return Tally(memory_used, cpu_used, memory_reserved, cpu_reserved)
+
+
+def occupant_of(domain: ActiveDomain) -> Occupant:
+    """What an active domain occupies: the demand recorded at start, else computed."""
+    if domain.recorded_demand_mib is not None and domain.recorded_vcpus is not None:
+        return Occupant(domain.resource, domain.name, Demand(domain.recorded_demand_mib, domain.recorded_vcpus))
+    try:
+        guest_type = GuestType(domain.guest_type)
+    except ValueError:
+        guest_type = guest_type_from_os_type(domain.os_type)
+    return Occupant(
+        domain.resource,
+        domain.name,
+        Demand(memory_demand_mib(domain.max_memory_mib, domain.vcpus, guest_type), domain.vcpus),
+    )
+
+
+def host_reserve_mib(configured_mib: int | None, domain0_mib: Callable[[], int | None]) -> int:
+    """The host memory kept from guests: as configured, else Domain-0's memory when the
+    hypervisor has a Domain-0 (asked only then: it costs libvirt calls), else 1024 MiB.
+
+    >>> host_reserve_mib(4096, lambda: 2048), host_reserve_mib(None, lambda: 2048), host_reserve_mib(None, lambda: None)
+    (4096, 2048, 1024)
+    """
+    if configured_mib is not None:
+        return configured_mib
+    return domain0_mib() or DEFAULT_MEMORY_RESERVE_MIB
 
 
 def host_memory_capacity_mib(total_mib: int, reserve_mib: int, unmanaged_mib: int) -> int:

@@ -25,7 +25,9 @@ from xenha.capacity import (
     Health,
     cpu_capacity,
     host_memory_capacity_mib,
+    host_reserve_mib,
     memory_health,
+    occupant_of,
 )
 from xenha.guest_spec import DEFAULT_CPU_OVERCOMMIT
 from xenha.guest_spec import PARAMETERS as GUEST_PARAMETERS
@@ -34,7 +36,6 @@ from xenha.libvirt_uri import hypervisor_problems
 from xenha.ocf import Action, Agent, AgentSpec, Context, Handler, OcfError, OcfExit, Parameter, ParamType
 from xenha.ocf.metadata import COMMON_ACTIONS
 from xenha.pacemaker import RESERVE_ATTRIBUTE, ClusterCli, NotInCluster, PacemakerError
-from xenha.reservation import DEFAULT_MEMORY_RESERVE_MIB, occupant_of
 from xenha.runner import CommandRunner
 from xenha.statefile import StateFile
 
@@ -204,7 +205,7 @@ class HostAgent(Agent):
         try:
             facts = hypervisor.node_facts()
             domains = [occupant_of(domain) for domain in hypervisor.active_domains()]
-            domain0 = hypervisor.domain0_memory_mib()
+            reserve = host_reserve_mib(ctx.params.integer("host_memory_reserve"), hypervisor.domain0_memory_mib)
         except HypervisorError as error:
             return Health(RED, error.reason()), {}, None
         if facts.memory_mib <= 0 or facts.cpus <= 0:
@@ -213,9 +214,6 @@ class HostAgent(Agent):
                 {},
                 None,
             )
-        reserve = ctx.params.integer("host_memory_reserve")
-        if reserve is None:
-            reserve = domain0 or DEFAULT_MEMORY_RESERVE_MIB
         unmanaged = sum(domain.demand.memory_mib for domain in domains if domain.resource is None)
         managed = [domain for domain in domains if domain.resource is not None]
         capacity = ctx.params.integer("memory_capacity")

@@ -32,12 +32,19 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
-from xenha.capacity import Decision, Demand, HostLoad, Occupant, cpu_capacity, decide, memory_demand_mib
-from xenha.capacity import guest_type_from_os_type as os_guest_type
+from xenha.capacity import (
+    Decision,
+    Demand,
+    HostLoad,
+    Occupant,
+    cpu_capacity,
+    decide,
+    host_reserve_mib,
+    occupant_of,
+)
 from xenha.capacity import tally as tally_occupants
 from xenha.deadline import Deadline
-from xenha.domxml import GuestType
-from xenha.hypervisor import ActiveDomain, Hypervisor
+from xenha.hypervisor import Hypervisor
 from xenha.ocf.log import OcfLog
 from xenha.pacemaker import (
     ClusterCli,
@@ -51,7 +58,6 @@ from xenha.pacemaker import (
 from xenha.statefile import StateFile
 from xenha.xmlscan import scan
 
-DEFAULT_MEMORY_RESERVE_MIB = 1024
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -347,20 +353,6 @@ class Booking(NamedTuple):
         self.ledger.release(self.reservation, self.expired)
 
 
-def occupant_of(domain: ActiveDomain) -> Occupant:
-    """What an active domain occupies: the demand recorded at start, else computed."""
-    if domain.recorded_demand_mib is not None and domain.recorded_vcpus is not None:
-        return Occupant(domain.resource, domain.name, Demand(domain.recorded_demand_mib, domain.recorded_vcpus))
-    guest_type = os_guest_type(domain.os_type)
-    if domain.guest_type in {member.value for member in GuestType}:
-        guest_type = GuestType(domain.guest_type)
-    return Occupant(
-        domain.resource,
-        domain.name,
-        Demand(memory_demand_mib(domain.max_memory_mib, domain.vcpus, guest_type), domain.vcpus),
-    )
-
-
 def host_loads(
     node: str,
     request: AdmissionRequest,
@@ -472,9 +464,8 @@ def _decide(
     """The decision on what was read from the ledger, then from the target's libvirt."""
     domains = [occupant_of(domain) for domain in target.active_domains()]
     facts = target.node_facts()
-    reserve = state.memory_reserve_mib if state.memory_reserve_mib is not None else request.memory_reserve_mib
-    if reserve is None:
-        reserve = target.domain0_memory_mib() or DEFAULT_MEMORY_RESERVE_MIB
+    configured = state.memory_reserve_mib if state.memory_reserve_mib is not None else request.memory_reserve_mib
+    reserve = host_reserve_mib(configured, target.domain0_memory_mib)
     now = clock()
     loads = host_loads(ledger.node, request, state, now, domains, facts.memory_mib, reserve, facts.cpus)
     return decide(request.action, request.domain, request.demand, loads), now
