@@ -209,10 +209,7 @@ class CibLedger:
         if state.version is None:
             return self._cli.create("crm_config", ledger)  # fails if another booking created it
         version_nvpair = f"nvpair[@id={xpath_literal(self._version_id)}]"
-        if state.version == 0:
-            unchanged = f"not({version_nvpair})"
-        else:
-            unchanged = f"nvpair[@id={xpath_literal(self._version_id)} and @value='{state.version}']"
+        unchanged = f"not({version_nvpair})" if state.version == 0 else f"{version_nvpair}[@value='{state.version}']"
         return self._cli.modify_where(f"{self._set_xpath()}[{unchanged}]", ledger)
 
     def abandon(self) -> None:
@@ -354,7 +351,6 @@ class Booking(NamedTuple):
 
 
 def host_loads(
-    node: str,
     request: AdmissionRequest,
     state: LedgerState,
     now: float,
@@ -372,41 +368,52 @@ def host_loads(
 
     vCPU capacity is the node's ``cpu`` utilization when set, else physical CPUs times the
     overcommit ratio; it is checked in the cluster view when there is one.
+
+    >>> request = AdmissionRequest("migrate web1 to node2", "web1", "web1", Demand(4134, 2), 180, None, 4.0)
+    >>> state = LedgerState("node2", 3, (
+    ...     Reservation("node2", "db1", 1000, 1, expires=2000, holder="node3:7:ab"),
+    ...     Reservation("node2", "old", 9999, 9, expires=10, holder="node1:5:cd"),  # expired
+    ... ), {"hv_memory": 16384, "cpu": 32})
+    >>> domains = [Occupant("app1", "app1", Demand(8200, 4)), Occupant(None, "by-hand", Demand(2000, 1))]
+    >>> def figures(loads):
+    ...     return [(load.memory_capacity_mib, load.memory_used_mib, load.memory_reserved_mib, load.cpu_capacity,
+    ...              load.cpu_used, load.cpu_reserved) for load in loads]
+    >>> figures(host_loads(request, state, 1000, domains, 32768, 4096, 8))
+    [(16384, 8200, 1000, 32, 4, 1), (28672, 10200, 1000, None, 5, 1)]
+    >>> figures(host_loads(request, state._replace(utilization={}), 1000, domains, 32768, 4096, 6))
+    [(28672, 10200, 1000, 24, 5, 1)]
     """
     domains = list(domains)
     reservations = [reservation.occupant() for reservation in state.live(now)]
     cpu_limit = state.utilization.get("cpu", cpu_capacity(physical_cpus, request.cpu_overcommit))
-    loads = []
     cluster_memory = state.utilization.get("hv_memory")
-    if cluster_memory is not None:
-        counted = tally_occupants(domains, reservations, request.resource, request.domain, managed_only=True)
-        loads.append(
-            HostLoad(
-                node,
-                "the node's hv_memory in the CIB (against the cluster's guests)",
-                cluster_memory,
-                counted.memory_used_mib,
-                counted.memory_reserved_mib,
-                cpu_limit,
-                counted.cpu_used,
-                counted.cpu_reserved,
-            )
-        )
-    counted = tally_occupants(domains, reservations, request.resource, request.domain, managed_only=False)
-    loads.append(
-        HostLoad(
-            node,
-            f"the hypervisor: {total_memory_mib} MiB total minus {memory_reserve_mib} MiB host reserve "
-            "(against every domain)",
-            total_memory_mib - memory_reserve_mib,
+
+    def view(basis: str, memory_capacity_mib: int, cpu_capacity: int | None, managed_only: bool) -> HostLoad:
+        counted = tally_occupants(domains, reservations, request.resource, request.domain, managed_only)
+        return HostLoad(
+            state.node,
+            basis,
+            memory_capacity_mib,
             counted.memory_used_mib,
             counted.memory_reserved_mib,
-            None if cluster_memory is not None else cpu_limit,
+            cpu_capacity,
             counted.cpu_used,
             counted.cpu_reserved,
         )
+
+    hypervisor = view(
+        f"the hypervisor: {total_memory_mib} MiB total minus {memory_reserve_mib} MiB host reserve "
+        "(against every domain)",
+        total_memory_mib - memory_reserve_mib,
+        cpu_limit if cluster_memory is None else None,
+        managed_only=False,
     )
-    return loads
+    if cluster_memory is None:
+        return [hypervisor]
+    cluster = view(
+        "the node's hv_memory in the CIB (against the cluster's guests)", cluster_memory, cpu_limit, managed_only=True
+    )
+    return [cluster, hypervisor]
 
 
 def admit(
@@ -427,7 +434,7 @@ def admit(
         attempts += 1
         state = ledger.read(deadline)
         try:
-            decision, now = _decide(request, ledger, state, target, clock)
+            decision, now = _decide(request, state, target, clock)
         except BaseException:
             ledger.abandon()
             raise
@@ -459,7 +466,7 @@ def admit(
 
 
 def _decide(
-    request: AdmissionRequest, ledger: Ledger, state: LedgerState, target: Hypervisor, clock: Callable[[], float]
+    request: AdmissionRequest, state: LedgerState, target: Hypervisor, clock: Callable[[], float]
 ) -> tuple[Decision, float]:
     """The decision on what was read from the ledger, then from the target's libvirt."""
     domains = [occupant_of(domain) for domain in target.active_domains()]
@@ -467,5 +474,5 @@ def _decide(
     configured = state.memory_reserve_mib if state.memory_reserve_mib is not None else request.memory_reserve_mib
     reserve = host_reserve_mib(configured, target.domain0_memory_mib)
     now = clock()
-    loads = host_loads(ledger.node, request, state, now, domains, facts.memory_mib, reserve, facts.cpus)
+    loads = host_loads(request, state, now, domains, facts.memory_mib, reserve, facts.cpus)
     return decide(request.action, request.domain, request.demand, loads), now
