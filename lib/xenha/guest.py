@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from xenha import domstate
 from xenha.domxml import (
@@ -55,15 +55,6 @@ RECONNECT_GRACE_S = 15.0
 RECONNECT_POLL_S = 0.5
 # Part of stop's time kept for destroy and verification after a graceful shutdown.
 DESTROY_SHARE = 1.0 / 3.0
-
-
-class Identity(NamedTuple):
-    """How the agent knows which domain is its guest, and how sure it is."""
-
-    name: str
-    spec: DomainSpec | None
-    config: ConfigFile | None
-    source: str  # "config" or "remembered"
 
 
 class GuestAgent(Agent):
@@ -204,8 +195,7 @@ class GuestAgent(Agent):
 
     def monitor(self, ctx: Context) -> OcfExit:
         hypervisor = self._hypervisor(ctx)
-        identity = self._identity(ctx)
-        domain = self._locate(ctx, hypervisor, identity)
+        domain = self._locate(ctx, hypervisor, self._domain_name(ctx))
         if domain is None:
             return OcfExit.NOT_RUNNING
         status = hypervisor.status(domain)
@@ -278,12 +268,10 @@ class GuestAgent(Agent):
 
     def stop(self, ctx: Context) -> OcfExit:
         hypervisor = self._hypervisor(ctx)
-        identity = self._identity(ctx)
-        domain = self._locate(ctx, hypervisor, identity)
+        known_name = self._domain_name(ctx)
+        domain = self._locate(ctx, hypervisor, known_name)
         if domain is None:
-            ctx.log.info(
-                f"guest {identity.name if identity else ctx.env.instance} is not running on {ctx.env.node_name}"
-            )
+            ctx.log.info(f"guest {known_name or ctx.env.instance} is not running on {ctx.env.node_name}")
             return OcfExit.SUCCESS
         name = domain.name()
         graceful_s = self._graceful_seconds(ctx)
@@ -335,20 +323,20 @@ class GuestAgent(Agent):
             raise OcfError(OcfExit.ERR_CONFIGURED, str(error)) from None
         return self._hypervisor_factory(uri, ctx.deadline, ctx.env.node_name)
 
-    def _identity(self, ctx: Context) -> Identity | None:
-        """The guest's domain name: from the configuration, else as remembered, else unknown."""
-        path = _config_path(ctx)
-        if self._domain is not None and self._config is not None:
-            return Identity(self._domain.name, self._domain, self._config, "config")
+    def _domain_name(self, ctx: Context) -> str | None:
+        """The guest's domain name: from the spec validation found, else as remembered, else unknown."""
+        if self._domain is not None:
+            return self._domain.name  # read from the file, or remembered with its unchanged fingerprint
         remembered = _state(ctx).load()
         name = remembered.get("domain")
+        path = _config_path(ctx)
         if isinstance(name, str) and name and (path is None or remembered.get("config") == path):
-            return Identity(name, None, None, "remembered")
+            return name
         return None
 
-    def _locate(self, ctx: Context, hypervisor: Hypervisor, identity: Identity | None) -> Any | None:
-        if identity is not None:
-            return hypervisor.lookup(identity.name)
+    def _locate(self, ctx: Context, hypervisor: Hypervisor, name: str | None) -> Any | None:
+        if name is not None:
+            return hypervisor.lookup(name)
         # Neither the configuration nor a remembered name: ask the hypervisor which domain
         # records this resource as its owner.
         ctx.log.warning(
