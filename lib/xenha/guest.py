@@ -275,7 +275,8 @@ class GuestAgent(Agent):
             return OcfExit.SUCCESS
         name = domain.name()
         graceful_s = self._graceful_seconds(ctx)
-        if graceful_s > 0 and self._active(hypervisor, domain):
+        active = self._active(hypervisor, domain)
+        if graceful_s > 0 and active:
             ctx.log.info(f"shutting down guest {name} (waiting up to {graceful_s:.0f} s)")
             try:
                 hypervisor.shutdown(domain)
@@ -284,9 +285,11 @@ class GuestAgent(Agent):
                     raise
                 ctx.log.warning(f"graceful shutdown of {name} not possible: {error.detail}")
             graceful = hypervisor.deadline.within(graceful_s)
-            while self._active(hypervisor, domain) and not graceful.expired():
+            active = self._active(hypervisor, domain)
+            while active and not graceful.expired():
                 time.sleep(min(0.5, max(0.05, graceful.remaining())))
-        if self._active(hypervisor, domain):
+                active = self._active(hypervisor, domain)
+        if active:
             ctx.log.info(f"destroying guest {name}")
             try:
                 hypervisor.destroy(domain)
