@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from xenha import domstate
@@ -169,7 +169,6 @@ class GuestAgent(Agent):
 
     def migrate_to(self, ctx: Context) -> OcfExit:
         from xenha import guest_migration
-        from xenha.reservation import ClusterOrLocalLedger
 
         spec = self._require_spec()
         code = guest_migration.migrate_to(
@@ -177,9 +176,7 @@ class GuestAgent(Agent):
             spec,
             _migration_settings(ctx),
             self._hypervisor(ctx),
-            lambda action, hold_s: _admission_request(ctx, spec, action, hold_s),
-            ClusterOrLocalLedger(self._cluster(ctx), ctx.env.rsctmp, ctx.env.migrate_target or ""),
-            _token(ctx),
+            lambda action, node, target: self._book(ctx, spec, action, node, target),
         )
         _state(ctx).remove()  # the guest no longer lives here
         return code
@@ -218,7 +215,6 @@ class GuestAgent(Agent):
 
     def start(self, ctx: Context) -> OcfExit:
         from xenha.capacity import demand_of
-        from xenha.reservation import AdmissionRefused, ClusterOrLocalLedger, ReservationError, admit
 
         config, spec = self._require_config()
         hypervisor = self._hypervisor(ctx)
@@ -240,15 +236,7 @@ class GuestAgent(Agent):
             },
         )
         here = ctx.env.node_name
-        request = _admission_request(ctx, spec, f"start {spec.name} on {here}", ctx.deadline.remaining() + 60)
-        ledger = ClusterOrLocalLedger(self._cluster(ctx), ctx.env.rsctmp, here)
-        admission_deadline = ctx.deadline.within(max(10.0, ctx.timeout_s * 0.3))
-        try:
-            booking = admit(request, ledger, hypervisor, admission_deadline, ctx.log, _token(ctx))
-        except AdmissionRefused as refusal:
-            raise OcfError(OcfExit.ERR_GENERIC, str(refusal)) from None
-        except ReservationError as error:
-            raise OcfError(OcfExit.ERR_GENERIC, f"cannot reserve room on {here}: {error}") from None
+        release = self._book(ctx, spec, f"start {spec.name} on {here}", here, hypervisor)
         try:
             ctx.log.info(
                 f"starting guest {spec.name} ({spec.guest_type.label}, {spec.memory_mib} MiB, "
@@ -257,10 +245,7 @@ class GuestAgent(Agent):
             domain = hypervisor.create(xml, spec.name)
             self._wait_running(ctx, hypervisor, domain, spec.name)
         finally:
-            try:
-                booking.release()  # from now on the running domain itself holds the room
-            except Exception as error:  # noqa: BLE001 - the reservation expires by itself
-                ctx.log.warning(f"could not release the reservation on {here}: {error}")
+            release()  # from now on the running domain itself holds the room
         self._remember(ctx, config, spec)
         self._publish_utilization(ctx, spec, force=True)
         ctx.log.info(f"guest {spec.name} is running on {here}")
@@ -405,6 +390,32 @@ class GuestAgent(Agent):
             return ctx.timeout_s * (1.0 - DESTROY_SHARE)
         # Never eat into the time destroy needs.
         return min(float(configured), ctx.deadline.remaining() * (1.0 - DESTROY_SHARE))
+
+    def _book(self, ctx: Context, spec: DomainSpec, action: str, node: str, target: Hypervisor) -> Callable[[], None]:
+        """Check that ``node`` (``target`` is its libvirt) has room for the guest, and reserve it.
+
+        Returns what releases the reservation; a failed release is only logged, since the
+        reservation expires by itself. A refusal is the action's failure.
+        """
+        from xenha.reservation import AdmissionRefused, ClusterOrLocalLedger, ReservationError, admit
+
+        request = _admission_request(ctx, spec, action, ctx.deadline.remaining() + 60)
+        ledger = ClusterOrLocalLedger(self._cluster(ctx), ctx.env.rsctmp, node)
+        admission_deadline = ctx.deadline.within(max(10.0, ctx.timeout_s * 0.3))
+        try:
+            booking = admit(request, ledger, target, admission_deadline, ctx.log, _token(ctx))
+        except AdmissionRefused as refusal:
+            raise OcfError(OcfExit.ERR_GENERIC, str(refusal)) from None
+        except ReservationError as error:
+            raise OcfError(OcfExit.ERR_GENERIC, f"cannot reserve room on {node}: {error}") from None
+
+        def release() -> None:
+            try:
+                booking.release()
+            except Exception as error:  # noqa: BLE001 - the reservation expires by itself; the result stands
+                ctx.log.warning(f"could not release the reservation on {node}: {error}")
+
+        return release
 
     def _cluster(self, ctx: Context) -> ClusterCli:
         from xenha.pacemaker import ClusterCli

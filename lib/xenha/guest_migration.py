@@ -39,9 +39,13 @@ from xenha.migration import (
     progress_line,
 )
 from xenha.ocf import Context, OcfError, OcfExit
-from xenha.reservation import AdmissionRefused, AdmissionRequest, Booking, Ledger, ReservationError, admit
 
 SAVE_SUFFIX = ".xenha-save"
+
+# ``book(action, node, hypervisor)`` checks that ``node`` (reached through ``hypervisor``)
+# has room for the guest and reserves it, or raises OcfError; it returns the release of the
+# reservation, which never raises (xenha.guest.GuestAgent._book).
+Book = Callable[[str, str, Hypervisor], Callable[[], None]]
 
 
 class MigrationSettings(NamedTuple):
@@ -109,11 +113,9 @@ def migrate_to(
     spec: DomainSpec,
     settings: MigrationSettings,
     source: Hypervisor,
-    request_for: Callable[[str, float], AdmissionRequest],
-    ledger: Ledger,
-    token: str,
+    book: Book,
 ) -> OcfExit:
-    """``request_for(action, hold_s)`` describes the guest's admission; ``ledger`` is the target's."""
+    """``book`` reserves the guest's room on the target (see :data:`Book`)."""
     here = ctx.env.node_name
     target = ctx.env.migrate_target
     if not target:
@@ -138,21 +140,17 @@ def migrate_to(
     status = source.status(domain) if domain is not None else None
     if domain is None or status is None or status.state == domstate.SHUTOFF:
         raise OcfError(OcfExit.ERR_GENERIC, f"guest {spec.name} is not running on {here}: nothing to migrate")
-    request = request_for(f"migrate {spec.name} to {target}", ctx.deadline.remaining() + 60)
-    admission_deadline = ctx.deadline.within(max(10.0, ctx.timeout_s * 0.3))
     try:
-        booking = admit(request, ledger, destination, admission_deadline, ctx.log, token)
-    except AdmissionRefused as refusal:
+        release_booking = book(f"migrate {spec.name} to {target}", target, destination)
+    except OcfError:
         ctx.log.info(f"{spec.name} stays on {here}")
-        raise OcfError(OcfExit.ERR_GENERIC, str(refusal)) from None
-    except ReservationError as error:
-        raise OcfError(OcfExit.ERR_GENERIC, f"cannot reserve room on {target}: {error}") from None
+        raise
     except HypervisorError as error:
         raise OcfError(
             OcfExit.ERR_GENERIC,
             f"cannot check the room on {target}: {error.reason()}; {spec.name} stays on {here}",
         ) from None
-    release = threading.Thread(target=_release, args=(ctx, booking), name="release the reservation")
+    release = threading.Thread(target=release_booking, name="release the reservation")
     try:
         # Once the guest has moved, the reservation is released while the move is verified.
         return _move(ctx, spec, settings, method, source, destination, domain, uris, here, target, release.start)
@@ -160,7 +158,7 @@ def migrate_to(
         if release.is_alive() or release.ident is not None:
             release.join(max(1.0, ctx.deadline.remaining()))
         else:
-            _release(ctx, booking)
+            release_booking()
 
 
 def _move(
@@ -377,13 +375,6 @@ def _settle_after_failure(
     except HypervisorError as error:
         ctx.log.warning(f"could not check {target} for an incomplete copy of {spec.name}: {error.reason()}")
     return False
-
-
-def _release(ctx: Context, booking: Booking) -> None:
-    try:
-        booking.release()
-    except Exception as error:  # noqa: BLE001 - the reservation expires by itself; the result stands
-        ctx.log.warning(f"could not release the reservation on {booking.reservation.node}: {error}")
 
 
 def migrate_from(ctx: Context, spec: DomainSpec, local: Hypervisor) -> OcfExit:
