@@ -31,7 +31,7 @@ from xenha.domxml import (
     with_owner,
 )
 from xenha.guest_spec import AGENT_NAME, DEFAULT_CPU_OVERCOMMIT, SPEC
-from xenha.hypervisor import ErrorKind, Hypervisor, HypervisorError
+from xenha.hypervisor import ErrorKind, FoundDomain, Hypervisor, HypervisorError
 from xenha.libvirt_uri import UriError, hypervisor_problems, parse
 from xenha.ocf import Agent, Context, Handler, OcfError, OcfExit
 from xenha.statefile import StateFile
@@ -218,7 +218,7 @@ class GuestAgent(Agent):
 
         config, spec = self._require_config()
         hypervisor = self._hypervisor(ctx)
-        existing = hypervisor.lookup(spec.name)
+        existing = hypervisor.find(spec.name)
         if existing is not None and self._accept_existing(ctx, hypervisor, existing, spec):
             self._remember(ctx, config, spec)
             self._publish_utilization(ctx, spec, force=True)
@@ -337,10 +337,10 @@ class GuestAgent(Agent):
         status = hypervisor.status(domain)
         return status is not None and status.state != domstate.SHUTOFF
 
-    def _accept_existing(self, ctx: Context, hypervisor: Hypervisor, domain: Any, spec: DomainSpec) -> bool:
+    def _accept_existing(self, ctx: Context, hypervisor: Hypervisor, existing: FoundDomain, spec: DomainSpec) -> bool:
         """True when an existing domain of the guest's name already is the running guest."""
-        status = hypervisor.status(domain)
-        if status is None or status.state == domstate.SHUTOFF:
+        domain, status = existing
+        if status.state == domstate.SHUTOFF:
             return False
         owner = hypervisor.owner(domain)
         if owner is not None and owner != ctx.env.instance:
@@ -370,9 +370,9 @@ class GuestAgent(Agent):
                     OcfExit.ERR_GENERIC,
                     f"guest {name} disappeared right after it started on {ctx.env.node_name}",
                 )
-            verdict = domstate.judge(status.state, status.reason)
-            if verdict.code == OcfExit.SUCCESS and status.state != domstate.PAUSED:
+            if domstate.running(status.state, status.reason):
                 return
+            verdict = domstate.judge(status.state, status.reason)
             if verdict.code in (OcfExit.ERR_GENERIC, OcfExit.NOT_RUNNING):
                 raise OcfError(OcfExit.ERR_GENERIC, f"guest {name} is {verdict.description} right after it started")
             if hypervisor.deadline.expired():

@@ -136,10 +136,10 @@ def migrate_to(
     )
     destination = Hypervisor(uris.remote, ctx.deadline, target)
     destination.connect_in_background()  # overlaps the checks on the source and the CIB read
-    domain = source.lookup(spec.name)
-    status = source.status(domain) if domain is not None else None
-    if domain is None or status is None or status.state == domstate.SHUTOFF:
+    found = source.find(spec.name)
+    if found is None or found.status.state == domstate.SHUTOFF:
         raise OcfError(OcfExit.ERR_GENERIC, f"guest {spec.name} is not running on {here}: nothing to migrate")
+    domain = found.domain
     try:
         release_booking = book(f"migrate {spec.name} to {target}", target, destination)
     except OcfError:
@@ -312,13 +312,10 @@ def _remove(ctx: Context, path: str) -> None:
 def _running(hypervisor: Hypervisor, name: str) -> bool | None:
     """True when ``name`` runs there, False when it does not, None when that cannot be known."""
     try:
-        domain = hypervisor.lookup(name)
-        status = hypervisor.status(domain) if domain is not None else None
+        found = hypervisor.find(name)
     except HypervisorError:
         return None
-    if status is None:
-        return False
-    return domstate.judge(status.state, status.reason).code == OcfExit.SUCCESS and status.state != domstate.PAUSED
+    return found is not None and domstate.running(found.status.state, found.status.reason)
 
 
 def _verify_moved(
@@ -329,9 +326,8 @@ def _verify_moved(
     while arrived is False and not settle.expired():
         time.sleep(POLL_INTERVAL_S)
         arrived = _running(destination, spec.name)
-    left = source.lookup(spec.name)
-    left_status = source.status(left) if left is not None else None
-    still_here = left_status is not None and left_status.state != domstate.SHUTOFF
+    left = source.find(spec.name)
+    still_here = left is not None and left.status.state != domstate.SHUTOFF
     if arrived and not still_here:
         return
     raise OcfError(
@@ -352,15 +348,15 @@ def _settle_after_failure(
 ) -> bool:
     """After a failed job: leave the guest running on the source only. True if it had in fact moved."""
     recovery = Hypervisor(source.uri, ctx.deadline, source.node)  # a fresh connection: the old one may be stuck
-    current = recovery.lookup(spec.name)
-    status = recovery.status(current) if current is not None else None
-    if current is None or status is None or status.state == domstate.SHUTOFF:
+    found = recovery.find(spec.name)
+    if found is None or found.status.state == domstate.SHUTOFF:
         if _running(destination, spec.name):
             return True
         raise OcfError(
             OcfExit.ERR_GENERIC,
             f"{spec.name} runs neither on {here} nor on {target} after a failed migration; Pacemaker will start it",
         )
+    current, status = found
     if status.state == domstate.PAUSED and status.reason in (
         domstate.PAUSED_MIGRATION,
         domstate.PAUSED_POSTCOPY,
@@ -387,14 +383,14 @@ def migrate_from(ctx: Context, spec: DomainSpec, local: Hypervisor) -> OcfExit:
             "for resources with allow-migrate=true)",
         )
     while True:
-        domain = local.lookup(spec.name)
-        status = local.status(domain) if domain is not None else None
+        found = local.find(spec.name)
+        status = found.status if found is not None else None
         if status is not None and status.state in (domstate.RUNNING, domstate.BLOCKED):
             ctx.log.info(f"{spec.name} arrived from {ctx.env.migrate_source} and runs on {here}")
             return OcfExit.SUCCESS
         if ctx.deadline.remaining() < POLL_INTERVAL_S:
-            found = "is not here" if status is None else f"is {domstate.describe(status.state, status.reason)}"
-            raise OcfError(OcfExit.ERR_GENERIC, f"{spec.name} did not arrive on {here}: it {found}")
+            seen = "is not here" if status is None else f"is {domstate.describe(status.state, status.reason)}"
+            raise OcfError(OcfExit.ERR_GENERIC, f"{spec.name} did not arrive on {here}: it {seen}")
         time.sleep(POLL_INTERVAL_S)
 
 
