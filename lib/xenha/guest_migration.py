@@ -26,6 +26,7 @@ from xenha import domstate
 from xenha.deadline import Deadline
 from xenha.domxml import DomainSpec
 from xenha.hypervisor import ErrorKind, Hypervisor, HypervisorError, classify, libvirt_module
+from xenha.libvirt_uri import mask, parse
 from xenha.migration import (
     POLL_INTERVAL_S,
     PROGRESS_LOG_INTERVAL_S,
@@ -132,7 +133,7 @@ def migrate_to(
             "Pacemaker recovers by stopping it here and starting it there",
         )
     uris = migration_uris(
-        _parse_hypervisor(ctx), settings.remote_template, settings.data_template, target, settings.network_suffix
+        parse(source.uri), settings.remote_template, settings.data_template, target, settings.network_suffix
     )
     destination = Hypervisor(uris.remote, ctx.deadline, target)
     destination.connect_in_background()  # overlaps the checks on the source and the CIB read
@@ -227,7 +228,7 @@ def _live(
         params[libvirt.VIR_MIGRATE_PARAM_URI] = uris.data
     flags = migration_flags(persistent)
     ctx.log.info(
-        f"live-migrating {spec.name} to {target} via {_masked(uris.remote)}"
+        f"live-migrating {spec.name} to {target} via {mask(uris.remote)}"
         + (f", data over {uris.data}" if uris.data else "")
     )
 
@@ -392,15 +393,3 @@ def migrate_from(ctx: Context, spec: DomainSpec, local: Hypervisor) -> OcfExit:
             seen = "is not here" if status is None else f"is {domstate.describe(status.state, status.reason)}"
             raise OcfError(OcfExit.ERR_GENERIC, f"{spec.name} did not arrive on {here}: it {seen}")
         time.sleep(POLL_INTERVAL_S)
-
-
-def _parse_hypervisor(ctx: Context) -> Any:
-    from xenha.libvirt_uri import parse
-
-    return parse(ctx.params.string("hypervisor") or "")
-
-
-def _masked(uri: str) -> str:
-    from xenha.libvirt_uri import mask
-
-    return mask(uri)
