@@ -64,6 +64,7 @@ class GuestAgent(Agent):
         self._hypervisor_factory = hypervisor_factory
         self._config: ConfigFile | None = None
         self._domain: DomainSpec | None = None
+        self._saved: dict[str, Any] | None = None
 
     # ---- validation (no hypervisor) ---------------------------------------------------------
     def validate(self, ctx: Context) -> list[OcfError]:
@@ -92,7 +93,7 @@ class GuestAgent(Agent):
 
     def _remembered_spec(self, ctx: Context, path: str) -> DomainSpec | None:
         """The guest's spec as remembered, if the file has not changed since it was read."""
-        remembered = _state(ctx).load()
+        remembered = self._state_data(ctx)
         if remembered.get("config") != path:
             return None
         try:
@@ -315,7 +316,7 @@ class GuestAgent(Agent):
         """The guest's domain name: from the spec validation found, else as remembered, else unknown."""
         if self._domain is not None:
             return self._domain.name  # read from the file, or remembered with its unchanged fingerprint
-        remembered = _state(ctx).load()
+        remembered = self._state_data(ctx)
         name = remembered.get("domain")
         path = _config_path(ctx)
         if isinstance(name, str) and name and (path is None or remembered.get("config") == path):
@@ -428,17 +429,17 @@ class GuestAgent(Agent):
 
         Only what differs is written. The last published values are kept in the state file,
         so an unchanged monitor costs no cluster call. The CIB itself is compared with at
-        start, reload and arrival (``force``), when the node has no record, and every
-        UTILIZATION_RECHECK_S: a tool that replaces the configuration from a stale copy (pcs
-        does: observed on the test cluster) can wipe a value written meanwhile, and a lost
-        figure would make the scheduler place guests where they do not fit.
+        start and reload (``force``), when the node has no record (an arrival, usually: a
+        guest's record goes when it leaves a node), and every UTILIZATION_RECHECK_S: a tool
+        that replaces the configuration from a stale copy (pcs does: observed on the test
+        cluster) can wipe a value written meanwhile, and a lost figure would make the
+        scheduler place guests where they do not fit.
         """
-        state = _state(ctx)
-        remembered = state.load()
+        saved = self._state_data(ctx)
         now = time.time()
-        checked_at = remembered.get("published_checked_at", 0)
+        checked_at = saved.get("published_checked_at")  # written with "published", never without
         stale = not isinstance(checked_at, (int, float)) or now - checked_at > UTILIZATION_RECHECK_S
-        compare_with_cib = force or stale or "published" not in remembered
+        compare_with_cib = force or stale
         if not compare_with_cib and self._config is None:
             return  # the remembered spec is unchanged, so is its demand: nothing to do
         from xenha.capacity import demand_of
@@ -452,7 +453,7 @@ class GuestAgent(Agent):
                 wanted["cpu"] = demand.vcpus
         except OcfError:
             return
-        published = remembered.get("published", {})
+        published = saved.get("published", {})
         if not compare_with_cib and all(published.get(name) == value for name, value in wanted.items()):
             return
         from xenha.pacemaker import NotInCluster, PacemakerError  # only now: it loads subprocess
@@ -473,16 +474,26 @@ class GuestAgent(Agent):
                 else:
                     ctx.log.info(f"set utilization {name}={value} for {resource}")
         except NotInCluster:
-            ctx.log.debug("no cluster: utilization not published")
-            state.update(published=wanted, published_checked_at=now)  # try again at the next recheck
-            return
+            ctx.log.debug("no cluster: utilization not published")  # recorded anyway: tried again at the next recheck
         except PacemakerError as error:
             ctx.log.warning(f"could not publish the utilization of {resource}: {error}")
             return
-        state.update(published=wanted, published_checked_at=now)
+        self._save(ctx, published=wanted, published_checked_at=now)
+
+    def _state_data(self, ctx: Context) -> dict[str, Any]:
+        """The state file's content, read once per action (Pacemaker runs one action of a resource at a time)."""
+        if self._saved is None:
+            self._saved = _state(ctx).load()
+        return self._saved
+
+    def _save(self, ctx: Context, **changes: Any) -> None:
+        saved = self._state_data(ctx)
+        saved.update(changes)
+        _state(ctx).save(saved)
 
     def _remember(self, ctx: Context, config: ConfigFile, spec: DomainSpec) -> None:
-        _state(ctx).update(
+        self._save(
+            ctx,
             config=config.path,
             config_fingerprint=config.fingerprint,
             domain=spec.name,
