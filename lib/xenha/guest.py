@@ -509,36 +509,32 @@ class GuestAgent(Agent):
 def _migration_problems(ctx: Context) -> list[OcfError]:
     """Checks of the migration and reservation parameters that their types cannot express."""
     problems = []
-    for name in ("remoteuri", "migrateuri"):
+    remote = ctx.params.string("remoteuri")
+    if remote:
         try:
-            value = ctx.params.string(name)
-        except OcfError:
-            continue
-        if value and name == "remoteuri":
-            try:
-                parse(value, name, placeholder=True)
-            except UriError as error:
-                problems.append(OcfError(OcfExit.ERR_CONFIGURED, str(error)))
-        elif value and "://" not in value:
-            problems.append(
-                OcfError(
-                    OcfExit.ERR_CONFIGURED,
-                    f"migrateuri={value!r} is not a URI: use one such as tcp://%n:49152",
-                )
-            )
+            parse(remote, "remoteuri", placeholder=True)
+        except UriError as error:
+            problems.append(OcfError(OcfExit.ERR_CONFIGURED, str(error)))
+    data = ctx.params.string("migrateuri")
+    if data and "://" not in data:
+        problems.append(
+            OcfError(OcfExit.ERR_CONFIGURED, f"migrateuri={data!r} is not a URI: use one such as tcp://%n:49152")
+        )
     try:
         policy = ctx.params.choice("hvm_migration")
-        save_dir = ctx.params.string("save_dir")
     except OcfError:
+        return problems  # already among the parameter problems
+    if policy != "save-restore":
         return problems
-    if policy == "save-restore" and not save_dir:
+    save_dir = ctx.params.string("save_dir")
+    if not save_dir:
         problems.append(
             OcfError(
                 OcfExit.ERR_CONFIGURED,
                 "hvm_migration=save-restore needs save_dir: a directory on storage every node shares",
             )
         )
-    elif policy == "save-restore" and save_dir and not os.path.isdir(save_dir):
+    elif not os.path.isdir(save_dir):
         problems.append(
             OcfError(
                 OcfExit.ERR_INSTALLED,
