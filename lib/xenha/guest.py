@@ -13,6 +13,7 @@ from the last good read, or by the owner recorded in the domain's own metadata.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -534,7 +535,12 @@ def _migration_problems(ctx: Context) -> list[OcfError]:
                 "hvm_migration=save-restore needs save_dir: a directory on storage every node shares",
             )
         )
-    elif not os.path.isdir(save_dir):
+        return problems
+    try:
+        is_directory = stat.S_ISDIR(stat_config(save_dir).st_mode)  # bounded: shared storage can hang
+    except (ConfigUnreadable, ValueError):  # ValueError: a path os.stat refuses, as os.path.isdir counts it
+        is_directory = False
+    if not is_directory:
         problems.append(
             OcfError(
                 OcfExit.ERR_INSTALLED,
