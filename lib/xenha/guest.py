@@ -61,8 +61,7 @@ DESTROY_SHARE = 1.0 / 3.0
 class GuestAgent(Agent):
     spec = SPEC
 
-    def __init__(self, hypervisor_factory: type[Hypervisor] = Hypervisor) -> None:
-        self._hypervisor_factory = hypervisor_factory
+    def __init__(self) -> None:
         self._config: ConfigFile | None = None
         self._domain: DomainSpec | None = None
         self._saved: dict[str, Any] | None = None
@@ -311,7 +310,7 @@ class GuestAgent(Agent):
             parse(uri)
         except UriError as error:
             raise OcfError(OcfExit.ERR_CONFIGURED, str(error)) from None
-        return self._hypervisor_factory(uri, ctx.deadline, ctx.env.node_name)
+        return Hypervisor(uri, ctx.deadline, ctx.env.node_name)
 
     def _domain_name(self, ctx: Context) -> str | None:
         """The guest's domain name: from the spec validation found, else as remembered, else unknown."""
