@@ -80,17 +80,21 @@ class Verdict(NamedTuple):
     code: OcfExit
     description: str
 
-    @property
-    def active(self) -> bool:
-        """True when the domain occupies the host (anything but stopped)."""
-        return self.code != OcfExit.NOT_RUNNING
-
 
 def describe(state: int, reason: int) -> str:
     name = STATE_NAMES.get(state, f"in unknown state {state}")
     if state == PAUSED:
         return f"{name} {PAUSED_REASON_NAMES.get(reason, f'(reason {reason})')}"
     return name
+
+
+def running(state: int, reason: int) -> bool:
+    """True when the guest actually runs: healthy by :func:`judge`, and not paused even for a job.
+
+    >>> running(RUNNING, 1), running(PAUSED, PAUSED_MIGRATION)
+    (True, False)
+    """
+    return state != PAUSED and judge(state, reason).code == OcfExit.SUCCESS
 
 
 def judge(state: int, reason: int) -> Verdict:

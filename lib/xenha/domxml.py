@@ -11,7 +11,12 @@ import enum
 import math
 import os
 import stat
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
+
+from xenha.deadline import DeadlineExceeded, call_with_deadline
+
+T = TypeVar("T")
 
 MAX_CONFIG_BYTES = 1024 * 1024
 
@@ -85,29 +90,27 @@ def file_fingerprint(status: os.stat_result) -> str:
 CONFIG_READ_TIMEOUT_S = 10.0
 
 
-def stat_config(path: str, timeout_s: float = CONFIG_READ_TIMEOUT_S) -> os.stat_result:
-    from xenha.deadline import DeadlineExceeded, call_with_deadline
-
-    try:
-        return call_with_deadline(lambda: os.stat(path), timeout_s, f"stat {path}")
-    except DeadlineExceeded:
-        raise ConfigUnreadable(f"cannot read {path}: its storage did not answer within {timeout_s:.0f} s") from None
-    except OSError as error:
-        raise ConfigUnreadable(f"cannot read {path}: {error.strerror or error}") from error
+def stat_config(path: str) -> os.stat_result:
+    return _bounded(lambda: os.stat(path), path, f"stat {path}")
 
 
-def load_config(path: str, timeout_s: float = CONFIG_READ_TIMEOUT_S) -> ConfigFile:
+def load_config(path: str) -> ConfigFile:
     """The configuration file's bytes, refusing what cannot be a domain XML file.
 
     Opened non-blocking, so that a FIFO (or a device) is refused instead of waiting for a
     writer; read under a deadline, so that hung storage cannot hang the agent.
     """
-    from xenha.deadline import DeadlineExceeded, call_with_deadline
+    return _bounded(lambda: _read_config(path), path, f"read {path}")
 
+
+def _bounded(function: Callable[[], T], path: str, what: str) -> T:
+    """``function()`` on the file ``path``, within CONFIG_READ_TIMEOUT_S, or ConfigUnreadable."""
     try:
-        return call_with_deadline(lambda: _read_config(path), timeout_s, f"read {path}")
+        return call_with_deadline(function, CONFIG_READ_TIMEOUT_S, what)
     except DeadlineExceeded:
-        raise ConfigUnreadable(f"cannot read {path}: its storage did not answer within {timeout_s:.0f} s") from None
+        raise ConfigUnreadable(
+            f"cannot read {path}: its storage did not answer within {CONFIG_READ_TIMEOUT_S:.0f} s"
+        ) from None
     except OSError as error:
         raise ConfigUnreadable(f"cannot read {path}: {error.strerror or error}") from error
 

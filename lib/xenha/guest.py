@@ -13,9 +13,10 @@ from the last good read, or by the owner recorded in the domain's own metadata.
 from __future__ import annotations
 
 import os
+import stat
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from xenha import domstate
 from xenha.domxml import (
@@ -31,7 +32,7 @@ from xenha.domxml import (
     with_owner,
 )
 from xenha.guest_spec import AGENT_NAME, DEFAULT_CPU_OVERCOMMIT, SPEC
-from xenha.hypervisor import ErrorKind, Hypervisor, HypervisorError
+from xenha.hypervisor import ErrorKind, FoundDomain, Hypervisor, HypervisorError
 from xenha.libvirt_uri import UriError, hypervisor_problems, parse
 from xenha.ocf import Agent, Context, Handler, OcfError, OcfExit
 from xenha.statefile import StateFile
@@ -57,22 +58,13 @@ RECONNECT_POLL_S = 0.5
 DESTROY_SHARE = 1.0 / 3.0
 
 
-class Identity(NamedTuple):
-    """How the agent knows which domain is its guest, and how sure it is."""
-
-    name: str
-    spec: DomainSpec | None
-    config: ConfigFile | None
-    source: str  # "config" or "remembered"
-
-
 class GuestAgent(Agent):
     spec = SPEC
 
-    def __init__(self, hypervisor_factory: type[Hypervisor] = Hypervisor) -> None:
-        self._hypervisor_factory = hypervisor_factory
+    def __init__(self) -> None:
         self._config: ConfigFile | None = None
         self._domain: DomainSpec | None = None
+        self._saved: dict[str, Any] | None = None
 
     # ---- validation (no hypervisor) ---------------------------------------------------------
     def validate(self, ctx: Context) -> list[OcfError]:
@@ -101,7 +93,7 @@ class GuestAgent(Agent):
 
     def _remembered_spec(self, ctx: Context, path: str) -> DomainSpec | None:
         """The guest's spec as remembered, if the file has not changed since it was read."""
-        remembered = _state(ctx).load()
+        remembered = self._state_data(ctx)
         if remembered.get("config") != path:
             return None
         try:
@@ -178,7 +170,6 @@ class GuestAgent(Agent):
 
     def migrate_to(self, ctx: Context) -> OcfExit:
         from xenha import guest_migration
-        from xenha.reservation import ClusterOrLocalLedger
 
         spec = self._require_spec()
         code = guest_migration.migrate_to(
@@ -186,9 +177,7 @@ class GuestAgent(Agent):
             spec,
             _migration_settings(ctx),
             self._hypervisor(ctx),
-            lambda action, hold_s: _admission_request(ctx, spec, action, hold_s),
-            ClusterOrLocalLedger(self._cluster(ctx), ctx.env.rsctmp, ctx.env.migrate_target or ""),
-            _token(ctx),
+            lambda action, node, target: self._book(ctx, spec, action, node, target),
         )
         _state(ctx).remove()  # the guest no longer lives here
         return code
@@ -204,8 +193,7 @@ class GuestAgent(Agent):
 
     def monitor(self, ctx: Context) -> OcfExit:
         hypervisor = self._hypervisor(ctx)
-        identity = self._identity(ctx)
-        domain = self._locate(ctx, hypervisor, identity)
+        domain = self._locate(ctx, hypervisor, self._domain_name(ctx))
         if domain is None:
             return OcfExit.NOT_RUNNING
         status = hypervisor.status(domain)
@@ -228,11 +216,10 @@ class GuestAgent(Agent):
 
     def start(self, ctx: Context) -> OcfExit:
         from xenha.capacity import demand_of
-        from xenha.reservation import AdmissionRefused, ClusterOrLocalLedger, ReservationError, admit
 
         config, spec = self._require_config()
         hypervisor = self._hypervisor(ctx)
-        existing = hypervisor.lookup(spec.name)
+        existing = hypervisor.find(spec.name)
         if existing is not None and self._accept_existing(ctx, hypervisor, existing, spec):
             self._remember(ctx, config, spec)
             self._publish_utilization(ctx, spec, force=True)
@@ -250,15 +237,7 @@ class GuestAgent(Agent):
             },
         )
         here = ctx.env.node_name
-        request = _admission_request(ctx, spec, f"start {spec.name} on {here}", ctx.deadline.remaining() + 60)
-        ledger = ClusterOrLocalLedger(self._cluster(ctx), ctx.env.rsctmp, here)
-        admission_deadline = ctx.deadline.within(max(10.0, ctx.timeout_s * 0.3))
-        try:
-            booking = admit(request, ledger, hypervisor, admission_deadline, ctx.log, _token(ctx))
-        except AdmissionRefused as refusal:
-            raise OcfError(OcfExit.ERR_GENERIC, str(refusal)) from None
-        except ReservationError as error:
-            raise OcfError(OcfExit.ERR_GENERIC, f"cannot reserve room on {here}: {error}") from None
+        release = self._book(ctx, spec, f"start {spec.name} on {here}", here, hypervisor)
         try:
             ctx.log.info(
                 f"starting guest {spec.name} ({spec.guest_type.label}, {spec.memory_mib} MiB, "
@@ -267,10 +246,7 @@ class GuestAgent(Agent):
             domain = hypervisor.create(xml, spec.name)
             self._wait_running(ctx, hypervisor, domain, spec.name)
         finally:
-            try:
-                booking.release()  # from now on the running domain itself holds the room
-            except Exception as error:  # noqa: BLE001 - the reservation expires by itself
-                ctx.log.warning(f"could not release the reservation on {here}: {error}")
+            release()  # from now on the running domain itself holds the room
         self._remember(ctx, config, spec)
         self._publish_utilization(ctx, spec, force=True)
         ctx.log.info(f"guest {spec.name} is running on {here}")
@@ -278,16 +254,15 @@ class GuestAgent(Agent):
 
     def stop(self, ctx: Context) -> OcfExit:
         hypervisor = self._hypervisor(ctx)
-        identity = self._identity(ctx)
-        domain = self._locate(ctx, hypervisor, identity)
+        known_name = self._domain_name(ctx)
+        domain = self._locate(ctx, hypervisor, known_name)
         if domain is None:
-            ctx.log.info(
-                f"guest {identity.name if identity else ctx.env.instance} is not running on {ctx.env.node_name}"
-            )
+            ctx.log.info(f"guest {known_name or ctx.env.instance} is not running on {ctx.env.node_name}")
             return OcfExit.SUCCESS
         name = domain.name()
         graceful_s = self._graceful_seconds(ctx)
-        if graceful_s > 0 and self._active(hypervisor, domain):
+        active = self._active(hypervisor, domain)
+        if graceful_s > 0 and active:
             ctx.log.info(f"shutting down guest {name} (waiting up to {graceful_s:.0f} s)")
             try:
                 hypervisor.shutdown(domain)
@@ -296,9 +271,11 @@ class GuestAgent(Agent):
                     raise
                 ctx.log.warning(f"graceful shutdown of {name} not possible: {error.detail}")
             graceful = hypervisor.deadline.within(graceful_s)
-            while self._active(hypervisor, domain) and not graceful.expired():
+            active = self._active(hypervisor, domain)
+            while active and not graceful.expired():
                 time.sleep(min(0.5, max(0.05, graceful.remaining())))
-        if self._active(hypervisor, domain):
+                active = self._active(hypervisor, domain)
+        if active:
             ctx.log.info(f"destroying guest {name}")
             try:
                 hypervisor.destroy(domain)
@@ -333,22 +310,22 @@ class GuestAgent(Agent):
             parse(uri)
         except UriError as error:
             raise OcfError(OcfExit.ERR_CONFIGURED, str(error)) from None
-        return self._hypervisor_factory(uri, ctx.deadline, ctx.env.node_name)
+        return Hypervisor(uri, ctx.deadline, ctx.env.node_name)
 
-    def _identity(self, ctx: Context) -> Identity | None:
-        """The guest's domain name: from the configuration, else as remembered, else unknown."""
-        path = _config_path(ctx)
-        if self._domain is not None and self._config is not None:
-            return Identity(self._domain.name, self._domain, self._config, "config")
-        remembered = _state(ctx).load()
+    def _domain_name(self, ctx: Context) -> str | None:
+        """The guest's domain name: from the spec validation found, else as remembered, else unknown."""
+        if self._domain is not None:
+            return self._domain.name  # read from the file, or remembered with its unchanged fingerprint
+        remembered = self._state_data(ctx)
         name = remembered.get("domain")
+        path = _config_path(ctx)
         if isinstance(name, str) and name and (path is None or remembered.get("config") == path):
-            return Identity(name, None, None, "remembered")
+            return name
         return None
 
-    def _locate(self, ctx: Context, hypervisor: Hypervisor, identity: Identity | None) -> Any | None:
-        if identity is not None:
-            return hypervisor.lookup(identity.name)
+    def _locate(self, ctx: Context, hypervisor: Hypervisor, name: str | None) -> Any | None:
+        if name is not None:
+            return hypervisor.lookup(name)
         # Neither the configuration nor a remembered name: ask the hypervisor which domain
         # records this resource as its owner.
         ctx.log.warning(
@@ -361,10 +338,10 @@ class GuestAgent(Agent):
         status = hypervisor.status(domain)
         return status is not None and status.state != domstate.SHUTOFF
 
-    def _accept_existing(self, ctx: Context, hypervisor: Hypervisor, domain: Any, spec: DomainSpec) -> bool:
+    def _accept_existing(self, ctx: Context, hypervisor: Hypervisor, existing: FoundDomain, spec: DomainSpec) -> bool:
         """True when an existing domain of the guest's name already is the running guest."""
-        status = hypervisor.status(domain)
-        if status is None or status.state == domstate.SHUTOFF:
+        domain, status = existing
+        if status.state == domstate.SHUTOFF:
             return False
         owner = hypervisor.owner(domain)
         if owner is not None and owner != ctx.env.instance:
@@ -394,9 +371,9 @@ class GuestAgent(Agent):
                     OcfExit.ERR_GENERIC,
                     f"guest {name} disappeared right after it started on {ctx.env.node_name}",
                 )
-            verdict = domstate.judge(status.state, status.reason)
-            if verdict.code == OcfExit.SUCCESS and status.state != domstate.PAUSED:
+            if domstate.running(status.state, status.reason):
                 return
+            verdict = domstate.judge(status.state, status.reason)
             if verdict.code in (OcfExit.ERR_GENERIC, OcfExit.NOT_RUNNING):
                 raise OcfError(OcfExit.ERR_GENERIC, f"guest {name} is {verdict.description} right after it started")
             if hypervisor.deadline.expired():
@@ -415,6 +392,32 @@ class GuestAgent(Agent):
         # Never eat into the time destroy needs.
         return min(float(configured), ctx.deadline.remaining() * (1.0 - DESTROY_SHARE))
 
+    def _book(self, ctx: Context, spec: DomainSpec, action: str, node: str, target: Hypervisor) -> Callable[[], None]:
+        """Check that ``node`` (``target`` is its libvirt) has room for the guest, and reserve it.
+
+        Returns what releases the reservation; a failed release is only logged, since the
+        reservation expires by itself. A refusal is the action's failure.
+        """
+        from xenha.reservation import AdmissionRefused, ClusterOrLocalLedger, ReservationError, admit
+
+        request = _admission_request(ctx, spec, action, ctx.deadline.remaining() + 60)
+        ledger = ClusterOrLocalLedger(self._cluster(ctx), ctx.env.rsctmp, node)
+        admission_deadline = ctx.deadline.within(max(10.0, ctx.timeout_s * 0.3))
+        try:
+            booking = admit(request, ledger, target, admission_deadline, ctx.log, _token(ctx))
+        except AdmissionRefused as refusal:
+            raise OcfError(OcfExit.ERR_GENERIC, str(refusal)) from None
+        except ReservationError as error:
+            raise OcfError(OcfExit.ERR_GENERIC, f"cannot reserve room on {node}: {error}") from None
+
+        def release() -> None:
+            try:
+                booking.release()
+            except Exception as error:  # noqa: BLE001 - the reservation expires by itself; the result stands
+                ctx.log.warning(f"could not release the reservation on {node}: {error}")
+
+        return release
+
     def _cluster(self, ctx: Context) -> ClusterCli:
         from xenha.pacemaker import ClusterCli
         from xenha.runner import CommandRunner
@@ -426,17 +429,17 @@ class GuestAgent(Agent):
 
         Only what differs is written. The last published values are kept in the state file,
         so an unchanged monitor costs no cluster call. The CIB itself is compared with at
-        start, reload and arrival (``force``), when the node has no record, and every
-        UTILIZATION_RECHECK_S: a tool that replaces the configuration from a stale copy (pcs
-        does: observed on the test cluster) can wipe a value written meanwhile, and a lost
-        figure would make the scheduler place guests where they do not fit.
+        start and reload (``force``), when the node has no record (an arrival, usually: a
+        guest's record goes when it leaves a node), and every UTILIZATION_RECHECK_S: a tool
+        that replaces the configuration from a stale copy (pcs does: observed on the test
+        cluster) can wipe a value written meanwhile, and a lost figure would make the
+        scheduler place guests where they do not fit.
         """
-        state = _state(ctx)
-        remembered = state.load()
+        saved = self._state_data(ctx)
         now = time.time()
-        checked_at = remembered.get("published_checked_at", 0)
+        checked_at = saved.get("published_checked_at")  # written with "published", never without
         stale = not isinstance(checked_at, (int, float)) or now - checked_at > UTILIZATION_RECHECK_S
-        compare_with_cib = force or stale or "published" not in remembered
+        compare_with_cib = force or stale
         if not compare_with_cib and self._config is None:
             return  # the remembered spec is unchanged, so is its demand: nothing to do
         from xenha.capacity import demand_of
@@ -450,7 +453,7 @@ class GuestAgent(Agent):
                 wanted["cpu"] = demand.vcpus
         except OcfError:
             return
-        published = remembered.get("published", {})
+        published = saved.get("published", {})
         if not compare_with_cib and all(published.get(name) == value for name, value in wanted.items()):
             return
         from xenha.pacemaker import NotInCluster, PacemakerError  # only now: it loads subprocess
@@ -471,16 +474,26 @@ class GuestAgent(Agent):
                 else:
                     ctx.log.info(f"set utilization {name}={value} for {resource}")
         except NotInCluster:
-            ctx.log.debug("no cluster: utilization not published")
-            state.update(published=wanted, published_checked_at=now)  # try again at the next recheck
-            return
+            ctx.log.debug("no cluster: utilization not published")  # recorded anyway: tried again at the next recheck
         except PacemakerError as error:
             ctx.log.warning(f"could not publish the utilization of {resource}: {error}")
             return
-        state.update(published=wanted, published_checked_at=now)
+        self._save(ctx, published=wanted, published_checked_at=now)
+
+    def _state_data(self, ctx: Context) -> dict[str, Any]:
+        """The state file's content, read once per action (Pacemaker runs one action of a resource at a time)."""
+        if self._saved is None:
+            self._saved = _state(ctx).load()
+        return self._saved
+
+    def _save(self, ctx: Context, **changes: Any) -> None:
+        saved = self._state_data(ctx)
+        saved.update(changes)
+        _state(ctx).save(saved)
 
     def _remember(self, ctx: Context, config: ConfigFile, spec: DomainSpec) -> None:
-        _state(ctx).update(
+        self._save(
+            ctx,
             config=config.path,
             config_fingerprint=config.fingerprint,
             domain=spec.name,
@@ -496,36 +509,37 @@ class GuestAgent(Agent):
 def _migration_problems(ctx: Context) -> list[OcfError]:
     """Checks of the migration and reservation parameters that their types cannot express."""
     problems = []
-    for name in ("remoteuri", "migrateuri"):
+    remote = ctx.params.string("remoteuri")
+    if remote:
         try:
-            value = ctx.params.string(name)
-        except OcfError:
-            continue
-        if value and name == "remoteuri":
-            try:
-                parse(value, name, placeholder=True)
-            except UriError as error:
-                problems.append(OcfError(OcfExit.ERR_CONFIGURED, str(error)))
-        elif value and "://" not in value:
-            problems.append(
-                OcfError(
-                    OcfExit.ERR_CONFIGURED,
-                    f"migrateuri={value!r} is not a URI: use one such as tcp://%n:49152",
-                )
-            )
+            parse(remote, "remoteuri", placeholder=True)
+        except UriError as error:
+            problems.append(OcfError(OcfExit.ERR_CONFIGURED, str(error)))
+    data = ctx.params.string("migrateuri")
+    if data and "://" not in data:
+        problems.append(
+            OcfError(OcfExit.ERR_CONFIGURED, f"migrateuri={data!r} is not a URI: use one such as tcp://%n:49152")
+        )
     try:
         policy = ctx.params.choice("hvm_migration")
-        save_dir = ctx.params.string("save_dir")
     except OcfError:
+        return problems  # already among the parameter problems
+    if policy != "save-restore":
         return problems
-    if policy == "save-restore" and not save_dir:
+    save_dir = ctx.params.string("save_dir")
+    if not save_dir:
         problems.append(
             OcfError(
                 OcfExit.ERR_CONFIGURED,
                 "hvm_migration=save-restore needs save_dir: a directory on storage every node shares",
             )
         )
-    elif policy == "save-restore" and save_dir and not os.path.isdir(save_dir):
+        return problems
+    try:
+        is_directory = stat.S_ISDIR(stat_config(save_dir).st_mode)  # bounded: shared storage can hang
+    except (ConfigUnreadable, ValueError):  # ValueError: a path os.stat refuses, as os.path.isdir counts it
+        is_directory = False
+    if not is_directory:
         problems.append(
             OcfError(
                 OcfExit.ERR_INSTALLED,

@@ -26,6 +26,7 @@ from xenha import domstate
 from xenha.deadline import Deadline
 from xenha.domxml import DomainSpec
 from xenha.hypervisor import ErrorKind, Hypervisor, HypervisorError, classify, libvirt_module
+from xenha.libvirt_uri import mask, parse
 from xenha.migration import (
     POLL_INTERVAL_S,
     PROGRESS_LOG_INTERVAL_S,
@@ -39,9 +40,13 @@ from xenha.migration import (
     progress_line,
 )
 from xenha.ocf import Context, OcfError, OcfExit
-from xenha.reservation import AdmissionRefused, AdmissionRequest, Booking, Ledger, ReservationError, admit
 
 SAVE_SUFFIX = ".xenha-save"
+
+# ``book(action, node, hypervisor)`` checks that ``node`` (reached through ``hypervisor``)
+# has room for the guest and reserves it, or raises OcfError; it returns the release of the
+# reservation, which never raises (xenha.guest.GuestAgent._book).
+Book = Callable[[str, str, Hypervisor], Callable[[], None]]
 
 
 class MigrationSettings(NamedTuple):
@@ -109,11 +114,9 @@ def migrate_to(
     spec: DomainSpec,
     settings: MigrationSettings,
     source: Hypervisor,
-    request_for: Callable[[str, float], AdmissionRequest],
-    ledger: Ledger,
-    token: str,
+    book: Book,
 ) -> OcfExit:
-    """``request_for(action, hold_s)`` describes the guest's admission; ``ledger`` is the target's."""
+    """``book`` reserves the guest's room on the target (see :data:`Book`)."""
     here = ctx.env.node_name
     target = ctx.env.migrate_target
     if not target:
@@ -130,29 +133,25 @@ def migrate_to(
             "Pacemaker recovers by stopping it here and starting it there",
         )
     uris = migration_uris(
-        _parse_hypervisor(ctx), settings.remote_template, settings.data_template, target, settings.network_suffix
+        parse(source.uri), settings.remote_template, settings.data_template, target, settings.network_suffix
     )
     destination = Hypervisor(uris.remote, ctx.deadline, target)
     destination.connect_in_background()  # overlaps the checks on the source and the CIB read
-    domain = source.lookup(spec.name)
-    status = source.status(domain) if domain is not None else None
-    if domain is None or status is None or status.state == domstate.SHUTOFF:
+    found = source.find(spec.name)
+    if found is None or found.status.state == domstate.SHUTOFF:
         raise OcfError(OcfExit.ERR_GENERIC, f"guest {spec.name} is not running on {here}: nothing to migrate")
-    request = request_for(f"migrate {spec.name} to {target}", ctx.deadline.remaining() + 60)
-    admission_deadline = ctx.deadline.within(max(10.0, ctx.timeout_s * 0.3))
+    domain = found.domain
     try:
-        booking = admit(request, ledger, destination, admission_deadline, ctx.log, token)
-    except AdmissionRefused as refusal:
+        release_booking = book(f"migrate {spec.name} to {target}", target, destination)
+    except OcfError:
         ctx.log.info(f"{spec.name} stays on {here}")
-        raise OcfError(OcfExit.ERR_GENERIC, str(refusal)) from None
-    except ReservationError as error:
-        raise OcfError(OcfExit.ERR_GENERIC, f"cannot reserve room on {target}: {error}") from None
+        raise
     except HypervisorError as error:
         raise OcfError(
             OcfExit.ERR_GENERIC,
             f"cannot check the room on {target}: {error.reason()}; {spec.name} stays on {here}",
         ) from None
-    release = threading.Thread(target=_release, args=(ctx, booking), name="release the reservation")
+    release = threading.Thread(target=release_booking, name="release the reservation")
     try:
         # Once the guest has moved, the reservation is released while the move is verified.
         return _move(ctx, spec, settings, method, source, destination, domain, uris, here, target, release.start)
@@ -160,7 +159,7 @@ def migrate_to(
         if release.is_alive() or release.ident is not None:
             release.join(max(1.0, ctx.deadline.remaining()))
         else:
-            _release(ctx, booking)
+            release_booking()
 
 
 def _move(
@@ -229,7 +228,7 @@ def _live(
         params[libvirt.VIR_MIGRATE_PARAM_URI] = uris.data
     flags = migration_flags(persistent)
     ctx.log.info(
-        f"live-migrating {spec.name} to {target} via {_masked(uris.remote)}"
+        f"live-migrating {spec.name} to {target} via {mask(uris.remote)}"
         + (f", data over {uris.data}" if uris.data else "")
     )
 
@@ -314,13 +313,10 @@ def _remove(ctx: Context, path: str) -> None:
 def _running(hypervisor: Hypervisor, name: str) -> bool | None:
     """True when ``name`` runs there, False when it does not, None when that cannot be known."""
     try:
-        domain = hypervisor.lookup(name)
-        status = hypervisor.status(domain) if domain is not None else None
+        found = hypervisor.find(name)
     except HypervisorError:
         return None
-    if status is None:
-        return False
-    return domstate.judge(status.state, status.reason).code == OcfExit.SUCCESS and status.state != domstate.PAUSED
+    return found is not None and domstate.running(found.status.state, found.status.reason)
 
 
 def _verify_moved(
@@ -331,9 +327,8 @@ def _verify_moved(
     while arrived is False and not settle.expired():
         time.sleep(POLL_INTERVAL_S)
         arrived = _running(destination, spec.name)
-    left = source.lookup(spec.name)
-    left_status = source.status(left) if left is not None else None
-    still_here = left_status is not None and left_status.state != domstate.SHUTOFF
+    left = source.find(spec.name)
+    still_here = left is not None and left.status.state != domstate.SHUTOFF
     if arrived and not still_here:
         return
     raise OcfError(
@@ -354,15 +349,15 @@ def _settle_after_failure(
 ) -> bool:
     """After a failed job: leave the guest running on the source only. True if it had in fact moved."""
     recovery = Hypervisor(source.uri, ctx.deadline, source.node)  # a fresh connection: the old one may be stuck
-    current = recovery.lookup(spec.name)
-    status = recovery.status(current) if current is not None else None
-    if current is None or status is None or status.state == domstate.SHUTOFF:
+    found = recovery.find(spec.name)
+    if found is None or found.status.state == domstate.SHUTOFF:
         if _running(destination, spec.name):
             return True
         raise OcfError(
             OcfExit.ERR_GENERIC,
             f"{spec.name} runs neither on {here} nor on {target} after a failed migration; Pacemaker will start it",
         )
+    current, status = found
     if status.state == domstate.PAUSED and status.reason in (
         domstate.PAUSED_MIGRATION,
         domstate.PAUSED_POSTCOPY,
@@ -379,13 +374,6 @@ def _settle_after_failure(
     return False
 
 
-def _release(ctx: Context, booking: Booking) -> None:
-    try:
-        booking.release()
-    except Exception as error:  # noqa: BLE001 - the reservation expires by itself; the result stands
-        ctx.log.warning(f"could not release the reservation on {booking.reservation.node}: {error}")
-
-
 def migrate_from(ctx: Context, spec: DomainSpec, local: Hypervisor) -> OcfExit:
     """On the target: the guest must be running here; wait for it inside the timeout."""
     here = ctx.env.node_name
@@ -396,24 +384,12 @@ def migrate_from(ctx: Context, spec: DomainSpec, local: Hypervisor) -> OcfExit:
             "for resources with allow-migrate=true)",
         )
     while True:
-        domain = local.lookup(spec.name)
-        status = local.status(domain) if domain is not None else None
+        found = local.find(spec.name)
+        status = found.status if found is not None else None
         if status is not None and status.state in (domstate.RUNNING, domstate.BLOCKED):
             ctx.log.info(f"{spec.name} arrived from {ctx.env.migrate_source} and runs on {here}")
             return OcfExit.SUCCESS
         if ctx.deadline.remaining() < POLL_INTERVAL_S:
-            found = "is not here" if status is None else f"is {domstate.describe(status.state, status.reason)}"
-            raise OcfError(OcfExit.ERR_GENERIC, f"{spec.name} did not arrive on {here}: it {found}")
+            seen = "is not here" if status is None else f"is {domstate.describe(status.state, status.reason)}"
+            raise OcfError(OcfExit.ERR_GENERIC, f"{spec.name} did not arrive on {here}: it {seen}")
         time.sleep(POLL_INTERVAL_S)
-
-
-def _parse_hypervisor(ctx: Context) -> Any:
-    from xenha.libvirt_uri import parse
-
-    return parse(ctx.params.string("hypervisor") or "")
-
-
-def _masked(uri: str) -> str:
-    from xenha.libvirt_uri import mask
-
-    return mask(uri)

@@ -130,6 +130,11 @@ class DomainStatus(NamedTuple):
     reason: int
 
 
+class FoundDomain(NamedTuple):
+    domain: Any  # libvirt.virDomain
+    status: DomainStatus
+
+
 class ActiveDomain(NamedTuple):
     """A domain occupying a host, as the host's libvirt reports it."""
 
@@ -223,6 +228,12 @@ class Hypervisor:
             if error.kind is ErrorKind.NO_DOMAIN:
                 return None
             raise
+
+    def find(self, name: str) -> FoundDomain | None:
+        """The domain called ``name`` and its state; None when this host has no such domain."""
+        domain = self.lookup(name)
+        status = self.status(domain) if domain is not None else None
+        return None if status is None else FoundDomain(domain, status)
 
     def status(self, domain: Any) -> DomainStatus | None:
         """State and reason of ``domain``; None once it has disappeared (transient, stopped)."""

@@ -84,10 +84,7 @@ class Parameter(NamedTuple):
         if not stripped or not set(stripped) <= allowed or stripped.count(".") > 1 or stripped == ".":
             raise self._error(f"{self._shown(text)} is not a decimal number{self._unit_phrase()}, such as 1.5")
         value = float(stripped)
-        if self.minimum is not None and value < self.minimum:
-            raise self._error(f"{self._shown(text)} is below the minimum of {self.minimum}{self._unit_phrase()}")
-        if self.maximum is not None and value > self.maximum:
-            raise self._error(f"{self._shown(text)} is above the maximum of {self.maximum}{self._unit_phrase()}")
+        self._check_bounds(text, value)
         if value <= 0 and (self.minimum is None or self.minimum > 0):
             raise self._error(f"{self._shown(text)} must be greater than 0")
         return value
@@ -97,11 +94,14 @@ class Parameter(NamedTuple):
         if not digits.isascii() or not digits.isdigit() or len(digits) > 18:
             raise self._error(f"{self._shown(text)} is not a whole number{self._unit_phrase()}")
         value = int(stripped)
+        self._check_bounds(text, value)
+        return value
+
+    def _check_bounds(self, text: str, value: float) -> None:
         if self.minimum is not None and value < self.minimum:
             raise self._error(f"{self._shown(text)} is below the minimum of {self.minimum}{self._unit_phrase()}")
         if self.maximum is not None and value > self.maximum:
             raise self._error(f"{self._shown(text)} is above the maximum of {self.maximum}{self._unit_phrase()}")
-        return value
 
     def _unit_phrase(self) -> str:
         return f" ({self.unit})" if self.unit else ""
