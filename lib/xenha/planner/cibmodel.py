@@ -80,7 +80,6 @@ def total(items: Iterable[Resources]) -> Resources:
 @dataclass(frozen=True)
 class Host:
     name: str
-    node_id: str
     capacity: Resources
     online: bool
     standby: bool = False
@@ -618,7 +617,6 @@ def _build_model(document: CibDocument) -> CibModel:
         hosts.append(
             Host(
                 name=name,
-                node_id=node.get("id", ""),
                 capacity=capacity,
                 online=online,
                 standby=is_true(attribute("standby")),

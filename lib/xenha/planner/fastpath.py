@@ -122,10 +122,6 @@ class Proof:
 
     proved: bool
     reason: str
-    # The demand vector whose check was closest to failing (or failed), for reports.
-    demand: Resources | None = None
-    # How many more MiB of guests would fit before the argument breaks (memory side).
-    margin_mib: int | None = None
 
 
 def pareto_maximal(demands: Iterable[Resources]) -> tuple[Resources, ...]:
@@ -305,16 +301,12 @@ def proves_every_guest_fits(capacities: Sequence[Resources], profile: DemandProf
     if not profile.front:
         return Proof(True, "no guest is meant to run")
     if not any(may_be_blocked(demand, capacities, profile.total) for demand in profile.front):
-        margin, demand = min(
-            ((_memory_margin(demand, capacities, profile.total), demand) for demand in profile.front),
-            key=lambda item: item[0],
-        )
+        # Named in the reason: the demand the argument holds with the least memory to spare.
+        demand = min(profile.front, key=lambda demand: _memory_margin(demand, capacities, profile.total))
         return Proof(
             True,
             f"proved: every guest finds room in any placement order "
             f"(largest {demand.memory_mib} MiB / {demand.vcpus} vCPUs)",
-            demand=demand,
-            margin_mib=margin,
         )
     if len(profile.distinct) > MAX_REFINED_DEMANDS:
         return Proof(False, f"not proved: {len(profile.distinct)} distinct guest sizes, too many to check one by one")
@@ -324,7 +316,6 @@ def proves_every_guest_fits(capacities: Sequence[Resources], profile: DemandProf
                 False,
                 f"not proved: guests of {demand.memory_mib} MiB and {demand.vcpus} vCPUs "
                 f"could find every survivor full in some placement order",
-                demand=demand,
             )
     return Proof(True, "proved: every guest finds room in any placement order (memory and vCPUs together)")
 

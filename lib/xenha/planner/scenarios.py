@@ -133,7 +133,6 @@ class ScenarioResult:
     shortfall: Resources
     reason: str
     seconds: float = 0.0
-    scheduler_summary: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -205,12 +204,13 @@ class Plan:
         return min(scored, key=lambda item: (item[0], item[1].scenario.failed))[1]
 
 
-def validate_schema(document: CibDocument, schema_dir: str) -> tuple[bool, str]:
+def validate_schema(document: CibDocument, schema_dir: str) -> bool:
     """Validate the configuration against the schema named by ``validate-with``.
 
-    (True, "") when valid; (False, why) when it could not be checked (unknown or old
-    schema: then the fast path steps aside and crm_simulate upgrades and checks it
-    itself). Raises CibError when it is checked and invalid: the scheduler would refuse it.
+    True when valid; False when it could not be checked (no such schema here, a schema
+    older than pacemaker-3.0, or one that does not load): then the fast path steps aside
+    and crm_simulate upgrades and checks the CIB itself. Raises CibError when it is checked
+    and invalid: the scheduler would refuse it.
     """
     from lxml import etree
 
@@ -218,16 +218,16 @@ def validate_schema(document: CibDocument, schema_dir: str) -> tuple[bool, str]:
     validate_with = root.get("validate-with", "")
     path = schema_path(validate_with, schema_dir)
     if path is None or not os.path.isfile(path):
-        return False, f"validate-with={validate_with!r} has no schema in {schema_dir}"
+        return False
     major = validate_with.split("-", 1)[1].split(".", 1)[0]
     if int(major) < 3:
-        return False, f"validate-with={validate_with} is older than pacemaker-3.0 (the scheduler upgrades it)"
+        return False
     try:
         schema = etree.RelaxNG(etree.parse(path))
-    except (etree.XMLSyntaxError, etree.RelaxNGParseError, OSError) as error:
-        return False, f"the schema {path} could not be loaded: {error}"
+    except (etree.XMLSyntaxError, etree.RelaxNGParseError, OSError):
+        return False
     if schema.validate(root):
-        return True, ""
+        return True
     problem = schema.error_log.last_error
     raise CibError(
         f"the CIB does not validate against {validate_with} (line {problem.line}: {problem.message}): "
@@ -275,16 +275,15 @@ def require_scheduler(lookup: Callable[[str], str | None] = find_tool) -> None:
 class Prepared:
     snapshot: CibSnapshot
     model: CibModel
-    validated: bool
-    validation_note: str
+    validated: bool  # against its schema: the fast path's precondition
 
 
 def prepare(snapshot: CibSnapshot, schema_dir: str = SCHEMA_DIR) -> Prepared:
     document = read_cib_document(snapshot.data)
-    validated, note = validate_schema(document, schema_dir)
+    validated = validate_schema(document, schema_dir)
     model = build_model(document)
     check_plannable(model)
-    return Prepared(snapshot, model, validated, note)
+    return Prepared(snapshot, model, validated)
 
 
 def _displaced(guests: Sequence[Guest], failed: Sequence[str]) -> tuple[str, ...]:
@@ -366,7 +365,6 @@ def scheduler_result(model: CibModel, scenario: Scenario, simulation: Simulation
         shortfall=shortfall,
         reason=reason,
         seconds=simulation.seconds,
-        scheduler_summary=simulation.output.summary,
     )
 
 
@@ -446,7 +444,7 @@ def plan_new_guest(
             environment.schema_dir,
         )
         validated = prepared.validated and added.validated
-        added = Prepared(added.snapshot, added.model, validated, added.validation_note)
+        added = Prepared(added.snapshot, added.model, validated)
         fast = FastPath.for_model(added.model)
         scenarios = enumerate_scenarios(added.model, failures)
         if use_fastpath and validated and all(fast.prove(s.failed, s.quorum).proved for s in scenarios):
@@ -468,7 +466,7 @@ def plan_new_guest(
         data, resource = add_guest(snapshot.data, demand, running_on=placed[0])
         path = write_private(directory, "new-guest-running.xml", data)
         running = prepare(CibSnapshot(data, path, snapshot.label), environment.schema_dir)
-        running = Prepared(running.snapshot, running.model, validated, running.validation_note)
+        running = Prepared(running.snapshot, running.model, validated)
         plan = run_plan(running, failures, environment, use_fastpath)
     return _with_extra(plan, demand, resource, seconds=environment.clock() - started)
 
