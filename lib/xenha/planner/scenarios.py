@@ -21,7 +21,7 @@ import itertools
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from xenha.planner.cibmodel import (
     CibDocument,
@@ -368,6 +368,30 @@ def scheduler_result(model: CibModel, scenario: Scenario, simulation: Simulation
     )
 
 
+def _proved(prepared: Prepared, scenarios: Sequence[Scenario], use_fastpath: bool) -> dict[Scenario, ScenarioResult]:
+    """The scenarios the fast path proves safe: none when it is off or the schema was not checked."""
+    if not (use_fastpath and prepared.validated):
+        return {}
+    fast = FastPath.for_model(prepared.model)
+    results = {}
+    for scenario in scenarios:
+        proof = fast.prove(scenario.failed, scenario.quorum)
+        if proof.proved:
+            results[scenario] = proved_result(prepared.model, scenario, proof)
+    return results
+
+
+def _plan(prepared: Prepared, failures: int, results: Sequence[ScenarioResult], seconds: float) -> Plan:
+    return Plan(
+        source=prepared.snapshot.label,
+        model=prepared.model,
+        failures=failures,
+        results=tuple(results),
+        seconds=seconds,
+        validated=prepared.validated,
+    )
+
+
 def run_plan(
     prepared: Prepared,
     failures: int,
@@ -376,18 +400,9 @@ def run_plan(
 ) -> Plan:
     """Answer every scenario; raises SchedulerError when a scheduler run fails."""
     started = environment.clock()
-    model = prepared.model
-    scenarios = enumerate_scenarios(model, failures)
-    fast = FastPath.for_model(model)
-    results: dict[Scenario, ScenarioResult] = {}
-    pending: list[Scenario] = []
-    for scenario in scenarios:
-        if use_fastpath and prepared.validated:
-            proof = fast.prove(scenario.failed, scenario.quorum)
-            if proof.proved:
-                results[scenario] = proved_result(model, scenario, proof)
-                continue
-        pending.append(scenario)
+    scenarios = enumerate_scenarios(prepared.model, failures)
+    results = _proved(prepared, scenarios, use_fastpath)
+    pending = [scenario for scenario in scenarios if scenario not in results]
     if pending:
         import tempfile
 
@@ -405,15 +420,8 @@ def run_plan(
                 requests, environment.runner, environment.workers, environment.clock, environment.progress
             )
         for scenario, simulation in zip(pending, simulations):
-            results[scenario] = scheduler_result(model, scenario, simulation)
-    return Plan(
-        source=prepared.snapshot.label,
-        model=model,
-        failures=failures,
-        results=tuple(results[scenario] for scenario in scenarios),
-        seconds=environment.clock() - started,
-        validated=prepared.validated,
-    )
+            results[scenario] = scheduler_result(prepared.model, scenario, simulation)
+    return _plan(prepared, failures, [results[scenario] for scenario in scenarios], environment.clock() - started)
 
 
 def plan_new_guest(
@@ -443,45 +451,23 @@ def plan_new_guest(
             CibSnapshot(data, write_private(directory, "new-guest.xml", data), snapshot.label),
             environment.schema_dir,
         )
-        validated = prepared.validated and added.validated
-        added = Prepared(added.snapshot, added.model, validated)
-        fast = FastPath.for_model(added.model)
+        added = replace(added, validated=prepared.validated and added.validated)
         scenarios = enumerate_scenarios(added.model, failures)
-        if use_fastpath and validated and all(fast.prove(s.failed, s.quorum).proved for s in scenarios):
-            return _with_extra(run_plan(added, failures, environment), demand, resource)
-        request = SimulationRequest(added.snapshot.path, (), None, os.path.join(directory, "baseline.xml"))
-        (simulation,) = run_simulations([request], environment.runner, 1, environment.clock)
-        baseline = scheduler_result(added.model, scenarios[0], simulation)
-        placed = simulation.placement.get(resource, ())
-        if not placed:
-            plan = Plan(
-                source=snapshot.label,
-                model=added.model,
-                failures=failures,
-                results=(baseline,),
-                seconds=environment.clock() - started,
-                validated=validated,
-            )
-            return _with_extra(plan, demand, resource)
-        data, resource = add_guest(snapshot.data, demand, running_on=placed[0])
-        path = write_private(directory, "new-guest-running.xml", data)
-        running = prepare(CibSnapshot(data, path, snapshot.label), environment.schema_dir)
-        running = Prepared(running.snapshot, running.model, validated)
-        plan = run_plan(running, failures, environment, use_fastpath)
-    return _with_extra(plan, demand, resource, seconds=environment.clock() - started)
-
-
-def _with_extra(plan: Plan, demand: Resources, resource: str, seconds: float | None = None) -> Plan:
-    return Plan(
-        source=plan.source,
-        model=plan.model,
-        failures=plan.failures,
-        results=plan.results,
-        seconds=plan.seconds if seconds is None else seconds,
-        validated=plan.validated,
-        extra=demand,
-        extra_resource=resource,
-    )
+        proved = _proved(added, scenarios, use_fastpath)
+        if len(proved) == len(scenarios):
+            plan = _plan(added, failures, [proved[scenario] for scenario in scenarios], 0.0)
+        else:
+            request = SimulationRequest(added.snapshot.path, (), None, os.path.join(directory, "baseline.xml"))
+            (simulation,) = run_simulations([request], environment.runner, 1, environment.clock)
+            placed = simulation.placement.get(resource, ())
+            if not placed:
+                plan = _plan(added, failures, [scheduler_result(added.model, scenarios[0], simulation)], 0.0)
+            else:
+                data, resource = add_guest(snapshot.data, demand, running_on=placed[0])
+                path = write_private(directory, "new-guest-running.xml", data)
+                running = prepare(CibSnapshot(data, path, snapshot.label), environment.schema_dir)
+                plan = run_plan(replace(running, validated=added.validated), failures, environment, use_fastpath)
+    return replace(plan, seconds=environment.clock() - started, extra=demand, extra_resource=resource)
 
 
 __all__ = [
