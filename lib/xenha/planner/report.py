@@ -44,6 +44,11 @@ def check_add_exit_code(plan: Plan) -> int:
     return OK if plan.tolerated is not None and plan.tolerated >= plan.failures else CRITICAL
 
 
+def exit_code(plan: Plan) -> int:
+    """The exit code of the command that made ``plan``."""
+    return plan_exit_code(plan) if plan.command == "plan" else check_add_exit_code(plan)
+
+
 def hosts_phrase(count: int) -> str:
     return f"{count} host failure" + ("" if count == 1 else "s")
 
@@ -151,10 +156,10 @@ def _cluster_line(plan: Plan) -> str:
     )
 
 
-def render_plan_text(plan: Plan, command: str = "PLAN") -> str:
-    code = plan_exit_code(plan) if command == "PLAN" else check_add_exit_code(plan)
-    word = STATUS_WORDS[code] if command == "PLAN" else ("OK" if code == OK else "NO")
-    lines = [f"XENHA {command} {word} - {headline(plan)}"]
+def render_plan_text(plan: Plan) -> str:
+    code = exit_code(plan)
+    word = STATUS_WORDS[code] if plan.command == "plan" else ("OK" if code == OK else "NO")
+    lines = [f"XENHA {plan.command.upper()} {word} - {headline(plan)}"]
     if plan.extra is not None:
         lines.append(
             f"with a new guest of {plan.extra.memory_mib} MiB and {plan.extra.vcpus} vCPUs "
@@ -251,12 +256,12 @@ def _scenario_json(result: ScenarioResult) -> dict[str, Any]:
     }
 
 
-def plan_json(plan: Plan, command: str = "plan") -> dict[str, Any]:
-    code = plan_exit_code(plan) if command == "plan" else check_add_exit_code(plan)
+def plan_json(plan: Plan) -> dict[str, Any]:
+    code = exit_code(plan)
     model = plan.model
     document: dict[str, Any] = {
         "schema": JSON_SCHEMA,
-        "command": command,
+        "command": plan.command,
         "status": STATUS_WORDS[code],
         "exit_code": code,
         "headline": headline(plan),

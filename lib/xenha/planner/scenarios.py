@@ -155,6 +155,11 @@ class Plan:
     extra_resource: str | None = None
 
     @property
+    def command(self) -> str:
+        """The command that asked: ``check-add`` (a new guest was added) or ``plan``."""
+        return "plan" if self.extra is None else "check-add"
+
+    @property
     def scheduler_runs(self) -> int:
         return sum(1 for result in self.results if result.method == "scheduler")
 
