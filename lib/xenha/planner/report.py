@@ -371,20 +371,18 @@ def render_status_text(model: CibModel, source: str, now: float) -> str:
         )
         for item in usage
     ]
+    columns = (
+        total(item.capacity for item in usage),
+        total(item.used for item in usage),
+        total(item.reserved for item in usage),
+        total(item.free for item in usage),
+    )
     totals = (
         "total",
         "",
         sum(item.guests for item in usage),
-        *(
-            sum(getattr(getattr(item, kind), unit) for item in usage)
-            for unit in ("memory_mib",)
-            for kind in ("capacity", "used", "reserved", "free")
-        ),
-        *(
-            sum(getattr(getattr(item, kind), unit) for item in usage)
-            for unit in ("vcpus",)
-            for kind in ("capacity", "used", "reserved", "free")
-        ),
+        *(column.memory_mib for column in columns),
+        *(column.vcpus for column in columns),
     )
     lines = [
         f"{_count(len(model.hosts), 'host')}, {_count(len(model.guests), 'guest')}, "
