@@ -152,6 +152,11 @@ class CibModel:
     reservations: tuple[Reservation, ...] = ()
     notes: tuple[str, ...] = ()
 
+    def survivors(self, failed: Iterable[str] = ()) -> tuple[Host, ...]:
+        """The hosts left to run guests once ``failed`` are lost (the available ones among the rest)."""
+        lost = set(failed)
+        return tuple(host for host in self.hosts if host.available and host.name not in lost)
+
     def host(self, name: str) -> Host | None:
         for host in self.hosts:
             if host.name == name:

@@ -109,7 +109,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from xenha.planner.cibmodel import CibModel, Host, Resources, total
+from xenha.planner.cibmodel import CibModel, Resources, total
 
 PROVABLE_STRATEGIES = ("utilization", "balanced", "minimal")
 # The refined test checks every distinct guest size (it has no monotonicity to lean on).
@@ -346,10 +346,6 @@ class FastPath:
             global_blocker=blocker,
         )
 
-    def survivors(self, failed: Iterable[str]) -> tuple[Host, ...]:
-        lost = set(failed)
-        return tuple(host for host in self.model.hosts if host.available and host.name not in lost)
-
     def blocker(self, failed: Sequence[str], quorum: bool) -> str | None:
         """Why the proof does not apply to this scenario, or None when it does."""
         if self.global_blocker is not None:
@@ -359,7 +355,7 @@ class FastPath:
             return f"the survivors lose quorum (no-quorum-policy={options.no_quorum_policy})"
         if failed and options.stonith_enabled and not self.model.fencing_devices:
             return "stonith-enabled=true but no fencing device is configured"
-        if not self.survivors(failed):
+        if not self.model.survivors(failed):
             return "no host survives"
         return None
 
@@ -367,7 +363,7 @@ class FastPath:
         blocker = self.blocker(failed, quorum)
         if blocker is not None:
             return Proof(False, f"not applicable: {blocker}")
-        proof = proves_every_guest_fits([host.capacity for host in self.survivors(failed)], self.profile)
+        proof = proves_every_guest_fits([host.capacity for host in self.model.survivors(failed)], self.profile)
         if proof.proved or failed:
             return proof
         settled = self.prove_settled()

@@ -297,8 +297,7 @@ def _displaced(guests: Sequence[Guest], failed: Sequence[str]) -> tuple[str, ...
 
 
 def _survivors_capacity(model: CibModel, failed: Sequence[str]) -> Resources:
-    lost = set(failed)
-    return total(host.capacity for host in model.hosts if host.available and host.name not in lost)
+    return total(host.capacity for host in model.survivors(failed))
 
 
 def proved_result(model: CibModel, scenario: Scenario, proof: Proof) -> ScenarioResult:
