@@ -124,6 +124,13 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]], right: Seque
     return [line(header)] + [line(row) for row in cells]
 
 
+def _hosts_after(result: ScenarioResult) -> list[str]:
+    """The survivors' table once the scheduler recovered from ``result``; nothing for a proof."""
+    if result.hosts_after is None:
+        return []
+    return ["", f"Hosts after recovery, {scenario_phrase(result)}:", *_host_table(result.hosts_after)]
+
+
 def _host_table(hosts: Sequence[HostLoad]) -> list[str]:
     rows = [
         (
@@ -195,11 +202,7 @@ def render_plan_text(plan: Plan) -> str:
             lines.append(f"... and {len(failing) - MAX_ROWS} more scenarios leave guests stopped (--json lists all)")
         kept = len(plan.results) - len(failing)
         lines.append(f"{_count(kept, 'scenario')} {'keeps' if kept == 1 else 'keep'} every guest running")
-        worst = failing[0]
-        if worst.hosts_after is not None:
-            lines.append("")
-            lines.append(f"Hosts after recovery, {scenario_phrase(worst)}:")
-            lines.extend(_host_table(worst.hosts_after))
+        lines.extend(_hosts_after(failing[0]))
     else:
         tight = plan.tightest
         if tight is not None:
@@ -208,10 +211,7 @@ def render_plan_text(plan: Plan) -> str:
                 f"tightest: {scenario_phrase(tight)} leaves {spare.memory_mib} MiB and {spare.vcpus} vCPUs "
                 f"spare across {_count(len(plan.model.hosts) - len(tight.scenario.failed), 'host')}"
             )
-            if tight.hosts_after is not None:
-                lines.append("")
-                lines.append(f"Hosts after recovery, {scenario_phrase(tight)}:")
-                lines.extend(_host_table(tight.hosts_after))
+            lines.extend(_hosts_after(tight))
     for note in plan.model.notes[:3]:
         lines.append(f"note: {note}")
     return "\n".join(lines) + "\n"
