@@ -3,7 +3,7 @@
 
     examples/planner/generate.py        # rewrites pool.xml and pool-tight.xml beside it
 
-pool.xml: five hosts of 64 GiB / 32 vCPUs, 36 guests (186 GiB), one live migration booked
+pool.xml: five hosts of 64 GiB / 32 vCPUs, 33 guests (186 GiB), one live migration booked
 in the xenha ledger: N+1, not N+2. pool-tight.xml: the same guests on hosts of 48 GiB:
 not N+1.
 """
@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import os
 import sys
+from xml.sax.saxutils import quoteattr
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, os.pardir, os.pardir, "lib"))
 
 from xenha.planner.synthetic import GuestSpec, HostSpec, render_cib  # noqa: E402
+from xenha.reservation import Reservation, ledger_id, reservation_id  # noqa: E402
 
 SIZES = [
     *[(f"db{i}", 16384, 8) for i in (1, 2, 3)],
@@ -44,18 +46,25 @@ def placed(host_memory_mib: int) -> list[GuestSpec]:
 
 # A live migration of web3 to host3, booked by the xen-guest agent (expires far ahead, so
 # that `xenha status` shows it whenever the demo runs).
-LEDGER = (
-    '<cluster_property_set id="xenha-ledger-host3">'
-    '<nvpair id="xenha-ledger-host3-lock" name="lock" value="free"/>'
-    '<nvpair id="xenha-ledger-host3-rsv-web3" name="rsv-web3" '
-    'value="memory_mib=4160 vcpus=2 expires=4102444800 holder=demo-token resource=web3"/>'
-    "</cluster_property_set></crm_config>"
-)
+BOOKED = Reservation(node="host3", resource="web3", memory_mib=4160, vcpus=2, expires=4102444800, holder="demo-token")
+
+
+def ledger(reservation: Reservation) -> str:
+    """The target's ledger as the agent's first booking leaves it (xenha.reservation.CibLedger.book)."""
+    ledger_set = ledger_id(reservation.node)
+    nvpairs = [
+        (f"{ledger_set}-version", "1"),
+        (reservation_id(reservation.node, reservation.resource), reservation.encode()),
+    ]
+    body = "".join(
+        f"<nvpair id={quoteattr(key)} name={quoteattr(key)} value={quoteattr(value)}/>" for key, value in nvpairs
+    )
+    return f"<cluster_property_set id={quoteattr(ledger_set)}>{body}</cluster_property_set>"
 
 
 def pool(host_memory_mib: int) -> str:
     hosts = [HostSpec(f"host{i}", host_memory_mib, 32) for i in range(1, 6)]
-    return render_cib(hosts, placed(host_memory_mib)).replace("</crm_config>", LEDGER, 1)
+    return render_cib(hosts, placed(host_memory_mib)).replace("</crm_config>", ledger(BOOKED) + "</crm_config>", 1)
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn, TextIO
 
 import xenha
@@ -24,17 +24,24 @@ from xenha.planner.cibmodel import CibError, Resources, parse_cib
 from xenha.planner.cibsource import CibSnapshot, query_live_cib, read_cib_file
 from xenha.planner.report import (
     UNKNOWN,
-    check_add_exit_code,
     error_json,
+    exit_code,
     now_epoch,
-    plan_exit_code,
     plan_json,
     render_json,
     render_plan_text,
     render_status_text,
     status_json,
 )
-from xenha.planner.scenarios import PlanEnvironment, plan_new_guest, prepare, require_scheduler, run_plan
+from xenha.planner.scenarios import (
+    Plan,
+    PlanEnvironment,
+    Prepared,
+    plan_new_guest,
+    prepare,
+    require_scheduler,
+    run_plan,
+)
 from xenha.planner.scheduler import SchedulerError
 from xenha.runner import CommandRunner, find_tool
 
@@ -148,13 +155,8 @@ def _snapshot(args: argparse.Namespace, workspace: _Workspace) -> CibSnapshot:
 
 
 def _environment(args: argparse.Namespace, console: Console) -> PlanEnvironment:
-    progress = None if args.json else ProgressBar(console.err, "xenha")
-    environment = PlanEnvironment.default(progress=progress)
-    if args.workers:
-        environment = PlanEnvironment(
-            runner=environment.runner, workers=args.workers, clock=environment.clock, progress=progress
-        )
-    return environment
+    environment = PlanEnvironment.default(progress=None if args.json else ProgressBar(console.err, "xenha"))
+    return replace(environment, workers=args.workers) if args.workers else environment
 
 
 def _unknown(command: str, args: argparse.Namespace, console: Console, message: str) -> int:
@@ -169,16 +171,29 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     _common(parser)
 
 
-def cmd_plan(args: argparse.Namespace, console: Console) -> int:
+PlanFunction = Callable[[Prepared, PlanEnvironment], Plan]
+
+
+def _planned(command: str, args: argparse.Namespace, console: Console, plan: PlanFunction) -> int:
+    """What plan and check-add share: the CIB read and checked, the plan made, printed, its exit code."""
     try:
         require_scheduler(console.find_tool)
+        environment = _environment(args, console)
         with _Workspace() as workspace:
-            prepared = prepare(_snapshot(args, workspace))
-            plan = run_plan(prepared, args.failures, _environment(args, console), not args.no_fast_path)
+            done = plan(prepare(_snapshot(args, workspace), environment.schema_dir), environment)
     except (CibError, SchedulerError) as error:
-        return _unknown("plan", args, console, str(error))
-    console.out.write(render_json(plan_json(plan)) if args.json else render_plan_text(plan))
-    return plan_exit_code(plan)
+        return _unknown(command, args, console, str(error))
+    console.out.write(render_json(plan_json(done)) if args.json else render_plan_text(done))
+    return exit_code(done)
+
+
+def cmd_plan(args: argparse.Namespace, console: Console) -> int:
+    return _planned(
+        "plan",
+        args,
+        console,
+        lambda prepared, environment: run_plan(prepared, args.failures, environment, not args.no_fast_path),
+    )
 
 
 def add_check_add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -188,24 +203,15 @@ def add_check_add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_check_add(args: argparse.Namespace, console: Console) -> int:
-    try:
-        require_scheduler(console.find_tool)
-        with _Workspace() as workspace:
-            prepared = prepare(_snapshot(args, workspace))
-            plan = plan_new_guest(
-                prepared,
-                Resources(args.memory, args.vcpus),
-                args.failures,
-                _environment(args, console),
-                not args.no_fast_path,
-            )
-    except (CibError, SchedulerError) as error:
-        return _unknown("check-add", args, console, str(error))
-    if args.json:
-        console.out.write(render_json(plan_json(plan, command="check-add")))
-    else:
-        console.out.write(render_plan_text(plan, command="CHECK-ADD"))
-    return check_add_exit_code(plan)
+    demand = Resources(args.memory, args.vcpus)
+    return _planned(
+        "check-add",
+        args,
+        console,
+        lambda prepared, environment: plan_new_guest(
+            prepared, demand, args.failures, environment, not args.no_fast_path
+        ),
+    )
 
 
 def add_status_arguments(parser: argparse.ArgumentParser) -> None:

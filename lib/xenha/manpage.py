@@ -23,7 +23,7 @@ import importlib
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -464,7 +464,7 @@ def _help_text(action: argparse.Action, prog: str) -> str:
 # -- command line -----------------------------------------------------------------------
 
 
-def page_date(environ: dict[str, str] | os._Environ[str]) -> str:
+def page_date(environ: Mapping[str, str]) -> str:
     """Today (UTC), or the day of ``SOURCE_DATE_EPOCH`` when set, for reproducible builds.
 
     >>> page_date({"SOURCE_DATE_EPOCH": "1700000000"})
@@ -532,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             footer = PageFooter(date, args.source, "User Commands" if args.section == "1" else "xenha")
             page = render_command_page(load_parser(args.parser), args.section, footer, args.see_also)
-    except (MetadataError, ValueError, ImportError, AttributeError) as error:
+    except (ValueError, ImportError, AttributeError) as error:  # MetadataError is a ValueError
         sys.stderr.write(f"xenha.manpage: {error}\n")
         return 1
     sys.stdout.write(page)

@@ -80,7 +80,6 @@ def total(items: Iterable[Resources]) -> Resources:
 @dataclass(frozen=True)
 class Host:
     name: str
-    node_id: str
     capacity: Resources
     online: bool
     standby: bool = False
@@ -152,6 +151,11 @@ class CibModel:
     blockers: tuple[str, ...] = ()
     reservations: tuple[Reservation, ...] = ()
     notes: tuple[str, ...] = ()
+
+    def survivors(self, failed: Iterable[str] = ()) -> tuple[Host, ...]:
+        """The hosts left to run guests once ``failed`` are lost (the available ones among the rest)."""
+        lost = set(failed)
+        return tuple(host for host in self.hosts if host.available and host.name not in lost)
 
     def host(self, name: str) -> Host | None:
         for host in self.hosts:
@@ -389,12 +393,15 @@ class _NvSets:
 
 
 def _nvsets(parent: Any, tag: str) -> _NvSets:
-    """First value wins, in document order (sets without rules are merged that way)."""
+    """The ``tag`` sets of ``parent`` merged: first value wins, in document order."""
+    return _merged(() if parent is None else parent.iterfind(tag))
+
+
+def _merged(nvsets: Iterable[Any]) -> _NvSets:
+    """Name-value sets merged in the order given, first value wins (sets without rules are merged that way)."""
     values: dict[str, str] = {}
     conditional = False
-    if parent is None:
-        return _NvSets(values, conditional)
-    for nvset in parent.iterfind(tag):
+    for nvset in nvsets:
         if nvset.get("id-ref") is not None or nvset.find("rule") is not None or nvset.get("score"):
             conditional = True
         for nvpair in nvset.iterfind("nvpair"):
@@ -411,21 +418,16 @@ def _nvsets(parent: Any, tag: str) -> _NvSets:
 
 
 def _cluster_options(crm_config: Any) -> tuple[ClusterOptions, bool]:
-    values: dict[str, str] = {}
-    conditional = False
-    if crm_config is not None:
-        sets = list(crm_config.iterfind("cluster_property_set"))
-        # Pacemaker reads cib-bootstrap-options first: its values win.
-        sets.sort(key=lambda element: element.get("id") != "cib-bootstrap-options")
-        for property_set in sets:
-            if property_set.get("id", "").startswith(LEDGER_PREFIX):
-                continue
-            if property_set.find("rule") is not None or property_set.get("id-ref") is not None:
-                conditional = True
-            for nvpair in property_set.iterfind("nvpair"):
-                name = nvpair.get("name")
-                if name is not None and name not in values:
-                    values[name] = nvpair.get("value", "")
+    """The cluster options, and whether some of them depend on rules or references."""
+    sets = [
+        property_set
+        for property_set in (() if crm_config is None else crm_config.iterfind("cluster_property_set"))
+        if not property_set.get("id", "").startswith(LEDGER_PREFIX)
+    ]
+    # Pacemaker reads cib-bootstrap-options first: its values win.
+    sets.sort(key=lambda element: element.get("id") != "cib-bootstrap-options")
+    merged = _merged(sets)
+    values = merged.values
     options = ClusterOptions(
         placement_strategy=values.get("placement-strategy", "default").strip().lower() or "default",
         stonith_enabled=is_true(values.get("stonith-enabled", "true")),
@@ -435,7 +437,7 @@ def _cluster_options(crm_config: Any) -> tuple[ClusterOptions, bool]:
         stop_all_resources=is_true(values.get("stop-all-resources", "false")),
         node_health_strategy=values.get("node-health-strategy", "none").strip().lower() or "none",
     )
-    return options, conditional
+    return options, merged.conditional
 
 
 def _node_online(state: Mapping[str, str] | None) -> tuple[bool, bool]:
@@ -618,7 +620,6 @@ def _build_model(document: CibDocument) -> CibModel:
         hosts.append(
             Host(
                 name=name,
-                node_id=node.get("id", ""),
                 capacity=capacity,
                 online=online,
                 standby=is_true(attribute("standby")),
@@ -642,7 +643,7 @@ def _build_model(document: CibDocument) -> CibModel:
     if patterns:
         blockers.append(f"constraints with rsc-pattern ({', '.join(patterns)})")
 
-    guest_elements: list[tuple[Any, list[str]]] = []
+    guest_elements: list[tuple[Any, list[str], dict[str, str]]] = []  # primitive, blockers, meta
     consumers: list[Consumer] = []
     fencing: list[str] = []
     for primitive in resources.iter("primitive"):
@@ -663,7 +664,7 @@ def _build_model(document: CibDocument) -> CibModel:
                 guest_blockers.append(f"{resource} is defined through template {primitive.get('template')}")
             if meta.conditional:
                 guest_blockers.append(f"the meta-attributes of {resource} have rules or references")
-            guest_elements.append((primitive, guest_blockers))
+            guest_elements.append((primitive, guest_blockers, merged_meta))
             continue
         utilization = _nvsets(primitive, "utilization")
         if utilization.values:
@@ -678,13 +679,12 @@ def _build_model(document: CibDocument) -> CibModel:
         if template.find("utilization") is not None:
             blockers.append(f"template {template.get('id', '')} has utilization")
 
-    guest_ids = {primitive.get("id", "") for primitive, _ in guest_elements}
+    guest_ids = {primitive.get("id", "") for primitive, _, _ in guest_elements}
     histories = _histories(status, guest_ids)
     fail_counts = {(node, name) for (node, name) in status.transient if name.startswith("fail-count-")}
     guests: list[Guest] = []
-    for primitive, guest_blockers in guest_elements:
+    for primitive, guest_blockers, guest_meta in guest_elements:
         resource = primitive.get("id", "")
-        guest_meta = {**defaults.values, **_nvsets(primitive, "meta_attributes").values}
         role = guest_meta.get("target-role", "Started").strip().lower()
         if not is_true(guest_meta.get("is-managed", "true")):
             guest_blockers.append(f"{resource} is not managed (is-managed=false)")

@@ -46,14 +46,11 @@ def query_live_cib(runner: CommandRunner, directory: str) -> CibSnapshot:
             "or give a CIB file with --cib FILE"
         )
     data = result.stdout.encode()
-    path = os.path.join(directory, "cib.xml")
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)
-    return CibSnapshot(data, path, "live CIB")
+    return CibSnapshot(data, write_private(directory, "cib.xml", data), "live CIB")
 
 
 def write_private(directory: str, name: str, data: bytes) -> str:
+    """Write ``data`` to ``directory/name``, readable by this user only; the path."""
     path = os.path.join(directory, name)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "wb") as handle:

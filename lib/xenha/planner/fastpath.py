@@ -109,7 +109,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from xenha.planner.cibmodel import CibModel, Host, Resources, total
+from xenha.planner.cibmodel import CibModel, Resources, total
 
 PROVABLE_STRATEGIES = ("utilization", "balanced", "minimal")
 # The refined test checks every distinct guest size (it has no monotonicity to lean on).
@@ -122,10 +122,6 @@ class Proof:
 
     proved: bool
     reason: str
-    # The demand vector whose check was closest to failing (or failed), for reports.
-    demand: Resources | None = None
-    # How many more MiB of guests would fit before the argument breaks (memory side).
-    margin_mib: int | None = None
 
 
 def pareto_maximal(demands: Iterable[Resources]) -> tuple[Resources, ...]:
@@ -305,16 +301,12 @@ def proves_every_guest_fits(capacities: Sequence[Resources], profile: DemandProf
     if not profile.front:
         return Proof(True, "no guest is meant to run")
     if not any(may_be_blocked(demand, capacities, profile.total) for demand in profile.front):
-        margin, demand = min(
-            ((_memory_margin(demand, capacities, profile.total), demand) for demand in profile.front),
-            key=lambda item: item[0],
-        )
+        # Named in the reason: the demand the argument holds with the least memory to spare.
+        demand = min(profile.front, key=lambda demand: _memory_margin(demand, capacities, profile.total))
         return Proof(
             True,
             f"proved: every guest finds room in any placement order "
             f"(largest {demand.memory_mib} MiB / {demand.vcpus} vCPUs)",
-            demand=demand,
-            margin_mib=margin,
         )
     if len(profile.distinct) > MAX_REFINED_DEMANDS:
         return Proof(False, f"not proved: {len(profile.distinct)} distinct guest sizes, too many to check one by one")
@@ -324,7 +316,6 @@ def proves_every_guest_fits(capacities: Sequence[Resources], profile: DemandProf
                 False,
                 f"not proved: guests of {demand.memory_mib} MiB and {demand.vcpus} vCPUs "
                 f"could find every survivor full in some placement order",
-                demand=demand,
             )
     return Proof(True, "proved: every guest finds room in any placement order (memory and vCPUs together)")
 
@@ -355,10 +346,6 @@ class FastPath:
             global_blocker=blocker,
         )
 
-    def survivors(self, failed: Iterable[str]) -> tuple[Host, ...]:
-        lost = set(failed)
-        return tuple(host for host in self.model.hosts if host.available and host.name not in lost)
-
     def blocker(self, failed: Sequence[str], quorum: bool) -> str | None:
         """Why the proof does not apply to this scenario, or None when it does."""
         if self.global_blocker is not None:
@@ -368,7 +355,7 @@ class FastPath:
             return f"the survivors lose quorum (no-quorum-policy={options.no_quorum_policy})"
         if failed and options.stonith_enabled and not self.model.fencing_devices:
             return "stonith-enabled=true but no fencing device is configured"
-        if not self.survivors(failed):
+        if not self.model.survivors(failed):
             return "no host survives"
         return None
 
@@ -376,7 +363,7 @@ class FastPath:
         blocker = self.blocker(failed, quorum)
         if blocker is not None:
             return Proof(False, f"not applicable: {blocker}")
-        proof = proves_every_guest_fits([host.capacity for host in self.survivors(failed)], self.profile)
+        proof = proves_every_guest_fits([host.capacity for host in self.model.survivors(failed)], self.profile)
         if proof.proved or failed:
             return proof
         settled = self.prove_settled()

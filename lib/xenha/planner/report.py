@@ -44,6 +44,11 @@ def check_add_exit_code(plan: Plan) -> int:
     return OK if plan.tolerated is not None and plan.tolerated >= plan.failures else CRITICAL
 
 
+def exit_code(plan: Plan) -> int:
+    """The exit code of the command that made ``plan``."""
+    return plan_exit_code(plan) if plan.command == "plan" else check_add_exit_code(plan)
+
+
 def hosts_phrase(count: int) -> str:
     return f"{count} host failure" + ("" if count == 1 else "s")
 
@@ -119,6 +124,13 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]], right: Seque
     return [line(header)] + [line(row) for row in cells]
 
 
+def _hosts_after(result: ScenarioResult) -> list[str]:
+    """The survivors' table once the scheduler recovered from ``result``; nothing for a proof."""
+    if result.hosts_after is None:
+        return []
+    return ["", f"Hosts after recovery, {scenario_phrase(result)}:", *_host_table(result.hosts_after)]
+
+
 def _host_table(hosts: Sequence[HostLoad]) -> list[str]:
     rows = [
         (
@@ -151,10 +163,10 @@ def _cluster_line(plan: Plan) -> str:
     )
 
 
-def render_plan_text(plan: Plan, command: str = "PLAN") -> str:
-    code = plan_exit_code(plan) if command == "PLAN" else check_add_exit_code(plan)
-    word = STATUS_WORDS[code] if command == "PLAN" else ("OK" if code == OK else "NO")
-    lines = [f"XENHA {command} {word} - {headline(plan)}"]
+def render_plan_text(plan: Plan) -> str:
+    code = exit_code(plan)
+    word = STATUS_WORDS[code] if plan.command == "plan" else ("OK" if code == OK else "NO")
+    lines = [f"XENHA {plan.command.upper()} {word} - {headline(plan)}"]
     if plan.extra is not None:
         lines.append(
             f"with a new guest of {plan.extra.memory_mib} MiB and {plan.extra.vcpus} vCPUs "
@@ -190,11 +202,7 @@ def render_plan_text(plan: Plan, command: str = "PLAN") -> str:
             lines.append(f"... and {len(failing) - MAX_ROWS} more scenarios leave guests stopped (--json lists all)")
         kept = len(plan.results) - len(failing)
         lines.append(f"{_count(kept, 'scenario')} {'keeps' if kept == 1 else 'keep'} every guest running")
-        worst = failing[0]
-        if worst.hosts_after is not None:
-            lines.append("")
-            lines.append(f"Hosts after recovery, {scenario_phrase(worst)}:")
-            lines.extend(_host_table(worst.hosts_after))
+        lines.extend(_hosts_after(failing[0]))
     else:
         tight = plan.tightest
         if tight is not None:
@@ -203,10 +211,7 @@ def render_plan_text(plan: Plan, command: str = "PLAN") -> str:
                 f"tightest: {scenario_phrase(tight)} leaves {spare.memory_mib} MiB and {spare.vcpus} vCPUs "
                 f"spare across {_count(len(plan.model.hosts) - len(tight.scenario.failed), 'host')}"
             )
-            if tight.hosts_after is not None:
-                lines.append("")
-                lines.append(f"Hosts after recovery, {scenario_phrase(tight)}:")
-                lines.extend(_host_table(tight.hosts_after))
+            lines.extend(_hosts_after(tight))
     for note in plan.model.notes[:3]:
         lines.append(f"note: {note}")
     return "\n".join(lines) + "\n"
@@ -251,12 +256,12 @@ def _scenario_json(result: ScenarioResult) -> dict[str, Any]:
     }
 
 
-def plan_json(plan: Plan, command: str = "plan") -> dict[str, Any]:
-    code = plan_exit_code(plan) if command == "plan" else check_add_exit_code(plan)
+def plan_json(plan: Plan) -> dict[str, Any]:
+    code = exit_code(plan)
     model = plan.model
     document: dict[str, Any] = {
         "schema": JSON_SCHEMA,
-        "command": command,
+        "command": plan.command,
         "status": STATUS_WORDS[code],
         "exit_code": code,
         "headline": headline(plan),
@@ -366,20 +371,18 @@ def render_status_text(model: CibModel, source: str, now: float) -> str:
         )
         for item in usage
     ]
+    columns = (
+        total(item.capacity for item in usage),
+        total(item.used for item in usage),
+        total(item.reserved for item in usage),
+        total(item.free for item in usage),
+    )
     totals = (
         "total",
         "",
         sum(item.guests for item in usage),
-        *(
-            sum(getattr(getattr(item, kind), unit) for item in usage)
-            for unit in ("memory_mib",)
-            for kind in ("capacity", "used", "reserved", "free")
-        ),
-        *(
-            sum(getattr(getattr(item, kind), unit) for item in usage)
-            for unit in ("vcpus",)
-            for kind in ("capacity", "used", "reserved", "free")
-        ),
+        *(column.memory_mib for column in columns),
+        *(column.vcpus for column in columns),
     )
     lines = [
         f"{_count(len(model.hosts), 'host')}, {_count(len(model.guests), 'guest')}, "

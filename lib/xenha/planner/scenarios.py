@@ -21,7 +21,7 @@ import itertools
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from xenha.planner.cibmodel import (
     CibDocument,
@@ -133,7 +133,6 @@ class ScenarioResult:
     shortfall: Resources
     reason: str
     seconds: float = 0.0
-    scheduler_summary: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -154,6 +153,11 @@ class Plan:
     validated: bool
     extra: Resources | None = None  # check-add: the new guest's demand
     extra_resource: str | None = None
+
+    @property
+    def command(self) -> str:
+        """The command that asked: ``check-add`` (a new guest was added) or ``plan``."""
+        return "plan" if self.extra is None else "check-add"
 
     @property
     def scheduler_runs(self) -> int:
@@ -205,12 +209,13 @@ class Plan:
         return min(scored, key=lambda item: (item[0], item[1].scenario.failed))[1]
 
 
-def validate_schema(document: CibDocument, schema_dir: str) -> tuple[bool, str]:
+def validate_schema(document: CibDocument, schema_dir: str) -> bool:
     """Validate the configuration against the schema named by ``validate-with``.
 
-    (True, "") when valid; (False, why) when it could not be checked (unknown or old
-    schema: then the fast path steps aside and crm_simulate upgrades and checks it
-    itself). Raises CibError when it is checked and invalid: the scheduler would refuse it.
+    True when valid; False when it could not be checked (no such schema here, a schema
+    older than pacemaker-3.0, or one that does not load): then the fast path steps aside
+    and crm_simulate upgrades and checks the CIB itself. Raises CibError when it is checked
+    and invalid: the scheduler would refuse it.
     """
     from lxml import etree
 
@@ -218,16 +223,16 @@ def validate_schema(document: CibDocument, schema_dir: str) -> tuple[bool, str]:
     validate_with = root.get("validate-with", "")
     path = schema_path(validate_with, schema_dir)
     if path is None or not os.path.isfile(path):
-        return False, f"validate-with={validate_with!r} has no schema in {schema_dir}"
+        return False
     major = validate_with.split("-", 1)[1].split(".", 1)[0]
     if int(major) < 3:
-        return False, f"validate-with={validate_with} is older than pacemaker-3.0 (the scheduler upgrades it)"
+        return False
     try:
         schema = etree.RelaxNG(etree.parse(path))
-    except (etree.XMLSyntaxError, etree.RelaxNGParseError, OSError) as error:
-        return False, f"the schema {path} could not be loaded: {error}"
+    except (etree.XMLSyntaxError, etree.RelaxNGParseError, OSError):
+        return False
     if schema.validate(root):
-        return True, ""
+        return True
     problem = schema.error_log.last_error
     raise CibError(
         f"the CIB does not validate against {validate_with} (line {problem.line}: {problem.message}): "
@@ -275,16 +280,15 @@ def require_scheduler(lookup: Callable[[str], str | None] = find_tool) -> None:
 class Prepared:
     snapshot: CibSnapshot
     model: CibModel
-    validated: bool
-    validation_note: str
+    validated: bool  # against its schema: the fast path's precondition
 
 
 def prepare(snapshot: CibSnapshot, schema_dir: str = SCHEMA_DIR) -> Prepared:
     document = read_cib_document(snapshot.data)
-    validated, note = validate_schema(document, schema_dir)
+    validated = validate_schema(document, schema_dir)
     model = build_model(document)
     check_plannable(model)
-    return Prepared(snapshot, model, validated, note)
+    return Prepared(snapshot, model, validated)
 
 
 def _displaced(guests: Sequence[Guest], failed: Sequence[str]) -> tuple[str, ...]:
@@ -293,8 +297,7 @@ def _displaced(guests: Sequence[Guest], failed: Sequence[str]) -> tuple[str, ...
 
 
 def _survivors_capacity(model: CibModel, failed: Sequence[str]) -> Resources:
-    lost = set(failed)
-    return total(host.capacity for host in model.hosts if host.available and host.name not in lost)
+    return total(host.capacity for host in model.survivors(failed))
 
 
 def proved_result(model: CibModel, scenario: Scenario, proof: Proof) -> ScenarioResult:
@@ -366,7 +369,30 @@ def scheduler_result(model: CibModel, scenario: Scenario, simulation: Simulation
         shortfall=shortfall,
         reason=reason,
         seconds=simulation.seconds,
-        scheduler_summary=simulation.output.summary,
+    )
+
+
+def _proved(prepared: Prepared, scenarios: Sequence[Scenario], use_fastpath: bool) -> dict[Scenario, ScenarioResult]:
+    """The scenarios the fast path proves safe: none when it is off or the schema was not checked."""
+    if not (use_fastpath and prepared.validated):
+        return {}
+    fast = FastPath.for_model(prepared.model)
+    results = {}
+    for scenario in scenarios:
+        proof = fast.prove(scenario.failed, scenario.quorum)
+        if proof.proved:
+            results[scenario] = proved_result(prepared.model, scenario, proof)
+    return results
+
+
+def _plan(prepared: Prepared, failures: int, results: Sequence[ScenarioResult], seconds: float) -> Plan:
+    return Plan(
+        source=prepared.snapshot.label,
+        model=prepared.model,
+        failures=failures,
+        results=tuple(results),
+        seconds=seconds,
+        validated=prepared.validated,
     )
 
 
@@ -378,18 +404,9 @@ def run_plan(
 ) -> Plan:
     """Answer every scenario; raises SchedulerError when a scheduler run fails."""
     started = environment.clock()
-    model = prepared.model
-    scenarios = enumerate_scenarios(model, failures)
-    fast = FastPath.for_model(model)
-    results: dict[Scenario, ScenarioResult] = {}
-    pending: list[Scenario] = []
-    for scenario in scenarios:
-        if use_fastpath and prepared.validated:
-            proof = fast.prove(scenario.failed, scenario.quorum)
-            if proof.proved:
-                results[scenario] = proved_result(model, scenario, proof)
-                continue
-        pending.append(scenario)
+    scenarios = enumerate_scenarios(prepared.model, failures)
+    results = _proved(prepared, scenarios, use_fastpath)
+    pending = [scenario for scenario in scenarios if scenario not in results]
     if pending:
         import tempfile
 
@@ -407,15 +424,8 @@ def run_plan(
                 requests, environment.runner, environment.workers, environment.clock, environment.progress
             )
         for scenario, simulation in zip(pending, simulations):
-            results[scenario] = scheduler_result(model, scenario, simulation)
-    return Plan(
-        source=prepared.snapshot.label,
-        model=model,
-        failures=failures,
-        results=tuple(results[scenario] for scenario in scenarios),
-        seconds=environment.clock() - started,
-        validated=prepared.validated,
-    )
+            results[scenario] = scheduler_result(prepared.model, scenario, simulation)
+    return _plan(prepared, failures, [results[scenario] for scenario in scenarios], environment.clock() - started)
 
 
 def plan_new_guest(
@@ -445,45 +455,23 @@ def plan_new_guest(
             CibSnapshot(data, write_private(directory, "new-guest.xml", data), snapshot.label),
             environment.schema_dir,
         )
-        validated = prepared.validated and added.validated
-        added = Prepared(added.snapshot, added.model, validated, added.validation_note)
-        fast = FastPath.for_model(added.model)
+        added = replace(added, validated=prepared.validated and added.validated)
         scenarios = enumerate_scenarios(added.model, failures)
-        if use_fastpath and validated and all(fast.prove(s.failed, s.quorum).proved for s in scenarios):
-            return _with_extra(run_plan(added, failures, environment), demand, resource)
-        request = SimulationRequest(added.snapshot.path, (), None, os.path.join(directory, "baseline.xml"))
-        (simulation,) = run_simulations([request], environment.runner, 1, environment.clock)
-        baseline = scheduler_result(added.model, scenarios[0], simulation)
-        placed = simulation.placement.get(resource, ())
-        if not placed:
-            plan = Plan(
-                source=snapshot.label,
-                model=added.model,
-                failures=failures,
-                results=(baseline,),
-                seconds=environment.clock() - started,
-                validated=validated,
-            )
-            return _with_extra(plan, demand, resource)
-        data, resource = add_guest(snapshot.data, demand, running_on=placed[0])
-        path = write_private(directory, "new-guest-running.xml", data)
-        running = prepare(CibSnapshot(data, path, snapshot.label), environment.schema_dir)
-        running = Prepared(running.snapshot, running.model, validated, running.validation_note)
-        plan = run_plan(running, failures, environment, use_fastpath)
-    return _with_extra(plan, demand, resource, seconds=environment.clock() - started)
-
-
-def _with_extra(plan: Plan, demand: Resources, resource: str, seconds: float | None = None) -> Plan:
-    return Plan(
-        source=plan.source,
-        model=plan.model,
-        failures=plan.failures,
-        results=plan.results,
-        seconds=plan.seconds if seconds is None else seconds,
-        validated=plan.validated,
-        extra=demand,
-        extra_resource=resource,
-    )
+        proved = _proved(added, scenarios, use_fastpath)
+        if len(proved) == len(scenarios):
+            plan = _plan(added, failures, [proved[scenario] for scenario in scenarios], 0.0)
+        else:
+            request = SimulationRequest(added.snapshot.path, (), None, os.path.join(directory, "baseline.xml"))
+            (simulation,) = run_simulations([request], environment.runner, 1, environment.clock)
+            placed = simulation.placement.get(resource, ())
+            if not placed:
+                plan = _plan(added, failures, [scheduler_result(added.model, scenarios[0], simulation)], 0.0)
+            else:
+                data, resource = add_guest(snapshot.data, demand, running_on=placed[0])
+                path = write_private(directory, "new-guest-running.xml", data)
+                running = prepare(CibSnapshot(data, path, snapshot.label), environment.schema_dir)
+                plan = run_plan(replace(running, validated=added.validated), failures, environment, use_fastpath)
+    return replace(plan, seconds=environment.clock() - started, extra=demand, extra_resource=resource)
 
 
 __all__ = [

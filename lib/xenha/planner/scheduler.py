@@ -226,9 +226,7 @@ def final_placement(
 
 @dataclass(frozen=True)
 class SimulationResult:
-    request: SimulationRequest
     output: SimulationOutput
-    actions: tuple[GraphAction, ...]
     placement: Mapping[str, tuple[str, ...]]
     seconds: float
 
@@ -247,12 +245,9 @@ def interpret(request: SimulationRequest, result: CommandResult, graph: bytes, s
                 detail = f"{detail} ({stderr})"
         raise SchedulerError(f"{detail}; scenario: {describe_failed(request.failed)}")
     output = parse_simulate_output(result.stdout)
-    actions = parse_graph(graph)
     return SimulationResult(
-        request=request,
         output=output,
-        actions=actions,
-        placement=final_placement(output.active_before, request.failed, actions),
+        placement=final_placement(output.active_before, request.failed, parse_graph(graph)),
         seconds=seconds,
     )
 
