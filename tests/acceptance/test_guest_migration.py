@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 import libvirt
 import pytest
@@ -54,7 +55,13 @@ class Move:
             connection.close()
 
     def reservations(self) -> str:
-        return query(self.cib, "//nvpair[contains(@id, '-rsv-')]")
+        """The ids of the reservations in the CIB's ledgers ('' when there are none)."""
+        # query() answers '' for "no match" and for "cannot read the CIB" alike: read a
+        # section every CIB has, so that an unreadable CIB fails instead of passing as empty.
+        crm_config = query(self.cib, "//crm_config")
+        assert crm_config, f"cibadmin cannot read {self.cib}"
+        ids = [nvpair.get("id", "") for nvpair in ElementTree.fromstring(crm_config).iter("nvpair")]
+        return " ".join(id_ for id_ in ids if "-rsv-" in id_)
 
 
 def destroy_everywhere(hosts: HostSet, name: str) -> None:
