@@ -7,6 +7,7 @@ holds the reservation ledger.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import time
 from collections.abc import Iterator
@@ -289,5 +290,10 @@ def test_monitor_restores_utilization_wiped_by_a_stale_configuration_replace(mov
     assert monitor.code == 0, monitor
     assert "utilization hv_memory" in monitor.stderr and "set it again" in monitor.stderr
     assert 'name="hv_memory" value="70"' in query(move.cib, f"//primitive[@id='{move.name}']/utilization")
-    quiet = move.at("hostA").monitor()  # checked just now: no CIB call, nothing logged
+    # checked just now: no CIB call, nothing logged. The next monitor is pointed at a CIB
+    # that cannot be read, so that a call it should not make shows as a warning.
+    unreadable = move.cib.with_name("unreadable-cib.xml")
+    unreadable.write_text("not a CIB")
+    here = move.at("hostA")
+    quiet = dataclasses.replace(here, extra_env={**here.extra_env, "CIB_file": str(unreadable)}).monitor()
     assert quiet.code == 0 and quiet.stderr == "", quiet
