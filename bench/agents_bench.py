@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,9 +43,11 @@ REPEAT = int(os.environ.get("XENHA_BENCH_REPEAT", "21"))
 OUT = REPO / "build" / "bench"
 
 
+@dataclass(frozen=True)
 class Sample:
-    def __init__(self, wall_s: float, cpu_s: float, code: int) -> None:
-        self.wall_s, self.cpu_s, self.code = wall_s, cpu_s, code
+    wall_s: float
+    cpu_s: float
+    code: int
 
 
 def measure(argv: Sequence[str], env: dict[str, str] | None = None, prefix: Sequence[str] = ()) -> Sample:
