@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,9 +43,11 @@ REPEAT = int(os.environ.get("XENHA_BENCH_REPEAT", "21"))
 OUT = REPO / "build" / "bench"
 
 
+@dataclass(frozen=True)
 class Sample:
-    def __init__(self, wall_s: float, cpu_s: float, code: int) -> None:
-        self.wall_s, self.cpu_s, self.code = wall_s, cpu_s, code
+    wall_s: float
+    cpu_s: float
+    code: int
 
 
 def measure(argv: Sequence[str], env: dict[str, str] | None = None, prefix: Sequence[str] = ()) -> Sample:
@@ -65,16 +68,13 @@ class Table:
     def __init__(self) -> None:
         self.rows: list[str] = []
 
-    def add(self, what: str, ours: Sequence[Sample], theirs: Sequence[Sample] | None, goal: str = "") -> None:
+    def add(self, what: str, ours: Sequence[Sample], theirs: Sequence[Sample], goal: str = "") -> None:
         ours_wall, ours_cpu = median(ours, "wall_s") * 1000, median(ours, "cpu_s") * 1000
-        if theirs:
-            their_wall, their_cpu = median(theirs, "wall_s") * 1000, median(theirs, "cpu_s") * 1000
-            self.rows.append(
-                f"| {what} | {ours_wall:.1f} | {their_wall:.1f} | **{ours_wall / their_wall:.2f}** | "
-                f"{ours_cpu:.1f} | {their_cpu:.1f} | **{ours_cpu / their_cpu:.2f}** | {goal} |"
-            )
-        else:
-            self.rows.append(f"| {what} | {ours_wall:.1f} | | | {ours_cpu:.1f} | | | {goal} |")
+        their_wall, their_cpu = median(theirs, "wall_s") * 1000, median(theirs, "cpu_s") * 1000
+        self.rows.append(
+            f"| {what} | {ours_wall:.1f} | {their_wall:.1f} | **{ours_wall / their_wall:.2f}** | "
+            f"{ours_cpu:.1f} | {their_cpu:.1f} | **{ours_cpu / their_cpu:.2f}** | {goal} |"
+        )
 
     def render(self, title: str, ours: str, theirs: str) -> str:
         head = [

@@ -13,8 +13,8 @@ import pathlib
 from xenha.planner.synthetic import GuestSpec, HostSpec, render_cib
 
 
-def n_plus_one() -> str:
-    """Three hosts of 16384/8: N+1, and the fast path proves it.
+def n_plus_one(constraints: str = "") -> str:
+    """Three hosts of 16384/8: N+1, and the fast path proves it (without ``constraints``).
 
     host1: web1 4096/2, web2 4096/2   host2: db1 8192/4   host3: app1 2048/1, app2 2048/1
     Demand 20480 MiB. Losing host1: host2 has 8192 free, takes both webs. Losing host2:
@@ -30,7 +30,7 @@ def n_plus_one() -> str:
         GuestSpec("app1", 2048, 1, "host3"),
         GuestSpec("app2", 2048, 1, "host3"),
     ]
-    return render_cib(hosts, guests)
+    return render_cib(hosts, guests, constraints=constraints)
 
 
 def not_n_plus_one() -> str:
@@ -107,15 +107,7 @@ def pinned() -> str:
     web2 moves there): stopped, 0 MiB short. The constraint keeps the fast path away, so
     every scenario goes to the scheduler.
     """
-    hosts = [HostSpec(f"host{i}", 16384, 8) for i in (1, 2, 3)]
-    guests = [
-        GuestSpec("web1", 4096, 2, "host1"),
-        GuestSpec("web2", 4096, 2, "host1"),
-        GuestSpec("db1", 8192, 4, "host2"),
-        GuestSpec("app1", 2048, 1, "host3"),
-        GuestSpec("app2", 2048, 1, "host3"),
-    ]
-    return render_cib(hosts, guests, constraints=PIN_WEB1)
+    return n_plus_one(constraints=PIN_WEB1)
 
 
 def cpu_bound(last_guest_vcpus: int) -> str:

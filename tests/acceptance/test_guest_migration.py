@@ -7,11 +7,13 @@ holds the reservation ledger.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 import libvirt
 import pytest
@@ -54,7 +56,13 @@ class Move:
             connection.close()
 
     def reservations(self) -> str:
-        return query(self.cib, "//nvpair[contains(@id, '-rsv-')]")
+        """The ids of the reservations in the CIB's ledgers ('' when there are none)."""
+        # query() answers '' for "no match" and for "cannot read the CIB" alike: read a
+        # section every CIB has, so that an unreadable CIB fails instead of passing as empty.
+        crm_config = query(self.cib, "//crm_config")
+        assert crm_config, f"cibadmin cannot read {self.cib}"
+        ids = [nvpair.get("id", "") for nvpair in ElementTree.fromstring(crm_config).iter("nvpair")]
+        return " ".join(id_ for id_ in ids if "-rsv-" in id_)
 
 
 def destroy_everywhere(hosts: HostSet, name: str) -> None:
@@ -282,5 +290,10 @@ def test_monitor_restores_utilization_wiped_by_a_stale_configuration_replace(mov
     assert monitor.code == 0, monitor
     assert "utilization hv_memory" in monitor.stderr and "set it again" in monitor.stderr
     assert 'name="hv_memory" value="70"' in query(move.cib, f"//primitive[@id='{move.name}']/utilization")
-    quiet = move.at("hostA").monitor()  # checked just now: no CIB call, nothing logged
+    # checked just now: no CIB call, nothing logged. The next monitor is pointed at a CIB
+    # that cannot be read, so that a call it should not make shows as a warning.
+    unreadable = move.cib.with_name("unreadable-cib.xml")
+    unreadable.write_text("not a CIB")
+    here = move.at("hostA")
+    quiet = dataclasses.replace(here, extra_env={**here.extra_env, "CIB_file": str(unreadable)}).monitor()
     assert quiet.code == 0 and quiet.stderr == "", quiet

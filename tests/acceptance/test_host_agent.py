@@ -81,9 +81,13 @@ def test_start_publishes_capacity_and_health(host_agent: AgentCase, host_facts: 
 def test_monitor_with_nothing_changed_writes_nothing(host_agent: AgentCase) -> None:
     assert host_agent.run("start").code == 0
     before = cib_of(host_agent).read_bytes()
+    # Rewriting a value it already has leaves the file's bytes as they were: only the time
+    # of the last write tells whether the monitors wrote at all.
+    written = cib_of(host_agent).stat().st_mtime_ns
     for _ in range(2):
         assert host_agent.monitor().code == 0
     assert cib_of(host_agent).read_bytes() == before
+    assert cib_of(host_agent).stat().st_mtime_ns == written
 
 
 def test_a_changed_figure_is_written_again(host_agent: AgentCase, host_facts: tuple[int, int, int]) -> None:

@@ -12,14 +12,13 @@ import pathlib
 import subprocess
 import time
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
 from tests.acceptance import planner_cibs
 from xenha.planner.naive import run_naive
-from xenha.runner import CommandRunner, find_tool
-
-pytestmark = pytest.mark.skipif(find_tool("crm_simulate") is None, reason="crm_simulate not installed")
+from xenha.runner import CommandRunner
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 XENHA = str(ROOT / "bin" / "xenha")
@@ -41,9 +40,17 @@ def stopped_by_scenario(document: dict[str, Any]) -> dict[tuple[str, ...], set[s
     }
 
 
+def guests_in(path: str) -> list[str]:
+    """Every xen-guest resource of the CIB file, read from the file itself (not from xenha's answer)."""
+    root = ElementTree.parse(path).getroot()
+    return [primitive.get("id", "") for primitive in root.iter("primitive") if primitive.get("type") == "xen-guest"]
+
+
 def assert_agrees_with_naive(path: str, document: dict[str, Any]) -> None:
-    guests = [guest for scenario in document["scenarios"] for guest in scenario["displaced_guests"]]
-    names = sorted(set(guests) | {g["resource"] for s in document["scenarios"] for g in s["stopped_guests"]})
+    # The naive loop judges every guest of the CIB: with only the guests xenha names, a plan
+    # that wrongly claims "nothing stopped" would be compared on no guest at all.
+    names = guests_in(path)
+    assert names, path
     scenarios = [
         (tuple(scenario["failed_hosts"]), None if scenario["quorum"] else False) for scenario in document["scenarios"]
     ]
@@ -248,8 +255,8 @@ def check_shape(value: Any, shape: Any, where: str) -> None:
         for key, inner in shape.items():
             check_shape(value[key], inner, f"{where}.{key}")
     elif isinstance(shape, list):
-        if value is None:
-            return  # hosts_after of a proved scenario
+        if value is None and where.endswith(".hosts_after"):
+            return  # a proved scenario computes no placement after recovery
         assert isinstance(value, list), where
         for index, item in enumerate(value):
             check_shape(item, shape[0], f"{where}[{index}]")

@@ -11,10 +11,8 @@ from xenha.planner.cibmodel import parse_cib
 from xenha.planner.htools import to_htools_text
 from xenha.planner.scheduler import parse_graph
 from xenha.planner.synthetic import SyntheticSpec, generate_cib
-from xenha.runner import find_tool
 
 
-@pytest.mark.skipif(find_tool("crm_simulate") is None, reason="crm_simulate not installed")
 def test_the_scheduler_plans_nothing_for_a_generated_cluster(tmp_path: pathlib.Path) -> None:
     cib = tmp_path / "cib.xml"
     cib.write_text(generate_cib(SyntheticSpec(4, 30, 32768, 32)))
@@ -34,7 +32,6 @@ def test_the_scheduler_plans_nothing_for_a_generated_cluster(tmp_path: pathlib.P
     assert all(host.capacity.memory_mib >= 0 for host in model.hosts)
 
 
-@pytest.mark.skipif(find_tool("hcheck") is None, reason="hcheck (ganeti-htools) not installed")
 @pytest.mark.parametrize(("memory", "healthy"), [(65536, True), (30720, False)])
 def test_hcheck_reads_the_translation(tmp_path: pathlib.Path, memory: int, healthy: bool) -> None:
     model = parse_cib(generate_cib(SyntheticSpec(4, 30, memory, 64)).encode())

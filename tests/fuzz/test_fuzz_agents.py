@@ -21,6 +21,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -41,7 +42,6 @@ settings.load_profile(os.environ.get("XENHA_FUZZ_PROFILE", "ci"))
 VALID_CODES = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 190, 191}
 ACTIONS = ["start", "stop", "monitor", "status", "validate-all", "migrate_to", "migrate_from", "reload-agent",
            "meta-data", "usage", "promote", "", "--x", "monitor\n"]  # fmt: skip
-WORKDIR = Path(tempfile.mkdtemp(prefix="xenha-fuzz-"))
 
 # Text as an environment variable can carry it: anything but NUL and lone surrogates.
 env_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=80)
@@ -116,8 +116,15 @@ def base_environment(instance: str, case_dir: Path) -> dict[str, str]:
     }
 
 
-def case_directory() -> Path:
-    return Path(tempfile.mkdtemp(dir=WORKDIR))
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the cases' files go: under pytest's temporary root, which keeps the last few runs
+    for a look at a failure and removes the older ones (a fuzz run writes thousands of cases)."""
+    return tmp_path_factory.mktemp("fuzz")
+
+
+def case_directory(workdir: Path) -> Path:
+    return Path(tempfile.mkdtemp(dir=workdir))
 
 
 @given(
@@ -158,8 +165,9 @@ def test_xen_guest_survives_hostile_input(
     remote: str,
     meta: dict[str, str],
     facility: str,
+    workdir: Path,
 ) -> None:
-    case = case_directory()
+    case = case_directory(workdir)
     config = case / "guest.xml"
     config.write_bytes(document)
     environ = base_environment(instance, case)
@@ -186,9 +194,9 @@ def test_xen_guest_survives_hostile_input(
     ),
 )
 def test_xen_host_survives_hostile_input(
-    action: str, instance: str, params: dict[str, str], hypervisor: str, meta: dict[str, str]
+    action: str, instance: str, params: dict[str, str], hypervisor: str, meta: dict[str, str], workdir: Path
 ) -> None:
-    case = case_directory()
+    case = case_directory(workdir)
     environ = base_environment(instance, case)
     environ.update({f"OCF_RESKEY_{key}": text for key, text in params.items()})
     environ["OCF_RESKEY_hypervisor"] = hypervisor
@@ -198,9 +206,9 @@ def test_xen_host_survives_hostile_input(
 
 
 @given(document=domain_documents(), instance=st.one_of(nasty, env_text.filter(bool)))
-def test_guest_lifecycle_on_fuzzed_configurations(document: bytes, instance: str) -> None:
+def test_guest_lifecycle_on_fuzzed_configurations(document: bytes, instance: str, workdir: Path) -> None:
     """start, probe, stop in sequence on one configuration: each answer is a valid one."""
-    case = case_directory()
+    case = case_directory(workdir)
     config = case / "guest.xml"
     config.write_bytes(document)
     environ = base_environment(instance, case)

@@ -92,6 +92,12 @@ def test_internal_errors_become_generic_errors_without_tracebacks_on_stderr() ->
     code, _, err, _ = run(["explode"])
     assert code == 1
     assert "ocf-exit-reason:internal error in demo explode: RuntimeError: boom" in err
+    # the traceback goes through the log (here: stderr, nothing else being configured),
+    # every line of it a log line; the only other line is the exit reason
+    *logged, last = err.splitlines()
+    assert last.startswith("ocf-exit-reason:internal error in demo explode")
+    assert any(line.endswith("ERROR: Traceback (most recent call last):") for line in logged), err
+    assert all("demo(r1)[" in line and "ERROR: " in line for line in logged), err
 
 
 def test_invalid_configuration_stops_strict_actions_but_not_lenient_ones() -> None:

@@ -28,12 +28,6 @@ GUESTS = [
 ]
 
 
-def model_of(**kwargs: object) -> object:
-    hosts = kwargs.pop("hosts", HOSTS)
-    guests = kwargs.pop("guests", GUESTS)
-    return parse_cib(render_cib(hosts, guests, **kwargs).encode())  # type: ignore[arg-type]
-
-
 def test_hosts_guests_and_options_are_read() -> None:
     model = parse_cib(render_cib(HOSTS, GUESTS).encode())
     assert [(host.name, host.capacity, host.online) for host in model.hosts] == [

@@ -14,7 +14,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -32,7 +31,7 @@ from xenha.planner.fastpath import (
 from xenha.planner.naive import run_naive
 from xenha.planner.scenarios import PlanEnvironment, prepare, run_plan
 from xenha.planner.synthetic import GuestSpec, HostSpec, render_cib
-from xenha.runner import CommandRunner, find_tool
+from xenha.runner import CommandRunner
 
 # --- worked examples -----------------------------------------------------------------------
 
@@ -207,8 +206,6 @@ def test_the_property_is_not_vacuous() -> None:
 
 # --- soundness against Pacemaker's scheduler ---------------------------------------------------
 
-needs_crm_simulate = pytest.mark.skipif(find_tool("crm_simulate") is None, reason="crm_simulate not installed")
-
 
 @st.composite
 def clusters(draw: st.DrawFn) -> tuple[list[HostSpec], list[GuestSpec], str, int]:
@@ -235,7 +232,6 @@ def clusters(draw: st.DrawFn) -> tuple[list[HostSpec], list[GuestSpec], str, int
 
 
 # A longer campaign: XENHA_SCHEDULER_EXAMPLES=500 XENHA_SCHEDULER_RANDOM=1 pytest -k naive_loop
-@needs_crm_simulate
 @settings(
     max_examples=int(os.environ.get("XENHA_SCHEDULER_EXAMPLES", "25")),
     deadline=None,
