@@ -154,6 +154,19 @@ def test_host_usage_counts_live_reservations() -> None:
     assert [reservation.resource for reservation in live] == ["db1"]
 
 
+def test_host_usage_counts_an_arrived_guest_once() -> None:
+    """web1 has arrived on h1 and its reservation is not released yet: used, not reserved too."""
+    cib = render_cib([HostSpec("h1", 8192, 4)], [GuestSpec("web1", 4096, 2, "h1")]).replace(
+        "</crm_config>",
+        '<cluster_property_set id="xenha-ledger-h1">'
+        '<nvpair id="xenha-ledger-h1-rsv-web1" name="r" value="memory_mib=4096 vcpus=2 expires=2000 holder=t resource=web1"/>'
+        "</cluster_property_set></crm_config>",
+    )
+    (usage,), live = host_usage(parse_cib(cib.encode()), now=1500.0)
+    assert (usage.used, usage.reserved, usage.free) == (Resources(4096, 2), Resources(), Resources(4096, 2))
+    assert [reservation.resource for reservation in live] == ["web1"]
+
+
 def test_scenarios_and_their_quorum() -> None:
     hosts = [HostSpec(f"h{i}", 8192, 4, up=i != 5) for i in (1, 2, 3, 4, 5)]
     model = parse_cib(render_cib(hosts, [GuestSpec("web1", 4096, 2, "h1")]).encode())

@@ -326,16 +326,24 @@ class HostUsage:
 
 
 def host_usage(model: CibModel, now: float) -> tuple[tuple[HostUsage, ...], tuple[Reservation, ...]]:
-    """Per host: capacity, used by the guests active there, reserved by live reservations."""
+    """Per host: capacity, used by the guests active there, reserved by live reservations.
+
+    As the admission check counts (xenha.capacity.tally): a reservation whose guest is already
+    active on its node (arrived, not yet released) is counted once, as used.
+    """
     live = tuple(reservation for reservation in model.reservations if not reservation.expired(now))
     used: dict[str, Resources] = {}
     count: dict[str, int] = {}
+    active: set[tuple[str, str]] = set()
     for guest in model.guests:
         for node in guest.active_on:
             used[node] = used.get(node, Resources()) + guest.demand
             count[node] = count.get(node, 0) + 1
+            active.add((guest.resource, node))
     reserved: dict[str, Resources] = {}
     for reservation in live:
+        if (reservation.resource, reservation.node) in active:
+            continue
         reserved[reservation.node] = reserved.get(reservation.node, Resources()) + Resources(
             reservation.memory_mib, reservation.vcpus
         )
