@@ -225,7 +225,7 @@ def occupant_of(domain: ActiveDomain) -> Occupant:
     try:
         guest_type = GuestType(domain.guest_type)
     except ValueError:
-        guest_type = guest_type_from_os_type(domain.os_type)
+        guest_type = guest_type_from_os_type(domain.os_type or "")  # read whenever no demand was recorded
     return Occupant(
         domain.resource,
         domain.name,

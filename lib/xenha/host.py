@@ -204,6 +204,7 @@ class HostAgent(Agent):
         hypervisor = Hypervisor(ctx.params.string("hypervisor") or "", measuring, node)
         try:
             facts = hypervisor.node_facts()
+            free_memory_mib = hypervisor.free_memory_mib()
             domains = [occupant_of(domain) for domain in hypervisor.active_domains()]
             reserve = host_reserve_mib(ctx.params.integer("host_memory_reserve"), hypervisor.domain0_memory_mib)
         except HypervisorError as error:
@@ -224,7 +225,7 @@ class HostAgent(Agent):
         # leave the hypervisor's free memory): the comparison is the same without them.
         booked = sum(domain.demand.memory_mib for domain in managed)
         tolerance = ctx.params.integer("memory_drift_tolerance") or 0
-        health = memory_health(facts.free_memory_mib, capacity, booked, tolerance)
+        health = memory_health(free_memory_mib, capacity, booked, tolerance)
         return health, {"hv_memory": capacity, "cpu": cpu_capacity(facts.cpus, ratio)}, reserve
 
 

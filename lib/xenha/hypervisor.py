@@ -142,7 +142,9 @@ class ActiveDomain(NamedTuple):
     domain_id: int
     max_memory_mib: int
     vcpus: int
-    os_type: str
+    # libvirt's OS type; read only when the metadata lacks the recorded demand (it costs an RPC
+    # per domain, and the demand of a guest the suite started is recorded), else None.
+    os_type: str | None
     # The cluster resource that owns it (from the suite's metadata), None when unmanaged.
     resource: str | None
     # The memory demand recorded in the metadata when the suite started it, when recorded.
@@ -154,7 +156,6 @@ class ActiveDomain(NamedTuple):
 class NodeFacts(NamedTuple):
     memory_mib: int
     cpus: int
-    free_memory_mib: int
 
 
 class Hypervisor:
@@ -290,8 +291,12 @@ class Hypervisor:
                 if domain_id == 0:
                     continue  # Xen's Domain-0 is the host itself, not a guest
                 info = self.call(f"read {domain.name()}", domain.info)
-                os_type = str(self.call(f"read the OS type of {domain.name()}", domain.OSType))
                 metadata = self._metadata(domain)
+                recorded_demand_mib = _int_attribute(metadata, "demand-mib")
+                recorded_vcpus = _int_attribute(metadata, "vcpus")
+                os_type = None
+                if recorded_demand_mib is None or recorded_vcpus is None:
+                    os_type = str(self.call(f"read the OS type of {domain.name()}", domain.OSType))
             except HypervisorError as error:
                 if error.kind is ErrorKind.NO_DOMAIN:
                     continue  # it left while we were looking
@@ -304,8 +309,8 @@ class Hypervisor:
                     vcpus=int(info[3]),
                     os_type=os_type,
                     resource=_attribute(metadata, "resource"),
-                    recorded_demand_mib=_int_attribute(metadata, "demand-mib"),
-                    recorded_vcpus=_int_attribute(metadata, "vcpus"),
+                    recorded_demand_mib=recorded_demand_mib,
+                    recorded_vcpus=recorded_vcpus,
                     guest_type=_attribute(metadata, "guest-type"),
                 )
             )
@@ -327,8 +332,13 @@ class Hypervisor:
     def node_facts(self) -> NodeFacts:
         connection = self.connection()
         info = self.call("read the host's memory and CPUs", connection.getInfo)
+        return NodeFacts(memory_mib=int(info[1]), cpus=int(info[2]))
+
+    def free_memory_mib(self) -> int:
+        """Memory no domain holds now (only xen-host's health needs it: admission does not)."""
+        connection = self.connection()
         free_bytes = self.call("read the host's free memory", connection.getFreeMemory)
-        return NodeFacts(memory_mib=int(info[1]), cpus=int(info[2]), free_memory_mib=int(free_bytes) // (1024 * 1024))
+        return int(free_bytes) // (1024 * 1024)
 
     def domain0_memory_mib(self) -> int | None:
         """Xen's Domain-0 current memory, when this libvirt reports a Domain-0 (libxl does)."""
