@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from xenha.booleans import is_true
+
 PARAM_PREFIX = "OCF_RESKEY_"
 META_PREFIX = "OCF_RESKEY_CRM_meta_"
 DEFAULT_RSCTMP = "/run/resource-agents"
@@ -25,10 +27,6 @@ def _ocf_version(major: str | None, minor: str | None) -> tuple[int, int] | None
         return None
     minor_number = int(minor) if minor is not None and minor.strip().isdigit() else 0
     return (int(major), minor_number)
-
-
-def _truthy(text: str | None) -> bool:
-    return (text or "").strip().lower() in {"1", "yes", "true", "on", "y"}
 
 
 class OcfEnvironment(NamedTuple):
@@ -71,7 +69,7 @@ class OcfEnvironment(NamedTuple):
             log_facility=environ.get("HA_LOGFACILITY"),
             log_file=environ.get("HA_LOGFILE"),
             debug_log=environ.get("HA_DEBUGLOG"),
-            debug=_truthy(environ.get("HA_debug")) or _truthy(environ.get("HA_DEBUG")),
+            debug=is_true(environ.get("HA_debug")) or is_true(environ.get("HA_DEBUG")),
         )
 
     @property

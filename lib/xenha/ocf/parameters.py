@@ -11,11 +11,10 @@ import enum
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple, Union
 
+from xenha.booleans import FALSE_WORDS, TRUE_WORDS
 from xenha.ocf.codes import OcfError, OcfExit
 
 PACEMAKER_OWN = frozenset({"crm_feature_set"})
-TRUE_WORDS = frozenset({"1", "yes", "true", "on", "y"})
-FALSE_WORDS = frozenset({"0", "no", "false", "off", "n"})
 
 
 class ParamType(enum.Enum):

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Optional, cast
 
+from xenha.booleans import is_true
 from xenha.reservation import Reservation, ledger_id
 
 GUEST_AGENT = ("ocf", "xenha", "xen-guest")
@@ -40,7 +41,6 @@ CPU = "cpu"
 DIMENSIONS = (MEMORY, CPU)
 LEDGER_PREFIX = ledger_id("")
 _INTEGER = re.compile(r"^[+-]?[0-9]{1,15}$")
-TRUE_WORDS = frozenset({"1", "yes", "true", "on", "y"})
 
 
 class CibError(Exception):
@@ -314,10 +314,6 @@ def _collector_paused() -> Iterator[None]:
 
 
 # --- small helpers -------------------------------------------------------------------------
-
-
-def is_true(value: str | None) -> bool:
-    return (value or "").strip().lower() in TRUE_WORDS
 
 
 def parse_utilization_value(text: str | None) -> int | None:
