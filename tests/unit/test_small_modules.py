@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from xenha import domstate
@@ -131,6 +131,7 @@ def test_hvm_policy_names_match_the_migration_methods() -> None:
     query_key=st.sampled_from(["password", "passwd", "secret", "key", "PASSWORD"]),
 )
 def test_masking_never_shows_a_password(user: str, password: str, query_key: str) -> None:
+    assume(password not in query_key)  # "PASSWO" is in the key "PASSWORD", which is not masked
     for uri in (
         f"xen+ssh://{user}:{password}@node2/system",
         f"qemu+tls://{user}:{password}@node2:16514/system?keyfile=/k",
