@@ -20,7 +20,8 @@ from dataclasses import dataclass, replace
 from typing import Any, NoReturn, TextIO
 
 import xenha
-from xenha.planner.cibmodel import CibError, Resources, parse_cib
+from xenha.admission.resources import Resources
+from xenha.planner.cibmodel import CibError, parse_cib
 from xenha.planner.cibsource import CibSnapshot, query_live_cib, read_cib_file
 from xenha.planner.report import (
     UNKNOWN,

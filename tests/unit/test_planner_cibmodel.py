@@ -7,10 +7,10 @@ import re
 
 import pytest
 
+from xenha.admission.ledger import ledger_id
+from xenha.admission.resources import Resources
 from xenha.planner.cibmodel import (
     CibError,
-    Resources,
-    ledger_id,
     parse_cib,
     parse_ledger,
     parse_utilization_value,

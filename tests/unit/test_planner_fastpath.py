@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from xenha.planner.cibmodel import Resources, parse_cib
+from xenha.admission.resources import Resources
+from xenha.planner.cibmodel import parse_cib
 from xenha.planner.cibsource import CibSnapshot
 from xenha.planner.fastpath import (
     DemandProfile,

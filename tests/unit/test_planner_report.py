@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from xenha.planner.cibmodel import Resources, parse_cib
+from xenha.admission.resources import Resources
+from xenha.planner.cibmodel import parse_cib
 from xenha.planner.report import (
     CRITICAL,
     OK,

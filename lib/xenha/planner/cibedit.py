@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from xenha.planner.cibmodel import CPU, MEMORY, CibError, Resources
+from xenha.admission.resources import Resources
+from xenha.planner.cibmodel import CPU, MEMORY, CibError
 
 NEW_GUEST = "xenha-check-add"
 

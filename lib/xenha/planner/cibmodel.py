@@ -32,49 +32,19 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Optional, cast
 
+from xenha.admission.ledger import Reservation, node_of_ledger, read_ledger_set
+from xenha.admission.resources import Resources
 from xenha.booleans import is_true
-from xenha.reservation import Reservation, ledger_id
 
 GUEST_AGENT = ("ocf", "xenha", "xen-guest")
 MEMORY = "hv_memory"
 CPU = "cpu"
 DIMENSIONS = (MEMORY, CPU)
-LEDGER_PREFIX = ledger_id("")
 _INTEGER = re.compile(r"^[+-]?[0-9]{1,15}$")
 
 
 class CibError(Exception):
     """The CIB cannot be planned on; the message says what is wrong and how to fix it."""
-
-
-@dataclass(frozen=True)
-class Resources:
-    """A demand or a capacity: MiB of memory (``hv_memory``) and vCPUs (``cpu``)."""
-
-    memory_mib: int = 0
-    vcpus: int = 0
-
-    def __add__(self, other: Resources) -> Resources:
-        return Resources(self.memory_mib + other.memory_mib, self.vcpus + other.vcpus)
-
-    def __sub__(self, other: Resources) -> Resources:
-        return Resources(self.memory_mib - other.memory_mib, self.vcpus - other.vcpus)
-
-    def fits_in(self, room: Resources) -> bool:
-        """Pacemaker's test: every attribute of the demand is at most what remains."""
-        return self.memory_mib <= room.memory_mib and self.vcpus <= room.vcpus
-
-    def clipped(self) -> Resources:
-        """Negative components set to zero (a shortfall is never negative)."""
-        return Resources(max(0, self.memory_mib), max(0, self.vcpus))
-
-
-def total(items: Iterable[Resources]) -> Resources:
-    memory = vcpus = 0
-    for item in items:
-        memory += item.memory_mib
-        vcpus += item.vcpus
-    return Resources(memory, vcpus)
 
 
 @dataclass(frozen=True)
@@ -358,27 +328,18 @@ def score_value(text: str | None) -> int | None:
 def parse_ledger(crm_config: Any, host_names: Sequence[str]) -> tuple[Reservation, ...]:
     """Every reservation in the ledgers under ``crm_config`` (expired ones included).
 
-    One ``cluster_property_set`` per target node, id ``xenha-ledger-<node>``; one nvpair
-    per reservation with id ``xenha-ledger-<node>-rsv-<resource>`` and a value of
-    ``memory_mib=4160 vcpus=2 expires=<epoch> holder=<token> resource=<resource>``, decoded
-    by the reservation protocol's own :class:`xenha.reservation.Reservation`. Other nvpairs
-    (the version) and malformed values are skipped. Callers drop reservations that have
-    expired (:meth:`Reservation.expired`).
+    The ledger's format is :mod:`xenha.admission.ledger`'s, the one the agents book in.
+    Callers drop reservations that have expired (:meth:`Reservation.expired`).
     """
     if crm_config is None:
         return ()
-    nodes_by_set = {ledger_id(name): name for name in host_names}
     found: list[Reservation] = []
     for property_set in crm_config.iterfind("cluster_property_set"):
-        set_id = property_set.get("id", "")
-        if not set_id.startswith(LEDGER_PREFIX):
+        node = node_of_ledger(property_set.get("id", ""), host_names)
+        if node is None:
             continue
-        node = nodes_by_set.get(set_id, set_id[len(LEDGER_PREFIX) :])
-        for nvpair in property_set.iterfind("nvpair"):
-            if nvpair.get("id", "").startswith(f"{set_id}-rsv-"):
-                reservation = Reservation.decode(node, nvpair.get("value") or "")
-                if reservation is not None:
-                    found.append(reservation)
+        nvpairs = [(nvpair.get("id", ""), nvpair.get("value") or "") for nvpair in property_set.iterfind("nvpair")]
+        found.extend(read_ledger_set(node, nvpairs)[1])
     return tuple(found)
 
 
@@ -418,7 +379,7 @@ def _cluster_options(crm_config: Any) -> tuple[ClusterOptions, bool]:
     sets = [
         property_set
         for property_set in (() if crm_config is None else crm_config.iterfind("cluster_property_set"))
-        if not property_set.get("id", "").startswith(LEDGER_PREFIX)
+        if node_of_ledger(property_set.get("id", ""), ()) is None
     ]
     # Pacemaker reads cib-bootstrap-options first: its values win.
     sets.sort(key=lambda element: element.get("id") != "cib-bootstrap-options")

@@ -18,9 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from xenha.planner.cibmodel import CibModel, Resources, total
+from xenha.admission.ledger import Reservation
+from xenha.admission.load import Occupant, tally
+from xenha.admission.resources import Resources, total
+from xenha.planner.cibmodel import CibModel
 from xenha.planner.scenarios import HostLoad, Plan, ScenarioResult
-from xenha.reservation import Reservation
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATUS_WORDS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -328,37 +330,20 @@ class HostUsage:
 def host_usage(model: CibModel, now: float) -> tuple[tuple[HostUsage, ...], tuple[Reservation, ...]]:
     """Per host: capacity, used by the guests active there, reserved by live reservations.
 
-    As the admission check counts (xenha.capacity.tally): a reservation whose guest is already
-    active on its node (arrived, not yet released) is counted once, as used.
+    Counted by the admission check's own rule (:func:`xenha.admission.load.tally`): a
+    reservation whose guest is already active on its node (arrived, not yet released) is
+    counted once, as used.
     """
     live = tuple(reservation for reservation in model.reservations if not reservation.expired(now))
-    used: dict[str, Resources] = {}
-    count: dict[str, int] = {}
-    active: set[tuple[str, str]] = set()
-    for guest in model.guests:
-        for node in guest.active_on:
-            used[node] = used.get(node, Resources()) + guest.demand
-            count[node] = count.get(node, 0) + 1
-            active.add((guest.resource, node))
-    reserved: dict[str, Resources] = {}
-    for reservation in live:
-        if (reservation.resource, reservation.node) in active:
-            continue
-        reserved[reservation.node] = reserved.get(reservation.node, Resources()) + Resources(
-            reservation.memory_mib, reservation.vcpus
-        )
-    usage = tuple(
-        HostUsage(
-            name=host.name,
-            state=host.state,
-            capacity=host.capacity,
-            used=used.get(host.name, Resources()),
-            reserved=reserved.get(host.name, Resources()),
-            guests=count.get(host.name, 0),
-        )
-        for host in model.hosts
-    )
-    return usage, live
+    usage = []
+    for host in model.hosts:
+        active = [
+            Occupant(guest.resource, None, guest.demand) for guest in model.guests if host.name in guest.active_on
+        ]
+        arriving = [Occupant(item.resource, None, item.demand) for item in live if item.node == host.name]
+        counted = tally(active, arriving)
+        usage.append(HostUsage(host.name, host.state, host.capacity, counted.used, counted.reserved, len(active)))
+    return tuple(usage), live
 
 
 def render_status_text(model: CibModel, source: str, now: float) -> str:

@@ -23,17 +23,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from xenha.planner.cibmodel import (
-    CibDocument,
-    CibError,
-    CibModel,
-    Guest,
-    Resources,
-    build_model,
-    read_cib_document,
-    schema_path,
-    total,
-)
+from xenha.admission.resources import Resources, total
+from xenha.planner.cibmodel import CibDocument, CibError, CibModel, Guest, build_model, read_cib_document, schema_path
 from xenha.planner.cibsource import CibSnapshot, write_private
 from xenha.planner.fastpath import FastPath, Proof
 from xenha.planner.scheduler import (

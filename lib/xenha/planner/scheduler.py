@@ -36,7 +36,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from xenha.planner.cibmodel import CPU, MEMORY, Resources
+from xenha.admission.resources import Resources
+from xenha.planner.cibmodel import CPU, MEMORY
 from xenha.runner import CommandResult, CommandRunner, first_line
 
 CRM_SIMULATE = "crm_simulate"

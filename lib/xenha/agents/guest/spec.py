@@ -6,14 +6,15 @@ can switch by changing the agent name; new concepts get new names.
 
 from __future__ import annotations
 
+from xenha.agents.parameters import HYPERVISOR
 from xenha.ocf import Action, AgentSpec, Parameter, ParamType
 from xenha.ocf.metadata import COMMON_ACTIONS
 
 AGENT_NAME = "xen-guest"
-# The values of xenha.migration.Method (a unit test keeps them equal); repeated here so that
-# the monitor path, which reads these declarations, does not load the migration code.
+# The values of xenha.agents.guest.migration_plan.Method (a unit test keeps them equal);
+# repeated here so that the monitor path, which reads these declarations, does not load the
+# migration code.
 HVM_POLICIES = ("live", "save-restore", "refuse")
-DEFAULT_CPU_OVERCOMMIT = 4.0  # Ganeti's default instance policy: vcpu-ratio 4
 
 PARAMETERS = (
     Parameter(
@@ -25,13 +26,7 @@ PARAMETERS = (
         required=True,
         unique=True,
     ),
-    Parameter(
-        "hypervisor",
-        "libvirt URI of the local hypervisor.",
-        "libvirt connection URI of the hypervisor on the node running the action. xen:///system "
-        "on a Xen host; qemu:///system and test:///default work for testing.",
-        default="xen:///system",
-    ),
+    HYPERVISOR,
     Parameter(
         "shutdown_timeout",
         "Seconds of graceful shutdown before the guest is destroyed.",

@@ -12,7 +12,7 @@ monitor it computes:
 
 Values are written only when they differ from what the CIB already holds. With
 ``node-health-strategy=migrate-on-red``, guests leave a host whose hypervisor is sick.
-The figures are the same the guest agent's reservation check uses (``xenha.capacity``), so
+The figures are the same the guest agent's reservation check uses (``xenha.admission``), so
 capacity and demand always meet.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from xenha.capacity import (
+from xenha.admission.load import (
     RED,
     Health,
     cpu_capacity,
@@ -29,13 +29,13 @@ from xenha.capacity import (
     memory_health,
     occupant_of,
 )
-from xenha.guest_spec import DEFAULT_CPU_OVERCOMMIT
-from xenha.guest_spec import PARAMETERS as GUEST_PARAMETERS
-from xenha.hypervisor import Hypervisor, HypervisorError
-from xenha.libvirt_uri import hypervisor_problems
+from xenha.agents.parameters import HYPERVISOR, cpu_overcommit, hypervisor_problems
+from xenha.libvirt.connection import Hypervisor
+from xenha.libvirt.errors import HypervisorError
 from xenha.ocf import Action, Agent, AgentSpec, Context, Handler, OcfError, OcfExit, Parameter, ParamType
 from xenha.ocf.metadata import COMMON_ACTIONS
-from xenha.pacemaker import RESERVE_ATTRIBUTE, ClusterCli, NotInCluster, PacemakerError
+from xenha.pacemaker.cibxml import RESERVE_ATTRIBUTE
+from xenha.pacemaker.cluster import ClusterCli, NotInCluster, PacemakerError
 from xenha.runner import CommandRunner
 from xenha.statefile import StateFile
 
@@ -45,10 +45,8 @@ HEALTH_ATTRIBUTE = "#health-xenha"
 PUBLISH_RESERVE_SHARE = 0.4
 PUBLISH_RESERVE_MAX_S = 10.0
 
-_HYPERVISOR = next(parameter for parameter in GUEST_PARAMETERS if parameter.name == "hypervisor")
-
 PARAMETERS = (
-    _HYPERVISOR,
+    HYPERVISOR,
     Parameter(
         "host_memory_reserve",
         "Host memory not available to guests, in MiB.",
@@ -220,7 +218,7 @@ class HostAgent(Agent):
         capacity = ctx.params.integer("memory_capacity")
         if capacity is None:
             capacity = host_memory_capacity_mib(facts.memory_mib, reserve, unmanaged)
-        ratio = ctx.params.decimal("cpu_overcommit") or DEFAULT_CPU_OVERCOMMIT
+        ratio = cpu_overcommit(ctx.params)
         # Reservations for arrivals would count on both sides (booked by the cluster, about to
         # leave the hypervisor's free memory): the comparison is the same without them.
         booked = sum(domain.demand.memory_mib for domain in managed)
