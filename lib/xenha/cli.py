@@ -15,14 +15,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn, TextIO
 
 import xenha
 from xenha.admission.resources import Resources
-from xenha.planner.cibmodel import CibError, parse_cib
+from xenha.planner.cibmodel import parse_cib
 from xenha.planner.cibsource import CibSnapshot, query_live_cib, read_cib_file
+from xenha.planner.model import CibError
 from xenha.planner.report import (
     UNKNOWN,
     error_json,
@@ -136,8 +138,6 @@ class _Workspace:
 
     def path(self) -> str:
         if self._directory is None:
-            import tempfile
-
             self._directory = tempfile.TemporaryDirectory(prefix="xenha-")
         return str(self._directory.name)
 

@@ -18,7 +18,7 @@ def libvirt_module() -> Any:
     """The ``libvirt`` module, imported once, with its stderr printing silenced."""
     global _libvirt_module
     if _libvirt_module is None:
-        import libvirt
+        import libvirt  # noqa: PLC0415 - libvirt on the first call, never for meta-data (performance.md)
 
         libvirt.registerErrorHandler(lambda _context, _error: None, None)
         _libvirt_module = libvirt

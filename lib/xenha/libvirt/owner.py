@@ -73,7 +73,7 @@ def _number(value: str | None) -> int | None:
 
 def with_owner(data: bytes, source: str, owner: Owner) -> str:
     """The domain XML ``data`` with the suite's metadata element recording ``owner``."""
-    from lxml import etree
+    from lxml import etree  # noqa: PLC0415 - lxml only when a guest starts (performance.md)
 
     root = parse_tree(data, source)
     metadata = root.find("metadata")

@@ -88,6 +88,6 @@ class OcfEnvironment(NamedTuple):
     @property
     def node_name(self) -> str:
         """The node this action runs on: as Pacemaker names it, else the host name."""
-        import os
+        import os  # noqa: PLC0415 - only when needed (performance.md)
 
         return self.meta.get("on_node") or os.uname().nodename

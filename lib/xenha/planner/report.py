@@ -13,6 +13,7 @@ The first line of the text output is the monitoring headline (``XENHA PLAN OK - 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any
 from xenha.admission.ledger import Reservation
 from xenha.admission.load import Occupant, tally
 from xenha.admission.resources import Resources, total
-from xenha.planner.cibmodel import CibModel
+from xenha.planner.model import CibModel
 from xenha.planner.scenarios import HostLoad, Plan, ScenarioResult
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -295,7 +296,6 @@ def plan_json(plan: Plan) -> dict[str, Any]:
 
 
 def render_json(document: dict[str, Any]) -> str:
-    import json
 
     return json.dumps(document, indent=2, sort_keys=False) + "\n"
 

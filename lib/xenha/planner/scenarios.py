@@ -19,14 +19,20 @@ from __future__ import annotations
 
 import itertools
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from lxml import etree
+
 from xenha.admission.resources import Resources, total
-from xenha.planner.cibmodel import CibDocument, CibError, CibModel, Guest, build_model, read_cib_document, schema_path
+from xenha.planner.cibdocument import CibDocument, read_cib_document
+from xenha.planner.cibedit import add_guest
+from xenha.planner.cibmodel import build_model
 from xenha.planner.cibsource import CibSnapshot, write_private
 from xenha.planner.fastpath import FastPath, Proof
+from xenha.planner.model import CibError, CibModel, Guest, schema_path
 from xenha.planner.scheduler import (
     ProgressCallback,
     SchedulerError,
@@ -208,7 +214,6 @@ def validate_schema(document: CibDocument, schema_dir: str) -> bool:
     and crm_simulate upgrades and checks the CIB itself. Raises CibError when it is checked
     and invalid: the scheduler would refuse it.
     """
-    from lxml import etree
 
     root = document.root
     validate_with = root.get("validate-with", "")
@@ -399,8 +404,6 @@ def run_plan(
     results = _proved(prepared, scenarios, use_fastpath)
     pending = [scenario for scenario in scenarios if scenario not in results]
     if pending:
-        import tempfile
-
         with tempfile.TemporaryDirectory(prefix="xenha-plan-") as directory:
             requests = [
                 SimulationRequest(
@@ -434,9 +437,6 @@ def plan_new_guest(
     finds no room, that baseline is the answer); the guest is then recorded as running
     there, and that CIB is planned scenario by scenario.
     """
-    import tempfile
-
-    from xenha.planner.cibedit import add_guest
 
     snapshot = prepared.snapshot
     started = environment.clock()

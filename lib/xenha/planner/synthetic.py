@@ -137,7 +137,9 @@ def _utilization(owner: str, memory_mib: int | None, vcpus: int | None) -> str:
     return f'<utilization id="{owner}-utilization">{inner}</utilization>'
 
 
-def _op(resource: str, node: str, operation: str, interval_ms: int, rc: int, call_id: int, digest: str) -> str:
+def _op(  # noqa: PLR0913 - the fields of one lrm_rsc_op record, written as one
+    resource: str, node: str, operation: str, interval_ms: int, rc: int, call_id: int, digest: str
+) -> str:
     key = f"{resource}_{operation}_{interval_ms}"
     op_id = key if interval_ms else f"{resource}_last_0"
     return (
@@ -154,7 +156,7 @@ def _guest_parameters(name: str) -> dict[str, str]:
     return {"config": f"/etc/xen/guests/{name}.xml"}
 
 
-def render_cib(
+def render_cib(  # noqa: PLR0913 - a test fixture builder: each keyword is one knob of the generated CIB
     hosts: Sequence[HostSpec],
     guests: Sequence[GuestSpec],
     placement_strategy: str = "balanced",

@@ -22,9 +22,9 @@ def book(action: GuestAction, spec: DomainSpec, what: str, target: Hypervisor) -
     is only logged, since the reservation expires by itself. A refusal is the action's failure.
     """
     # The admission package is loaded only by the actions that book (performance.md).
-    from xenha.admission.admit import AdmissionRefused, AdmissionRequest, admit
-    from xenha.admission.resources import demand_of
-    from xenha.admission.stores import ReservationError
+    from xenha.admission.admit import AdmissionRefused, AdmissionRequest, admit  # noqa: PLC0415 - admission only when booking (performance.md)
+    from xenha.admission.resources import demand_of  # noqa: PLC0415 - admission only when booking (performance.md)
+    from xenha.admission.stores import ReservationError  # noqa: PLC0415 - admission only when booking (performance.md)
 
     ctx = action.ctx
     node = target.node

@@ -44,8 +44,8 @@ def monitor(action: GuestAction) -> OcfExit:
 
 
 def start(action: GuestAction) -> OcfExit:
-    from xenha.admission.resources import demand_of
-    from xenha.libvirt.owner import Owner, with_owner
+    from xenha.admission.resources import demand_of  # noqa: PLC0415 - only start needs these (performance.md)
+    from xenha.libvirt.owner import Owner, with_owner  # noqa: PLC0415 - only start needs these (performance.md)
 
     ctx = action.ctx
     config, spec = action.require_config()

@@ -36,13 +36,13 @@ class GuestServices:
         return Hypervisor(uri, self._ctx.deadline, node)
 
     def cluster(self) -> ClusterCli:
-        from xenha.pacemaker.cluster import ClusterCli
-        from xenha.runner import CommandRunner
+        from xenha.pacemaker.cluster import ClusterCli  # noqa: PLC0415 - the cluster stack only when used (performance.md)
+        from xenha.runner import CommandRunner  # noqa: PLC0415 - the cluster stack only when used (performance.md)
 
         return ClusterCli(CommandRunner(), self._ctx.deadline)
 
     def ledger(self, node: str) -> Ledger:
         """The reservation ledger of ``node``: in the CIB, or on this host outside a cluster."""
-        from xenha.admission.stores import ClusterOrLocalLedger
+        from xenha.admission.stores import ClusterOrLocalLedger  # noqa: PLC0415 - the cluster stack only when used (performance.md)
 
         return ClusterOrLocalLedger(self.cluster(), self._ctx.env.rsctmp, node)

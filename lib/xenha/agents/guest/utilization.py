@@ -38,7 +38,7 @@ def publish_utilization(action: GuestAction, spec: DomainSpec, force: bool) -> N
 
 
 def _wanted(action: GuestAction, spec: DomainSpec) -> dict[str, int] | None:
-    from xenha.admission.resources import demand_of
+    from xenha.admission.resources import demand_of  # noqa: PLC0415 - only when something may be published (performance.md)
 
     wanted = {}
     demand = demand_of(spec)
@@ -55,7 +55,7 @@ def _wanted(action: GuestAction, spec: DomainSpec) -> dict[str, int] | None:
 def _write(action: GuestAction, wanted: Mapping[str, int], published: Mapping[str, int], compare_with_cib: bool,
            force: bool) -> bool:  # fmt: skip
     """Write what differs; False when the cluster refused (tried again at the next monitor)."""
-    from xenha.pacemaker.cluster import NotInCluster, PacemakerError
+    from xenha.pacemaker.cluster import NotInCluster, PacemakerError  # noqa: PLC0415 - only when something may be published (performance.md)
 
     log = action.ctx.log
     cluster = action.services.cluster()
