@@ -29,12 +29,9 @@ from xenha.planner.report import (
     UNKNOWN,
     error_json,
     exit_code,
-    now_epoch,
     plan_json,
     render_json,
     render_plan_text,
-    render_status_text,
-    status_json,
 )
 from xenha.planner.scenarios import (
     Plan,
@@ -46,6 +43,7 @@ from xenha.planner.scenarios import (
     run_plan,
 )
 from xenha.planner.scheduler import SchedulerError
+from xenha.planner.status import now_epoch, render_status_text, status_json
 from xenha.runner import CommandRunner, find_tool
 
 

@@ -126,7 +126,7 @@ def host_loads(request: AdmissionRequest, state: LedgerState, now: float, domain
 
     def view(basis: str, capacity: Resources, managed_only: bool, cpu_limited: bool) -> HostLoad:
         counted = tally(domains, reservations, request.occupant, managed_only)
-        return HostLoad(state.node, basis, capacity, counted.used, counted.reserved, cpu_limited)
+        return HostLoad(state.node, capacity, counted.used, counted.reserved, basis, cpu_limited)
 
     hypervisor = view(
         f"the hypervisor: {size.memory_mib} MiB total minus {size.memory_reserve_mib} MiB host reserve "

@@ -31,13 +31,17 @@ def cpu_capacity(physical_cpus: int, overcommit: float) -> int:
 
 
 class HostLoad(NamedTuple):
-    """One view of a host's room: capacity, what is used, what is reserved for arrivals."""
+    """A host's room: capacity, what is used, what is reserved for arrivals.
+
+    The one host-load type: admission's views of a target, the planner's hosts after a
+    recovery, the rows of ``xenha status``.
+    """
 
     node: str
-    basis: str  # where the capacity comes from, in words
     capacity: Resources
     used: Resources
-    reserved: Resources
+    reserved: Resources = Resources()
+    basis: str = ""  # where the capacity comes from, in words
     cpu_limited: bool = True  # False: vCPUs are not limited in this view
 
     @property
@@ -72,7 +76,7 @@ def decide(action: str, guest: str, demand: Resources, loads: Sequence[HostLoad]
 
     ``action`` completes the sentence "cannot ...", e.g. "migrate web1 to node2".
 
-    >>> load = HostLoad("node2", "the CIB's hv_memory", Resources(16384), Resources(13312), Resources(), False)
+    >>> load = HostLoad("node2", Resources(16384), Resources(13312), Resources(), "the CIB's hv_memory", False)
     >>> decision = decide("migrate web1 to node2", "web1", Resources(4160, 2), [load])
     >>> decision.admit, decision.reason.split(": ", 1)[0]
     (False, 'cannot migrate web1 to node2')

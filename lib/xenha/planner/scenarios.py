@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 
 from lxml import etree
 
+from xenha.admission.load import HostLoad
 from xenha.admission.resources import Resources, total
 from xenha.planner.cibdocument import CibDocument, read_cib_document
 from xenha.planner.cibedit import add_guest
@@ -96,17 +97,6 @@ def enumerate_scenarios(model: CibModel, failures: int) -> tuple[Scenario, ...]:
         for failed in itertools.combinations(up, size):
             scenarios.append(Scenario(failed, keeps_quorum(votes, len(up) - size)))
     return tuple(scenarios)
-
-
-@dataclass(frozen=True)
-class HostLoad:
-    name: str
-    capacity: Resources
-    load: Resources
-
-    @property
-    def free(self) -> Resources:
-        return self.capacity - self.load
 
 
 @dataclass(frozen=True)
@@ -336,11 +326,11 @@ def scheduler_result(model: CibModel, scenario: Scenario, simulation: Simulation
             guest.resource,
             guest.demand,
             tuple(before.get(guest.resource, ())),
-            tuple(host.name for host in hosts_after if host.name in available and guest.demand.fits_in(host.free)),
+            tuple(host.node for host in hosts_after if host.node in available and guest.demand.fits_in(host.free)),
         )
         for guest in stopped_guests
     )
-    free = total(host.free.clipped() for host in hosts_after if host.name in available)
+    free = total(host.free.clipped() for host in hosts_after if host.node in available)
     stopped_demand = total(guest.demand for guest in stopped)
     shortfall = (stopped_demand - free).clipped() if stopped else Resources()
     if not stopped:
