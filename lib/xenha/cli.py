@@ -25,6 +25,7 @@ from xenha.admission.resources import Resources
 from xenha.planner.cibmodel import parse_cib
 from xenha.planner.cibsource import CibSnapshot, query_live_cib, read_cib_file
 from xenha.planner.model import CibError
+from xenha.planner.preparation import Prepared, prepare, require_scheduler
 from xenha.planner.report import (
     UNKNOWN,
     error_json,
@@ -36,10 +37,7 @@ from xenha.planner.report import (
 from xenha.planner.scenarios import (
     Plan,
     PlanEnvironment,
-    Prepared,
     plan_new_guest,
-    prepare,
-    require_scheduler,
     run_plan,
 )
 from xenha.planner.scheduler import SchedulerError

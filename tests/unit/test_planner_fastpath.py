@@ -30,7 +30,8 @@ from xenha.planner.fastpath import (
     proves_every_guest_fits,
 )
 from xenha.planner.naive import run_naive
-from xenha.planner.scenarios import PlanEnvironment, prepare, run_plan
+from xenha.planner.preparation import prepare
+from xenha.planner.scenarios import PlanEnvironment, run_plan
 from xenha.planner.synthetic import GuestSpec, HostSpec, render_cib
 from xenha.runner import CommandRunner
 
