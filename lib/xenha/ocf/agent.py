@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple, TextIO
 
+from xenha import __version__
 from xenha.deadline import Deadline
 from xenha.ocf.codes import OcfError, OcfExit
 from xenha.ocf.environment import OcfEnvironment
@@ -82,8 +83,6 @@ class AgentSpec(NamedTuple):
         return DEFAULT_TIMEOUT_S
 
     def metadata(self, ocf_version: tuple[int, int]) -> str:
-        from xenha import __version__  # noqa: PLC0415 - only when needed (performance.md)
-
         return render(
             self.name,
             __version__,
@@ -189,7 +188,7 @@ def _run_handler(agent: Agent, ctx: Context, handler: Handler, reply: _Reply) ->
         translated = agent.translate(error)
         if translated is not None:
             return reply.fail(translated)
-        import traceback  # noqa: PLC0415 - only when needed (performance.md)
+        import traceback  # noqa: PLC0415 - only after an internal error: it loads linecache and more
 
         for line in traceback.format_exc().splitlines():
             log.error(line)
