@@ -29,7 +29,13 @@ from xenha.admission.load import (
     memory_health,
     occupant_of,
 )
-from xenha.agents.parameters import HYPERVISOR, cpu_overcommit, hypervisor_problems
+from xenha.agents.parameters import (
+    HYPERVISOR,
+    cpu_overcommit,
+    cpu_overcommit_parameter,
+    host_memory_reserve,
+    hypervisor_problems,
+)
 from xenha.libvirt.connection import Hypervisor
 from xenha.libvirt.errors import HypervisorError
 from xenha.ocf import Action, Agent, AgentSpec, Context, Handler, OcfError, OcfExit, Parameter, ParamType
@@ -47,16 +53,9 @@ PUBLISH_RESERVE_MAX_S = 10.0
 
 PARAMETERS = (
     HYPERVISOR,
-    Parameter(
-        "host_memory_reserve",
-        "Host memory not available to guests, in MiB.",
+    host_memory_reserve(
         "Subtracted from the hypervisor's total memory before publishing hv_memory: Domain-0, "
-        "the hypervisor's own heap, anything the host needs. Unset: Domain-0's current memory "
-        "when the hypervisor reports a Domain-0 (Xen), otherwise 1024. Example: 4096",
-        type=ParamType.INTEGER,
-        minimum=0,
-        unit="MiB",
-        reloadable=True,
+        "the hypervisor's own heap, anything the host needs."
     ),
     Parameter(
         "memory_capacity",
@@ -68,15 +67,10 @@ PARAMETERS = (
         unit="MiB",
         reloadable=True,
     ),
-    Parameter(
-        "cpu_overcommit",
+    cpu_overcommit_parameter(
         "vCPUs allowed per physical CPU.",
-        "The node's cpu utilization is its physical CPUs times this ratio, rounded down. A "
-        "decimal number; the default 4 is Ganeti's default vcpu-ratio. Example: 2",
-        type=ParamType.DECIMAL,
-        default="4",
-        maximum=1000,
-        reloadable=True,
+        "The node's cpu utilization is its physical CPUs times this ratio, rounded down.",
+        "2",
     ),
     Parameter(
         "memory_drift_tolerance",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from xenha.libvirt.uri import UriError, parse
-from xenha.ocf import OcfError, OcfExit, Parameter, ParameterValues
+from xenha.ocf import OcfError, OcfExit, Parameter, ParameterValues, ParamType
 
 DEFAULT_CPU_OVERCOMMIT = 4.0  # Ganeti's default instance policy: vcpu-ratio 4
 
@@ -14,6 +14,33 @@ HYPERVISOR = Parameter(
     "on a Xen host; qemu:///system and test:///default work for testing.",
     default="xen:///system",
 )
+
+
+def host_memory_reserve(use: str) -> Parameter:
+    """``host_memory_reserve``: the same value for both agents; ``use`` says what this one does with it."""
+    return Parameter(
+        "host_memory_reserve",
+        "Host memory not available to guests, in MiB.",
+        f"{use} Unset: Domain-0's current memory when the hypervisor reports a Domain-0 (Xen), "
+        "otherwise 1024. Example: 4096",
+        type=ParamType.INTEGER,
+        minimum=0,
+        unit="MiB",
+        reloadable=True,
+    )
+
+
+def cpu_overcommit_parameter(shortdesc: str, use: str, example: str) -> Parameter:
+    """``cpu_overcommit``: the same ratio for both agents; ``use`` says what this one does with it."""
+    return Parameter(
+        "cpu_overcommit",
+        shortdesc,
+        f"{use} A decimal number; the default 4 is Ganeti's default vcpu-ratio. Example: {example}",
+        type=ParamType.DECIMAL,
+        default="4",
+        maximum=1000,
+        reloadable=True,
+    )
 
 
 def hypervisor_problems(params: ParameterValues) -> list[OcfError]:
