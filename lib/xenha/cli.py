@@ -15,34 +15,33 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn, TextIO
 
 import xenha
-from xenha.planner.cibmodel import CibError, Resources, parse_cib
+from xenha.admission.resources import Resources
+from xenha.planner.cibmodel import parse_cib
 from xenha.planner.cibsource import CibSnapshot, query_live_cib, read_cib_file
+from xenha.planner.model import CibError
+from xenha.planner.preparation import Prepared, prepare, require_scheduler
 from xenha.planner.report import (
     UNKNOWN,
     error_json,
     exit_code,
-    now_epoch,
     plan_json,
     render_json,
     render_plan_text,
-    render_status_text,
-    status_json,
 )
 from xenha.planner.scenarios import (
     Plan,
     PlanEnvironment,
-    Prepared,
     plan_new_guest,
-    prepare,
-    require_scheduler,
     run_plan,
 )
 from xenha.planner.scheduler import SchedulerError
+from xenha.planner.status import now_epoch, render_status_text, status_json
 from xenha.runner import CommandRunner, find_tool
 
 
@@ -135,8 +134,6 @@ class _Workspace:
 
     def path(self) -> str:
         if self._directory is None:
-            import tempfile
-
             self._directory = tempfile.TemporaryDirectory(prefix="xenha-")
         return str(self._directory.name)
 
