@@ -23,7 +23,8 @@ import libvirt
 import pytest
 
 from xenha.deadline import Deadline
-from xenha.hypervisor import Hypervisor, HypervisorError
+from xenha.libvirt.connection import Hypervisor
+from xenha.libvirt.errors import HypervisorError
 
 
 def libxl_error(code: int, message: str) -> libvirt.libvirtError:
