@@ -287,3 +287,95 @@ def test_a_node_whose_clock_runs_ahead_still_counts_live_reservations(node_facto
         f"a live reservation was taken for expired by a node 3 minutes ahead: {start}"
     )
     assert "other" in node.ledger_text(), "the live reservation of another node was deleted"
+
+
+# ---- finding 13: the local ledger's release ------------------------------------------------
+
+
+@pytest.fixture
+def frozen_far_host(tmp_path: Path) -> Iterator[LibvirtHost]:
+    """A second libvirtd, frozen (SIGSTOP): a migration target that never answers."""
+    from tests.acceptance.conftest import QEMU_CAPS_SEED, REPO, unique_prefix
+    from tests.harness.libvirt_hosts import HostSet
+
+    prefix = unique_prefix("z")
+    hosts = HostSet(prefix, REPO / "build" / "hosts" / prefix, networked=False)
+    try:
+        hosts.start(["far"], qemu_caps_seed=QEMU_CAPS_SEED)
+        hosts.freeze_libvirtd("far")
+        yield hosts.hosts["far"]
+    finally:
+        hosts.thaw_libvirtd("far")
+        hosts.teardown()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 12 finding 13: outside a cluster, the local ledger's release waits for its lock a fresh "
+    "10 s (Deadline.after(10)), not the action's remaining time: a start overruns its timeout",
+)
+def test_local_ledger_release_keeps_to_the_actions_timeout(
+    local_host: LibvirtHost, frozen_far_host: LibvirtHost, tmp_path: Path
+) -> None:
+    """No cluster (no CIB_file, no CIB manager): the ledger of node "far" is a file under the
+    shared HA_RSCTMP, and its lock serialises the agents of this host.
+
+    A (a start on "far", a real QEMU guest) has booked and is creating its guest when it is
+    descheduled (SIGSTOP, as a loaded host does); meanwhile B, a migration into "far" whose
+    libvirtd is frozen, takes the ledger's lock and holds it while it waits for that libvirtd;
+    C proves the lock is held. A resumes: its release meets the held lock with 3-4 s of its
+    8 s left. It must still return inside its 8 s."""
+    rsctmp = str(tmp_path / "rsctmp")
+    no_cluster = {"OCF_RESKEY_CRM_meta_on_node": "far"}
+
+    def case(name: str, driver: str, uri: str, **params: str) -> AgentCase:
+        config = tmp_path / f"{name}.xml"
+        config.write_text(domain_xml(name, driver=driver, memory_mib=64))
+        return AgentCase("xen-guest", name, {"config": str(config), "hypervisor": uri, **params}, rsctmp,
+                         extra_env=dict(no_cluster))  # fmt: skip
+
+    a = case("ledger-a", "qemu", local_host.qemu_uri)
+    b = case("ledger-b", "test", local_host.test_uri, remoteuri=frozen_far_host.test_uri, hvm_migration="live")
+    c = case("ledger-c", "test", local_host.test_uri)
+    b_here = AgentCase(b.agent, b.instance, b.params, b.rsctmp, extra_env={"OCF_RESKEY_CRM_meta_on_node": "near"})
+    assert b_here.run("start").code == SUCCESS  # B's guest runs here, on "near"
+    env = ocf_environment(a.instance, a.params, {"timeout": "8000"}, rsctmp)
+    env.update(a.extra_env)
+    os.makedirs(rsctmp, exist_ok=True)
+    started = time.monotonic()
+    holder = subprocess.Popen([str(AGENTS / "xen-guest"), "start"], env=env, stderr=subprocess.PIPE, text=True)
+    migrating: threading.Thread | None = None
+    try:
+        assert holder.stderr is not None
+        for line in holder.stderr:
+            if "booked until" in line:
+                holder.send_signal(signal.SIGSTOP)  # booked, not yet released: its guest is being created
+                break
+        else:
+            raise AssertionError("A never booked: nothing tested")
+        meta = {"migrate_source": "near", "migrate_target": "far"}
+        migrating = threading.Thread(target=lambda: b_here.run("migrate_to", meta=meta, timeout_ms=25000))
+        migrating.start()
+        time.sleep(2)
+        blocked = c.run("start", timeout_ms=3000)
+        assert blocked.code != SUCCESS and "stayed busy" in (blocked.reason or ""), (
+            f"B does not hold the ledger's lock: nothing tested\n{blocked}"
+        )
+        holder.send_signal(signal.SIGCONT)
+        rest = holder.stderr.read()
+        holder.wait(60)
+        elapsed = time.monotonic() - started
+        assert elapsed < 8.5, f"A's start (timeout 8 s) returned after {elapsed:.1f} s:\n{rest}"
+    finally:
+        holder.kill()
+        holder.wait(10)
+        if migrating is not None:
+            migrating.join(90)
+        for name, uri in (("ledger-a", local_host.qemu_uri), ("ledger-b", local_host.test_uri)):
+            connection = libvirt.open(uri)
+            try:
+                connection.lookupByName(name).destroy()
+            except libvirt.libvirtError:
+                pass
+            finally:
+                connection.close()
