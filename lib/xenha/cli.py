@@ -226,7 +226,7 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         console.out.write(render_json(status_json(model, snapshot.label, now)))
     else:
-        console.out.write(render_status_text(model, snapshot.label, now))
+        console.out.write(render_status_text(model, snapshot.label))
     return 0
 
 

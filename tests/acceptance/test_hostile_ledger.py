@@ -132,11 +132,6 @@ def hold_booking(node: Node, resource: str, timeout_ms: int = 60000, clock: list
 # ---- finding 6 -------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 finding 6: a reservation whose nvpair id ends in -version is read as the ledger's "
-    "version; every compare-and-swap then fails ('kept changing') and the host takes no booking",
-)
 def test_a_resource_id_ending_in_version_does_not_block_the_host(node_factory: NodeFactory) -> None:
     node = node_factory(ROOM_FOR_TWO)
     hold_booking(node, "app-version")
@@ -151,11 +146,6 @@ def test_a_resource_id_ending_in_version_does_not_block_the_host(node_factory: N
     assert "needs 134 MiB" in (refused.reason or ""), refused
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 finding 6: resource ids that clean to the same nvpair id (web:1 and web_1) share one "
-    "reservation nvpair: the second booking overwrites the first and its release deletes it",
-)
 def test_ids_that_clean_alike_keep_separate_reservations(node_factory: NodeFactory) -> None:
     node = node_factory(ROOM_FOR_TWO)
     hold_booking(node, "web:1")  # a clone instance's name, as Pacemaker passes it
@@ -172,11 +162,6 @@ def test_ids_that_clean_alike_keep_separate_reservations(node_factory: NodeFacto
 # ---- finding 7 -------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 finding 7: one failed cibadmin call makes the agent decide there is no cluster; the "
-    "local ledger ignores the CIB's capacity and another node's booking and admits into a full host",
-)
 @pytest.mark.parametrize("fault", ["exit-102-once", "cannot-be-started"])
 def test_a_passing_cib_error_refuses_and_never_falls_back(node_factory: NodeFactory, fault: str) -> None:
     """``exit-102-once``: the CIB manager did not answer one call (cibadmin's "not connected").
@@ -199,11 +184,6 @@ def test_a_passing_cib_error_refuses_and_never_falls_back(node_factory: NodeFact
 # ---- finding 9 -------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 finding 9: with CIB_file the compare-and-swap is not atomic (cibadmin rewrites the "
-    "file without a lock): concurrent admissions into room for one admit several",
-)
 def test_concurrent_admissions_against_a_cib_file_admit_exactly_one(node_factory: NodeFactory) -> None:
     """Decision (docs/decisions/cib-file-serialisation.md): against a CIB file the agent
     serialises read-decide-write with a lock beside the file, so CIB_file keeps its promise."""
@@ -245,11 +225,6 @@ def start_all_at_once(guests: list[AgentCase]) -> dict[str, AgentRun]:
 # ---- finding 11 ------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 finding 11: cibadmin timing out while booking ends in 'internal error ... please "
-    "report it', and the booking it committed stays in the CIB until it expires",
-)
 def test_cibadmin_timing_out_while_booking_leaves_no_booking(node_factory: NodeFactory) -> None:
     node = node_factory(ROOM_FOR_TWO)
     marks = node.tmp_path / "hung-booking"
@@ -269,11 +244,6 @@ def test_cibadmin_timing_out_while_booking_leaves_no_booking(node_factory: NodeF
 # ---- finding 12 ------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 finding 12: expiry compares another node's wall-clock timestamp with ours: a node "
-    "whose clock runs 3 minutes ahead takes a live reservation for expired and overbooks the host",
-)
 def test_a_node_whose_clock_runs_ahead_still_counts_live_reservations(node_factory: NodeFactory) -> None:
     node = node_factory(ROOM_FOR_ONE)
     hold_booking(node, "other", timeout_ms=60000)  # live for about two minutes on a clock in sync
@@ -309,11 +279,6 @@ def frozen_far_host(tmp_path: Path) -> Iterator[LibvirtHost]:
         hosts.teardown()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 finding 13: outside a cluster, the local ledger's release waits for its lock a fresh "
-    "10 s (Deadline.after(10)), not the action's remaining time: a start overruns its timeout",
-)
 def test_local_ledger_release_keeps_to_the_actions_timeout(
     local_host: LibvirtHost, frozen_far_host: LibvirtHost, tmp_path: Path
 ) -> None:

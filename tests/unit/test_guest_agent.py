@@ -104,29 +104,30 @@ class FakeLedger:
     def __init__(self, node: str, conflicts: int = 0) -> None:
         self.node = node
         self.conflicts = conflicts
-        self.version = 3
+        self.epoch = (0, 3)
         self.booked: list[Reservation] = []
         self.released: list[Reservation] = []
         self.reads = 0
 
     def read(self, deadline: object) -> LedgerState:
         self.reads += 1
-        return LedgerState(self.node, self.version, tuple(self.booked), {})
+        return LedgerState(self.node, self.epoch, tuple(self.booked), {})
 
-    def book(self, state: LedgerState, reservation: Reservation) -> bool:
+    def book(self, state: LedgerState, reservation: Reservation, deadline: object) -> bool:
         if self.conflicts:
             self.conflicts -= 1
-            self.version += 1  # another node booked in between
+            self.epoch = (0, self.epoch[1] + 1)  # another node booked (or the configuration changed) in between
             return False
-        assert state.version == self.version
+        assert state.epoch == self.epoch
         self.booked.append(reservation)
         return True
 
     def abandon(self) -> None:
         pass
 
-    def release(self, reservation: Reservation, expired: object) -> None:
-        self.released.append(reservation)
+    def release(self, reservation: Reservation | None, expired: object, deadline: object) -> None:
+        if reservation is not None:
+            self.released.append(reservation)
 
 
 class FakeCluster:

@@ -7,10 +7,9 @@ VIR_ERR_NO_DOMAIN, which is the one answer that does mean "no Domain-0 here". Th
 connection object a ``Hypervisor`` holds: a fake whose ``lookupByID`` raises a real
 ``libvirt.libvirtError`` carrying libxl's error code and text.
 
-Today ``domain0_memory_mib`` maps every FAILED error to None ("no Domain-0"), so
-``host_reserve_mib`` falls back to the 1024 MiB default and xen-host publishes a capacity
-inflated by Domain-0's real memory minus 1024. The contract pinned here, for whichever
-module owns the libvirt boundary after the redesign: only VIR_ERR_NO_DOMAIN means "none";
+Before the fix ``domain0_memory_mib`` mapped every FAILED error to None ("no Domain-0"), so
+``host_reserve_mib`` fell back to the 1024 MiB default and xen-host published a capacity
+inflated by Domain-0's real memory minus 1024. The contract pinned here: only VIR_ERR_NO_DOMAIN means "none";
 any other error is raised, with the operation named, so that the caller keeps the last known
 value or fails the action with the reason.
 """
@@ -52,11 +51,6 @@ def hypervisor_with(connection: object) -> Hypervisor:
     return hypervisor
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 finding 10: domain0_memory_mib maps every FAILED error to None, so a transient error "
-    "(cannot acquire state change lock) sets the host reserve to the 1024 MiB default",
-)
 @pytest.mark.parametrize(
     ("code", "message"),
     [

@@ -138,15 +138,18 @@ def test_json_of_a_plan_and_of_an_error() -> None:
     }
 
 
-def test_host_usage_counts_live_reservations() -> None:
+def test_host_usage_counts_the_ledgers_reservations() -> None:
+    """Every reservation of the ledger counts (only a node that watched one knows it lapsed);
+    an nvpair in an older format is no reservation."""
     cib = render_cib([HostSpec("h1", 8192, 4)], [GuestSpec("web1", 4096, 2, "h1")]).replace(
         "</crm_config>",
         '<cluster_property_set id="xenha-ledger-h1">'
-        '<nvpair id="xenha-ledger-h1-rsv-db1" name="r" value="memory_mib=2048 vcpus=1 expires=2000 holder=t resource=db1"/>'
+        '<nvpair id="xenha-ledger-h1-r-1" name="r" value="xenha-reservation/2 resource=db1 memory_mib=2048 vcpus=1 '
+        'hold_s=240 holder=t"/>'
         '<nvpair id="xenha-ledger-h1-rsv-old" name="r" value="memory_mib=1024 vcpus=1 expires=1000 holder=t resource=old"/>'
         "</cluster_property_set></crm_config>",
     )
-    (usage,), live = host_usage(parse_cib(cib.encode()), now=1500.0)
+    (usage,), live = host_usage(parse_cib(cib.encode()))
     assert (usage.used, usage.reserved, usage.free) == (
         Resources(4096, 2),
         Resources(2048, 1),
@@ -160,10 +163,11 @@ def test_host_usage_counts_an_arrived_guest_once() -> None:
     cib = render_cib([HostSpec("h1", 8192, 4)], [GuestSpec("web1", 4096, 2, "h1")]).replace(
         "</crm_config>",
         '<cluster_property_set id="xenha-ledger-h1">'
-        '<nvpair id="xenha-ledger-h1-rsv-web1" name="r" value="memory_mib=4096 vcpus=2 expires=2000 holder=t resource=web1"/>'
+        '<nvpair id="xenha-ledger-h1-r-1" name="r" value="xenha-reservation/2 resource=web1 memory_mib=4096 vcpus=2 '
+        'hold_s=240 holder=t"/>'
         "</cluster_property_set></crm_config>",
     )
-    (usage,), live = host_usage(parse_cib(cib.encode()), now=1500.0)
+    (usage,), live = host_usage(parse_cib(cib.encode()))
     assert (usage.used, usage.reserved, usage.free) == (Resources(4096, 2), Resources(), Resources(4096, 2))
     assert [reservation.resource for reservation in live] == ["web1"]
 

@@ -2,15 +2,18 @@
 
 The protocol (docs/decisions/reservation-protocol.md has the full argument):
 
-1. *Read* the target's ledger (:mod:`.ledger`, from a store in :mod:`.stores`) with the
-   node's utilization and published reserve, *then* the target's own facts (its hypervisor:
-   in that order, so a reservation released after its guest arrived is seen either as a
-   reservation or as a domain), and decide (:func:`xenha.admission.load.decide`).
-2. *Book* with one compare-and-swap; if another booking came in between, read and decide
-   again. There is no lock, so a process that dies cannot block anyone.
-3. Reservations carry an expiry (a crashed holder's room comes back) and are released on
-   success and on failure. Expired ones found while booking are deleted with that release,
-   after the move: never on the admission's critical path.
+1. *Read* the CIB's configuration version, then the target's ledger (:mod:`.ledger`, from a
+   store in :mod:`.stores`) with the node's utilization and published reserve, *then* the
+   target's own facts (its hypervisor: in that order, so a reservation released after its
+   guest arrived is seen either as a reservation or as a domain), and decide
+   (:func:`xenha.admission.load.decide`).
+2. *Book* with one compare-and-swap on that configuration version; if anything changed in
+   between, read and decide again. There is no lock in a cluster, so a process that dies
+   cannot block anyone.
+3. Reservations carry a hold (a crashed holder's room comes back: each node ages them on its
+   own clock) and are released on success and on failure. Expired ones are deleted with that
+   release, after the move, off the admission's critical path; an admission that books
+   nothing deletes them before it returns, so they can always be cleared.
 
 Nothing here calls libvirt or writes the agent's log: the loop takes a :class:`HostFacts`
 provider and an :class:`AdmissionLog`.
@@ -18,9 +21,10 @@ provider and an :class:`AdmissionLog`.
 
 from __future__ import annotations
 
+import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from xenha.admission.ledger import LedgerState, Reservation
@@ -56,6 +60,7 @@ class HostFacts(Protocol):
 
 class AdmissionLog(Protocol):
     def info(self, message: str) -> None: ...
+    def warning(self, message: str) -> None: ...
     def error(self, message: str) -> None: ...
 
 
@@ -82,8 +87,8 @@ class Booking(NamedTuple):
     decision: Decision
     expired: tuple[Reservation, ...]  # found expired when booking: deleted with ours
 
-    def release(self) -> None:
-        self.ledger.release(self.reservation, self.expired)
+    def release(self, deadline: Deadline) -> None:
+        self.ledger.release(self.reservation, self.expired, deadline)
 
 
 class HostSize(NamedTuple):
@@ -94,7 +99,7 @@ class HostSize(NamedTuple):
     cpus: int  # physical
 
 
-def host_loads(request: AdmissionRequest, state: LedgerState, now: float, domains: Iterable[Occupant],
+def host_loads(request: AdmissionRequest, state: LedgerState, domains: Iterable[Occupant],
                size: HostSize) -> list[HostLoad]:  # fmt: skip
     """The views of the target the decision must satisfy (pure).
 
@@ -107,20 +112,20 @@ def host_loads(request: AdmissionRequest, state: LedgerState, now: float, domain
     overcommit ratio; it is checked in the cluster view when there is one.
 
     >>> request = AdmissionRequest("migrate web1 to node2", "web1", "web1", Resources(4134, 2), 180, None, 4.0, "n1")
-    >>> state = LedgerState("node2", 3, (
-    ...     Reservation("node2", "db1", 1000, 1, expires=2000, holder="node3:7:ab"),
-    ...     Reservation("node2", "old", 9999, 9, expires=10, holder="node1:5:cd"),  # expired
-    ... ), {"hv_memory": 16384, "cpu": 32})
+    >>> old = Reservation("node2", "old", 9999, 9, hold_s=10, holder="node1:5:cd")
+    >>> state = LedgerState("node2", (0, 3), (
+    ...     Reservation("node2", "db1", 1000, 1, hold_s=200, holder="node3:7:ab"), old,
+    ... ), {"hv_memory": 16384, "cpu": 32}, expired=frozenset({old.key}))
     >>> domains = [Occupant("app1", "app1", Resources(8200, 4)), Occupant(None, "by-hand", Resources(2000, 1))]
     >>> def figures(loads):
     ...     return [(*load.capacity, *load.used, *load.reserved, load.cpu_limited) for load in loads]
-    >>> figures(host_loads(request, state, 1000, domains, HostSize(32768, 4096, 8)))
+    >>> figures(host_loads(request, state, domains, HostSize(32768, 4096, 8)))
     [(16384, 32, 8200, 4, 1000, 1, True), (28672, 0, 10200, 5, 1000, 1, False)]
-    >>> figures(host_loads(request, state._replace(utilization={}), 1000, domains, HostSize(32768, 4096, 6)))
+    >>> figures(host_loads(request, state._replace(utilization={}), domains, HostSize(32768, 4096, 6)))
     [(28672, 24, 10200, 5, 1000, 1, True)]
     """
     domains = list(domains)
-    reservations = [Occupant(reservation.resource, None, reservation.demand) for reservation in state.live(now)]
+    reservations = [Occupant(reservation.resource, None, reservation.demand) for reservation in state.live()]
     cpu_limit = state.utilization.get("cpu", cpu_capacity(size.cpus, request.cpu_overcommit))
     cluster_memory = state.utilization.get("hv_memory")
 
@@ -146,56 +151,78 @@ def host_loads(request: AdmissionRequest, state: LedgerState, now: float, domain
     return [cluster, hypervisor]
 
 
-def admit(request: AdmissionRequest, ledger: Ledger, target: HostFacts, deadline: Deadline, log: AdmissionLog,
-          clock: Callable[[], float] = time.time) -> Booking:  # fmt: skip
+def admit(request: AdmissionRequest, ledger: Ledger, target: HostFacts, deadline: Deadline,
+          log: AdmissionLog) -> Booking:  # fmt: skip
     """Check the target's room and book it; raise AdmissionRefused when it has none.
 
-    Reads and decides again whenever another booking into the same node got in between.
+    Reads and decides again whenever the configuration changed between the read and the
+    booking. Reservations found expired are deleted with the booking's release, or before
+    this returns when nothing was booked: an expired entry can always be cleared.
     """
     attempts = 0
-    while True:
-        attempts += 1
-        state = ledger.read(deadline)
-        try:
-            decision, now = _decide(request, state, target, clock)
-        except BaseException:
-            ledger.abandon()
-            raise
-        if not decision.admit:
-            ledger.abandon()
-            log.error(f"reservation refused: {decision.reason}; {decision.detail}")
-            raise AdmissionRefused(decision.reason)
-        reservation = Reservation(
-            node=ledger.node,
-            resource=request.resource,
-            memory_mib=request.demand.memory_mib,
-            vcpus=request.demand.vcpus,
-            expires=int(now + request.hold_s),
-            holder=request.holder,
-        )
-        if ledger.book(state, reservation):
-            break
-        if deadline.expired():
-            raise ReservationError(
-                f"the ledger of {ledger.node} kept changing under {attempts} attempts (other bookings): retry"
-            )
-        jitter = int.from_bytes(os.urandom(2), "big") / 65535  # spreads the retries of racing admissions
-        time.sleep((0.01 + 0.04 * jitter) * min(attempts, 5))
-    scope = "" if ledger.shared else " (no cluster: this host's agents only)"
-    until = time.strftime("%H:%M:%S", time.localtime(reservation.expires))
+    state: LedgerState | None = None
+    try:
+        while True:
+            attempts += 1
+            state = ledger.read(deadline)
+            if state.unreadable:
+                log.warning(f"the ledger of {ledger.node} holds nvpairs that are no reservation (ignored): "
+                            f"{', '.join(state.unreadable)}")  # fmt: skip
+            decision, reservation = _decide(request, ledger, state, target, log)
+            if ledger.book(state, reservation, deadline):
+                break
+            if deadline.expired():
+                raise ReservationError(
+                    f"the CIB's configuration kept changing under {attempts} attempts (other bookings, edits): retry"
+                )
+            jitter = int.from_bytes(os.urandom(2), "big") / 65535  # spreads the retries of racing admissions
+            time.sleep((0.01 + 0.04 * jitter) * min(attempts, 5))
+    except BaseException:
+        if state is not None and state.lapsed():
+            _clear(ledger, state.lapsed(), deadline, log)
+        raise
+    scope = "" if ledger.shared else " (no cluster in the environment: this host's agents only)"
     retried = f" after {attempts} attempts" if attempts > 1 else ""
-    log.info(f"reservation: {decision.reason}; {decision.detail}; booked until {until}{retried}{scope}")
-    return Booking(reservation, ledger, decision, tuple(old for old in state.reservations if old.expired(now)))
+    log.info(
+        f"reservation: {decision.reason}; {decision.detail}; booked until released or {reservation.hold_s} s after "
+        f"a node first sees it{retried}{scope}"
+    )
+    return Booking(reservation, ledger, decision, state.lapsed())
 
 
-def _decide(
-    request: AdmissionRequest, state: LedgerState, target: HostFacts, clock: Callable[[], float]
-) -> tuple[Decision, float]:
-    """The decision on what was read from the ledger, then from the target's hypervisor."""
-    domains = [occupant_of(domain) for domain in target.active_domains()]
-    facts = target.node_facts()
-    configured = state.memory_reserve_mib if state.memory_reserve_mib is not None else request.memory_reserve_mib
-    size = HostSize(facts.memory_mib, host_reserve_mib(configured, target.domain0_memory_mib), facts.cpus)
-    now = clock()
-    loads = host_loads(request, state, now, domains, size)
-    return decide(request.action, request.domain, request.demand, loads), now
+def _decide(request: AdmissionRequest, ledger: Ledger, state: LedgerState, target: HostFacts,
+            log: AdmissionLog) -> tuple[Decision, Reservation]:  # fmt: skip
+    """The decision on what was read from the ledger, then from the target's hypervisor, and
+    the reservation to book; raise AdmissionRefused when the guest does not fit."""
+    try:
+        domains = [occupant_of(domain) for domain in target.active_domains()]
+        facts = target.node_facts()
+        configured = state.memory_reserve_mib if state.memory_reserve_mib is not None else request.memory_reserve_mib
+        size = HostSize(facts.memory_mib, host_reserve_mib(configured, target.domain0_memory_mib), facts.cpus)
+    except BaseException:
+        ledger.abandon()
+        raise
+    decision = decide(request.action, request.domain, request.demand, host_loads(request, state, domains, size))
+    if not decision.admit:
+        ledger.abandon()
+        log.error(f"reservation refused: {decision.reason}; {decision.detail}")
+        raise AdmissionRefused(decision.reason)
+    reservation = Reservation(
+        node=ledger.node,
+        resource=request.resource,
+        memory_mib=request.demand.memory_mib,
+        vcpus=request.demand.vcpus,
+        hold_s=math.ceil(request.hold_s),
+        holder=request.holder,
+    )
+    return decision, reservation
+
+
+def _clear(ledger: Ledger, expired: tuple[Reservation, ...], deadline: Deadline, log: AdmissionLog) -> None:
+    """Delete reservations whose hold ran out here, when the admission books nothing."""
+    try:
+        ledger.release(None, expired, deadline)
+    except Exception as error:  # noqa: BLE001 - the admission's own outcome is what the caller needs
+        log.warning(f"could not delete expired reservations on {ledger.node}: {error}")
+    else:
+        log.info(f"deleted expired reservations on {ledger.node}: {', '.join(old.resource for old in expired)}")

@@ -1,64 +1,74 @@
 """Where a ledger lives: in the CIB, or in a file for a host outside any cluster.
 
-The CIB store books with one compare-and-swap: ``cibadmin --modify`` of the ledger *whose
-version is still the one read*, adding the reservation and the next version. If another
-booking came in between, nothing matches, nothing is written, and the admission reads
-again (docs/decisions/reservation-protocol.md). Outside a cluster (no CIB manager and no
-``CIB_file``) the same steps run on a ledger file under ``HA_RSCTMP`` protected by
-``flock``: it serializes the agents of this host only.
+Which one is decided once, from the environment (:func:`xenha.pacemaker.cluster.cluster_mode`),
+never from a tool's failure: inside a cluster every error reading or writing the ledger is a
+:class:`ReservationError` with its reason, and the admission fails; it never falls back to a
+ledger that ignores the other nodes (docs/decisions/reservation-protocol.md).
+
+The CIB store books with one compare-and-swap on the CIB's configuration version: it reads
+``(admin_epoch, epoch)``, then the ledger, and books with ``cibadmin --modify`` of
+``/cib[@admin_epoch=A and @epoch=E]/configuration/crm_config``. Any configuration change in
+between (another booking, an operator's edit, a stale replace of the configuration, which
+raises the epoch too) makes the condition match nothing: nothing is written, and the
+admission reads again. Against a CIB file the read-decide-book runs under the file's lock
+(docs/decisions/cib-file-serialisation.md). Outside a cluster the same steps run on a
+ledger file under ``HA_RSCTMP`` protected by ``flock``: it serialises this host's agents only.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-import time
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from xenha.admission.ledger import LedgerState, Reservation, ledger_id, read_ledger_set, reservation_id, version_id
+from xenha.admission.ledger import LedgerState, Reservation, ledger_id, read_ledger_set
+from xenha.admission.sightings import Sightings
 from xenha.deadline import Deadline
+from xenha.filelock import LockBusy, lock_file
 from xenha.pacemaker.cibxml import node_figures_xpath, parse_node_figures, xml_attribute, xpath_literal
-from xenha.pacemaker.cluster import ClusterCli, NotInCluster
+from xenha.pacemaker.cluster import ClusterCli, PacemakerError
 from xenha.statefile import StateFile
 from xenha.xmlscan import scan
+
+# Time a booking keeps back for withdrawing itself when cibadmin does not answer in time.
+WITHDRAW_S = 5.0
 
 
 class ReservationError(Exception):
     """The reservation could not be made or checked (not a refusal: the check did not run)."""
 
 
-def parse_ledger_query(text: str | None, node: str) -> LedgerState:
+def parse_ledger_query(text: str | None, node: str, epoch: tuple[int, int] | None = None) -> LedgerState:
     """The ledger and the node's figures from ``cibadmin --query --xpath`` output (pure).
 
     >>> state = parse_ledger_query(
     ...     '<xpath-query><cluster_property_set id="xenha-ledger-node2">'
-    ...     '<nvpair id="xenha-ledger-node2-version" name="xenha-ledger-node2-version" value="41"/>'
-    ...     '<nvpair id="xenha-ledger-node2-rsv-web1" name="xenha-ledger-node2-rsv-web1" '
-    ...     'value="memory_mib=4134 vcpus=2 expires=1795000000 holder=node1:4711:9f2c resource=web1"/>'
+    ...     '<nvpair id="xenha-ledger-node2-r-1" name="xenha-ledger-node2-r-1" '
+    ...     'value="xenha-reservation/2 resource=web1 memory_mib=4134 vcpus=2 hold_s=240 holder=node1:4711:9f2c"/>'
+    ...     '<nvpair id="app-version" name="app-version" value="41"/>'
     ...     '</cluster_property_set><utilization id="nodes-2-utilization">'
     ...     '<nvpair id="nodes-2-hv_memory" name="hv_memory" value="16384"/></utilization>'
     ...     '<nvpair id="nodes-2-xenha-memory-reserve" name="xenha-memory-reserve" value="4096"/>'
     ...     '</xpath-query>',
-    ...     "node2",
+    ...     "node2", (0, 12),
     ... )
-    >>> state.version, state.utilization, state.memory_reserve_mib
-    (41, {'hv_memory': 16384}, 4096)
+    >>> state.epoch, state.utilization, state.memory_reserve_mib, state.unreadable
+    ((0, 12), {'hv_memory': 16384}, 4096, ('app-version',))
     >>> state.reservations[0].encode()
-    'memory_mib=4134 vcpus=2 expires=1795000000 holder=node1:4711:9f2c resource=web1'
-    >>> parse_ledger_query(None, "node2").version is None  # no ledger yet
-    True
+    'xenha-reservation/2 resource=web1 memory_mib=4134 vcpus=2 hold_s=240 holder=node1:4711:9f2c'
+    >>> parse_ledger_query(None, "node2").reservations  # no ledger yet
+    ()
     """
     found = scan(text or "")
-    exists = any(element.tag == "cluster_property_set" for element in found)
     nvpairs = [
         (element.attributes.get("id", ""), element.attributes.get("value", ""))
         for element in found
         if element.tag == "nvpair" and element.path[-2:-1] == ("cluster_property_set",)
     ]
-    version, reservations = read_ledger_set(node, nvpairs)
+    reservations, unreadable = read_ledger_set(node, nvpairs)
     figures = parse_node_figures(found)
-    return LedgerState(node, version if exists else None, reservations, figures.utilization, figures.memory_reserve_mib)
+    return LedgerState(node, epoch, reservations, figures.utilization, figures.memory_reserve_mib, frozenset(),
+                       unreadable)  # fmt: skip
 
 
 class Ledger(Protocol):
@@ -68,9 +78,9 @@ class Ledger(Protocol):
     def shared(self) -> bool: ...
 
     def read(self, deadline: Deadline) -> LedgerState: ...
-    def book(self, state: LedgerState, reservation: Reservation) -> bool: ...
+    def book(self, state: LedgerState, reservation: Reservation, deadline: Deadline) -> bool: ...
     def abandon(self) -> None: ...
-    def release(self, reservation: Reservation, expired: Sequence[Reservation]) -> None: ...
+    def release(self, reservation: Reservation | None, expired: Sequence[Reservation], deadline: Deadline) -> None: ...
 
 
 class CibLedger:
@@ -78,48 +88,90 @@ class CibLedger:
 
     shared = True
 
-    def __init__(self, cli: ClusterCli, node: str) -> None:
+    def __init__(self, cli: ClusterCli, rsctmp: str, node: str) -> None:
         self.node = node
         self._cli = cli
         self._set = ledger_id(node)
-        self._version_id = version_id(node)
+        self._sightings = Sightings(rsctmp, node)
+        self._held = False
 
     def _set_xpath(self) -> str:
         return f"/cib/configuration/crm_config/cluster_property_set[@id={xpath_literal(self._set)}]"
 
-    def _nvpair(self, nvpair_id: str, value: str) -> str:
-        return f'<nvpair id="{nvpair_id}" name="{nvpair_id}" value="{xml_attribute(value)}"/>'
-
     def read(self, deadline: Deadline) -> LedgerState:
-        query = f"{self._set_xpath()} | {node_figures_xpath(self.node)}"
-        return parse_ledger_query(self._cli.query(query), self.node)
+        """The CIB's configuration version, then the ledger and the node's figures as of that version."""
+        try:
+            self._cli.hold(deadline)  # a CIB file: ours until the booking (or abandon)
+            self._held = True
+            version = self._cli.configuration_version(deadline)
+            text = self._cli.query(f"{self._set_xpath()} | {node_figures_xpath(self.node)}", deadline)
+        except PacemakerError as error:
+            self.abandon()
+            raise ReservationError(f"{error}; nothing was booked: check that Pacemaker runs on this node") from None
+        state = parse_ledger_query(text, self.node, version)
+        return state._replace(expired=self._sightings.expired(state.reservations, deadline))
 
-    def book(self, state: LedgerState, reservation: Reservation) -> bool:
-        """Add ``reservation`` if nobody booked since ``state`` was read (compare-and-swap)."""
-        version = (state.version or 0) + 1
-        body = self._nvpair(self._version_id, str(version)) + self._nvpair(
-            reservation_id(self.node, reservation.resource), reservation.encode()
-        )
-        ledger = f'<cluster_property_set id="{self._set}">{body}</cluster_property_set>'
-        if state.version is None:
-            return self._cli.create("crm_config", ledger)  # fails if another booking created it
-        version_nvpair = f"nvpair[@id={xpath_literal(self._version_id)}]"
-        unchanged = f"not({version_nvpair})" if state.version == 0 else f"{version_nvpair}[@value='{state.version}']"
-        return self._cli.modify_where(f"{self._set_xpath()}[{unchanged}]", ledger)
+    def book(self, state: LedgerState, reservation: Reservation, deadline: Deadline) -> bool:
+        """Add ``reservation`` if the configuration did not change since ``state`` was read.
+
+        False when it did (nothing written). When cibadmin fails or is killed at its deadline,
+        the booking may have landed: it is withdrawn before the ReservationError is raised.
+        """
+        try:
+            if state.epoch is None:
+                raise ReservationError("the ledger was read without the CIB's configuration version")
+            admin_epoch, epoch = state.epoch
+            unchanged = f"/cib[@admin_epoch='{admin_epoch}' and @epoch='{epoch}']/configuration/crm_config"
+            booking = deadline.minus(WITHDRAW_S)
+            if booking.expired():
+                raise ReservationError("no time was left to book; nothing was booked: retry")
+            nvpair = _nvpair(reservation.nvpair_id, reservation.encode())
+            ledger = f'<crm_config><cluster_property_set id="{self._set}">{nvpair}</cluster_property_set></crm_config>'
+            try:
+                return self._cli.modify_where(unchanged, ledger, booking)
+            except PacemakerError as error:
+                failure = str(error)
+        finally:
+            self.abandon()
+        self._withdraw(reservation, failure, deadline)
+        return False  # not reached: _withdraw raises
+
+    def _withdraw(self, reservation: Reservation, failure: str, deadline: Deadline) -> None:
+        try:
+            self._delete(reservation, deadline)
+        except PacemakerError as error:
+            raise ReservationError(
+                f"{failure} while booking, and withdrawing the booking failed too ({error}); if it landed, "
+                f'delete it: cibadmin --delete --xpath "{self._exactly(reservation)}" '
+                f"(else it lapses {reservation.hold_s} s after each node saw it)"
+            ) from None
+        raise ReservationError(f"{failure} while booking; the booking was withdrawn: retry")
 
     def abandon(self) -> None:
-        """Nothing to undo: reading takes no lock."""
+        """Give the CIB file back, if this ledger holds it; nothing else to undo (no lock in a cluster)."""
+        if self._held:
+            self._held = False
+            self._cli.let_go()
 
-    def release(self, reservation: Reservation, expired: Sequence[Reservation]) -> None:
-        """Delete ``reservation`` while it holds our token, and ``expired`` ones (whose holder
-        never released them) only as they were read, so that a newer booking is never removed."""
-        self._delete(reservation, f"contains(@value, {xpath_literal('holder=' + reservation.holder + ' ')})")
-        for old in expired:
-            self._delete(old, f"@value={xpath_literal(old.encode())}")
+    def release(self, reservation: Reservation | None, expired: Sequence[Reservation], deadline: Deadline) -> None:
+        """Delete ``reservation`` and the ``expired`` ones, each only as it was booked or read:
+        a newer booking of the same resource is never removed."""
+        try:
+            for old in (*([reservation] if reservation else []), *expired):
+                self._delete(old, deadline)
+        except PacemakerError as error:
+            raise ReservationError(str(error)) from None
 
-    def _delete(self, reservation: Reservation, condition: str) -> None:
-        nvpair = reservation_id(self.node, reservation.resource)
-        self._cli.delete_where(f"{self._set_xpath()}/nvpair[@id={xpath_literal(nvpair)} and {condition}]")
+    def _exactly(self, reservation: Reservation) -> str:
+        nvpair, value = xpath_literal(reservation.nvpair_id), xpath_literal(reservation.encode())
+        return f"{self._set_xpath()}/nvpair[@id={nvpair} and @value={value}]"
+
+    def _delete(self, reservation: Reservation, deadline: Deadline) -> None:
+        self._cli.delete_where(self._exactly(reservation), deadline)
+
+
+def _nvpair(nvpair_id: str, value: str) -> str:
+    return f'<nvpair id="{nvpair_id}" name="{nvpair_id}" value="{xml_attribute(value)}"/>'
 
 
 class LocalLedger:
@@ -134,22 +186,23 @@ class LocalLedger:
     def __init__(self, directory: str, node: str) -> None:
         self.node = node
         self._file = StateFile(directory, "ledger", node)
+        self._sightings = Sightings(directory, node)
         self._descriptor: int | None = None
 
     def read(self, deadline: Deadline) -> LedgerState:
-        os.makedirs(self._file.directory, exist_ok=True)
-        descriptor = os.open(self._file.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        while True:
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if deadline.expired():
-                    os.close(descriptor)
-                    raise ReservationError(f"the local reservation ledger of {self.node} stayed busy: retry") from None
-                time.sleep(0.02)
-        self._descriptor = descriptor
-        return LedgerState(self.node, 0, tuple(self._load().values()), {})
+        self._lock(deadline)
+        reservations = tuple(self._load().values())
+        expired = self._sightings.expired(reservations, deadline)
+        return LedgerState(self.node, None, reservations, {}, expired=expired)
+
+    def _lock(self, deadline: Deadline) -> None:
+        try:
+            os.makedirs(self._file.directory, exist_ok=True)
+            self._descriptor = lock_file(self._file.path + ".lock", deadline)
+        except LockBusy:
+            raise ReservationError(f"the local reservation ledger of {self.node} stayed busy: retry") from None
+        except OSError as error:
+            raise ReservationError(f"cannot open the local reservation ledger {self._file.path}: {error}") from None
 
     def _load(self) -> dict[str, Reservation]:
         found = {}
@@ -163,11 +216,13 @@ class LocalLedger:
         if not self._file.save({key: value.encode() for key, value in reservations.items()}):
             raise ReservationError(f"cannot write the local reservation ledger {self._file.path}: check HA_RSCTMP")
 
-    def book(self, state: LedgerState, reservation: Reservation) -> bool:
-        reservations = self._load()
-        reservations[reservation.resource] = reservation
-        self._store(reservations)
-        self.abandon()
+    def book(self, state: LedgerState, reservation: Reservation, deadline: Deadline) -> bool:
+        try:
+            reservations = self._load()
+            reservations[reservation.resource] = reservation
+            self._store(reservations)
+        finally:
+            self.abandon()
         return True
 
     def abandon(self) -> None:
@@ -175,46 +230,13 @@ class LocalLedger:
             os.close(self._descriptor)  # closing releases the flock
             self._descriptor = None
 
-    def release(self, reservation: Reservation, expired: Sequence[Reservation]) -> None:
-        self.read(Deadline.after(10))
+    def release(self, reservation: Reservation | None, expired: Sequence[Reservation], deadline: Deadline) -> None:
+        self._lock(deadline)  # within the action's time, not a fresh wait of its own
         try:
             reservations = self._load()
-            gone = (reservation, *expired)  # as booked and as read: never a newer booking
+            gone = (*([reservation] if reservation else []), *expired)  # as booked and as read: never a newer one
             kept = {resource: current for resource, current in reservations.items() if current not in gone}
             if kept != reservations:
                 self._store(kept)
         finally:
             self.abandon()
-
-
-class ClusterOrLocalLedger:
-    """The CIB ledger of ``node``; the local one when there is no cluster to talk to.
-
-    Which one applies is found out by the first read, which costs nothing extra in a
-    cluster.
-    """
-
-    def __init__(self, cli: ClusterCli, rsctmp: str, node: str) -> None:
-        self.node = node
-        self._current: CibLedger | LocalLedger = CibLedger(cli, node)
-        self._rsctmp = rsctmp
-
-    @property
-    def shared(self) -> bool:
-        return self._current.shared
-
-    def read(self, deadline: Deadline) -> LedgerState:
-        try:
-            return self._current.read(deadline)
-        except NotInCluster:
-            self._current = LocalLedger(self._rsctmp, self.node)
-            return self._current.read(deadline)
-
-    def book(self, state: LedgerState, reservation: Reservation) -> bool:
-        return self._current.book(state, reservation)
-
-    def abandon(self) -> None:
-        self._current.abandon()
-
-    def release(self, reservation: Reservation, expired: Sequence[Reservation]) -> None:
-        self._current.release(reservation, expired)

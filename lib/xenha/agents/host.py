@@ -198,7 +198,7 @@ class HostAgent(Agent):
             facts = hypervisor.node_facts()
             free_memory_mib = hypervisor.free_memory_mib()
             domains = [occupant_of(domain) for domain in hypervisor.active_domains()]
-            reserve = host_reserve_mib(ctx.params.integer("host_memory_reserve"), hypervisor.domain0_memory_mib)
+            reserve = host_reserve_mib(ctx.params.integer("host_memory_reserve"), lambda: _domain0_mib(ctx, hypervisor))
         except HypervisorError as error:
             return Health(RED, error.reason()), {}, None
         if facts.memory_mib <= 0 or facts.cpus <= 0:
@@ -219,6 +219,28 @@ class HostAgent(Agent):
         tolerance = ctx.params.integer("memory_drift_tolerance") or 0
         health = memory_health(free_memory_mib, capacity, booked, tolerance)
         return health, {"hv_memory": capacity, "cpu": cpu_capacity(facts.cpus, ratio)}, reserve
+
+
+def _domain0_mib(ctx: Context, hypervisor: Hypervisor) -> int | None:
+    """Domain-0's memory (None: there is none). After the hypervisor answered the other calls, an
+    error here is passing (libxl's "cannot acquire state change lock"): the last value measured
+    stands, or, with none, the action fails with the reason. Taking it for "no Domain-0" would
+    shrink the reserve to the default and publish an inflated capacity (issue 12, finding 10)."""
+    state = _state(ctx)
+    try:
+        found = hypervisor.domain0_memory_mib()
+    except HypervisorError as error:
+        last = state.load().get("domain0_mib")
+        if isinstance(last, int):
+            ctx.log.warning(f"{error.reason()}; the host reserve keeps Domain-0's last known {last} MiB")
+            return last
+        raise OcfError(
+            OcfExit.ERR_GENERIC,
+            f"cannot size the host reserve: {error.reason()}; retry, or set host_memory_reserve",
+        ) from None
+    if state.load().get("domain0_mib") != found:
+        state.update(domain0_mib=found)
+    return found
 
 
 def _cluster(ctx: Context) -> ClusterCli:

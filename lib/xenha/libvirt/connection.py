@@ -203,12 +203,18 @@ class Hypervisor:
         return int(free_bytes) // (1024 * 1024)
 
     def domain0_memory_mib(self) -> int | None:
-        """Xen's Domain-0 current memory, when this libvirt reports a Domain-0 (libxl does)."""
+        """Xen's Domain-0 current memory, when this libvirt reports a Domain-0 (libxl does).
+
+        None only when the hypervisor answers that there is no domain 0 (the test and qemu
+        drivers). Any other error is raised: a transient one ("cannot acquire state change
+        lock") must not be taken for "no Domain-0", which would shrink the host reserve to
+        the default and inflate the published capacity.
+        """
         connection = self._open()
         try:
             domain0 = self.call("look up Domain-0", lambda: connection.lookupByID(0))
         except HypervisorError as error:
-            if error.kind in (ErrorKind.NO_DOMAIN, ErrorKind.FAILED):
+            if error.kind is ErrorKind.NO_DOMAIN:
                 return None
             raise
         info = self.call("read Domain-0", domain0.info)

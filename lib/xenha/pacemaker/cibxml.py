@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from xenha.xmlscan import Element
+from xenha.xmlscan import Element, scan
 
 # Node attribute in which xen-host publishes the host reserve it applies (MiB), so that the
 # reservation check of every guest uses the same figure as the host's capacity.
@@ -37,6 +37,19 @@ def xml_attribute(text: str) -> str:
         .replace('"', "&quot;")
         .replace("\n", "&#10;")
     )
+
+
+def cib_version(text: str) -> tuple[int, int] | None:
+    """(admin_epoch, epoch) from ``cibadmin --query --xpath /cib --no-children``; None when absent.
+
+    >>> cib_version('<cib crm_feature_set="3.16.1" epoch="12" num_updates="3" admin_epoch="0"/>')
+    (0, 12)
+    """
+    for element in scan(text):
+        if element.tag == "cib":
+            admin, epoch = element.attributes.get("admin_epoch", ""), element.attributes.get("epoch", "")
+            return (int(admin), int(epoch)) if admin.isdigit() and epoch.isdigit() else None
+    return None
 
 
 def integer_value(nvpair: Element) -> int | None:

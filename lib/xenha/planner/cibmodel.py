@@ -61,10 +61,12 @@ def parse_cib(data: bytes) -> CibModel:
 
 
 def parse_ledger(crm_config: Any, host_names: Sequence[str]) -> tuple[Reservation, ...]:
-    """Every reservation in the ledgers under ``crm_config`` (expired ones included).
+    """Every reservation in the ledgers under ``crm_config``.
 
-    The ledger's format is :mod:`xenha.admission.ledger`'s, the one the agents book in.
-    Callers drop reservations that have expired (:meth:`Reservation.expired`).
+    The ledger's format is :mod:`xenha.admission.ledger`'s, the one the agents book in. A
+    reservation carries no timestamp: whether it has lapsed is known only to a node that
+    has watched it for its hold, so a reader of the CIB counts them all (xen-host and
+    admissions delete lapsed ones on their nodes).
     """
     if crm_config is None:
         return ()
@@ -74,7 +76,7 @@ def parse_ledger(crm_config: Any, host_names: Sequence[str]) -> tuple[Reservatio
         if node is None:
             continue
         nvpairs = [(nvpair.get("id", ""), nvpair.get("value") or "") for nvpair in property_set.iterfind("nvpair")]
-        found.extend(read_ledger_set(node, nvpairs)[1])
+        found.extend(read_ledger_set(node, nvpairs)[0])
     return tuple(found)
 
 

@@ -24,7 +24,7 @@ from xenha.planner.scenarios import Plan, ScenarioResult
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATUS_WORDS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 JSON_SCHEMA = "xenha-plan/1"
-STATUS_SCHEMA = "xenha-status/1"
+STATUS_SCHEMA = "xenha-status/2"  # 2: a reservation has hold_s (a duration), no expires
 MAX_NAMES = 5
 MAX_ROWS = 10
 

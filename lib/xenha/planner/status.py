@@ -37,14 +37,16 @@ class HostUsage(NamedTuple):
         return self.load.free
 
 
-def host_usage(model: CibModel, now: float) -> tuple[tuple[HostUsage, ...], tuple[Reservation, ...]]:
-    """Per host: capacity, used by the guests active there, reserved by live reservations.
+def host_usage(model: CibModel) -> tuple[tuple[HostUsage, ...], tuple[Reservation, ...]]:
+    """Per host: capacity, used by the guests active there, reserved by the ledger's reservations.
 
     Counted by the admission check's own rule (:func:`xenha.admission.load.tally`): a
     reservation whose guest is already active on its node (arrived, not yet released) is
-    counted once, as used.
+    counted once, as used. Every reservation in the ledger counts: a reservation carries a
+    hold, not a timestamp, and only a node that watched it knows when it lapsed (lapsed ones
+    are deleted by the admissions and xen-host's monitor of their node).
     """
-    live = tuple(reservation for reservation in model.reservations if not reservation.expired(now))
+    live = model.reservations
     usage = []
     for host in model.hosts:
         active = [
@@ -80,8 +82,8 @@ def _usage_table(usage: tuple[HostUsage, ...]) -> list[str]:
     return table(STATUS_HEADER, rows, (False, False, *(True,) * 9))
 
 
-def render_status_text(model: CibModel, source: str, now: float) -> str:
-    usage, live = host_usage(model, now)
+def render_status_text(model: CibModel, source: str) -> str:
+    usage, live = host_usage(model)
     lines = [
         f"{count_phrase(len(model.hosts), 'host')}, {count_phrase(len(model.guests), 'guest')}, "
         f"placement-strategy={model.options.placement_strategy}; {source}",
@@ -93,7 +95,7 @@ def render_status_text(model: CibModel, source: str, now: float) -> str:
         for reservation in live:
             lines.append(
                 f"  {reservation.resource} -> {reservation.node}: {reservation.memory_mib} MiB, "
-                f"{reservation.vcpus} vCPUs, {expiry_phrase(reservation.expires, now)} "
+                f"{reservation.vcpus} vCPUs, held up to {reservation.hold_s} s "
                 f"(holder {reservation.holder})"
             )
     stopped = [guest.resource for guest in model.running_guests if not guest.active_on]
@@ -102,20 +104,8 @@ def render_status_text(model: CibModel, source: str, now: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def expiry_phrase(expires: int, now: float) -> str:
-    """When a reservation lapses: in seconds when soon, as a UTC time otherwise.
-
-    >>> expiry_phrase(1030, 1000.0), expiry_phrase(4102444800, 1000.0)
-    ('expires in 30 s', 'expires 2100-01-01 00:00 UTC')
-    """
-    remaining = int(expires - now)
-    if remaining <= 3600:
-        return f"expires in {remaining} s"
-    return "expires " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expires))
-
-
 def status_json(model: CibModel, source: str, now: float) -> dict[str, Any]:
-    usage, live = host_usage(model, now)
+    usage, live = host_usage(model)
     return {
         "schema": STATUS_SCHEMA,
         "source": source,
@@ -139,7 +129,7 @@ def status_json(model: CibModel, source: str, now: float) -> dict[str, Any]:
                 "resource": reservation.resource,
                 "memory_mib": reservation.memory_mib,
                 "vcpus": reservation.vcpus,
-                "expires": reservation.expires,
+                "hold_s": reservation.hold_s,
                 "holder": reservation.holder,
             }
             for reservation in live

@@ -41,7 +41,7 @@ def book(action: GuestAction, spec: DomainSpec, what: str, target: Hypervisor) -
     ledger = action.services.ledger(node)
     admission_deadline = ctx.deadline.within(max(10.0, ctx.timeout_s * 0.3))
     try:
-        booking = admit(request, ledger, target, admission_deadline, ctx.log, action.services.clock)
+        booking = admit(request, ledger, target, admission_deadline, ctx.log)
     except AdmissionRefused as refusal:
         raise OcfError(OcfExit.ERR_GENERIC, str(refusal)) from None
     except ReservationError as error:
@@ -49,7 +49,7 @@ def book(action: GuestAction, spec: DomainSpec, what: str, target: Hypervisor) -
 
     def release() -> None:
         try:
-            booking.release()
+            booking.release(ctx.deadline)
         except Exception as error:  # noqa: BLE001 - the reservation expires by itself; the result stands
             ctx.log.warning(f"could not release the reservation on {node}: {error}")
 

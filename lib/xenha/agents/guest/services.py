@@ -11,6 +11,7 @@ where it is first used, here and nowhere else: a monitor never loads it
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -28,7 +29,7 @@ class GuestServices:
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
-        self.clock: Callable[[], float] = time.time  # wall clock: reservations' expiry, recheck times
+        self.clock: Callable[[], float] = time.time  # wall clock: when published figures were last checked
         self.sleep: Callable[[float], None] = time.sleep
 
     def hypervisor(self, uri: str, node: str) -> Hypervisor:
@@ -42,7 +43,12 @@ class GuestServices:
         return ClusterCli(CommandRunner(), self._ctx.deadline)
 
     def ledger(self, node: str) -> Ledger:
-        """The reservation ledger of ``node``: in the CIB, or on this host outside a cluster."""
-        from xenha.admission.stores import ClusterOrLocalLedger  # noqa: PLC0415 - the cluster stack only when used (performance.md)
+        """The reservation ledger of ``node``: in the CIB (a cluster's, or a CIB file), or on
+        this host when the environment names no cluster. Decided from the environment only,
+        never from a tool's failure (docs/decisions/reservation-protocol.md)."""
+        from xenha.admission.stores import CibLedger, LocalLedger  # noqa: PLC0415 - the cluster stack only when used (performance.md)
+        from xenha.pacemaker.cluster import cluster_mode  # noqa: PLC0415 - the cluster stack only when used (performance.md)
 
-        return ClusterOrLocalLedger(self.cluster(), self._ctx.env.rsctmp, node)
+        if cluster_mode(os.environ) == "standalone":
+            return LocalLedger(self._ctx.env.rsctmp, node)
+        return CibLedger(self.cluster(), self._ctx.env.rsctmp, node)
