@@ -55,6 +55,8 @@ class Reservation(NamedTuple):
     vcpus: int
     hold_s: int  # how long it stays valid after a node first sees it, on that node's clock
     holder: str
+    # (nvpair id, value) exactly as read from a ledger; None for one this process booked
+    read_as: tuple[str, str] | None = None
 
     @property
     def nvpair_id(self) -> str:
@@ -76,7 +78,7 @@ class Reservation(NamedTuple):
         """The reservation an nvpair's value encodes; None when it is no reservation of this format.
 
         >>> Reservation.decode("n2", "xenha-reservation/2 resource=web%3A1 memory_mib=70 vcpus=1 hold_s=90 holder=h")
-        Reservation(node='n2', resource='web:1', memory_mib=70, vcpus=1, hold_s=90, holder='h')
+        Reservation(node='n2', resource='web:1', memory_mib=70, vcpus=1, hold_s=90, holder='h', read_as=None)
         >>> Reservation.decode("n2", "memory_mib=70 vcpus=1 expires=9 holder=h resource=web1") is None  # format 1
         True
         """
@@ -125,8 +127,8 @@ def read_ledger_set(node: str, nvpairs: Iterable[tuple[str, str]]) -> tuple[tupl
 
     >>> reservations, unreadable = read_ledger_set("n2", [("xenha-ledger-n2-version", "41"),
     ...     ("x", "xenha-reservation/2 resource=app-version memory_mib=70 vcpus=1 hold_s=9 holder=h")])
-    >>> [reservation.resource for reservation in reservations], unreadable
-    (['app-version'], ('xenha-ledger-n2-version',))
+    >>> [(reservation.resource, reservation.read_as[0]) for reservation in reservations], unreadable
+    ([('app-version', 'x')], ('xenha-ledger-n2-version',))
     """
     reservations: list[Reservation] = []
     unreadable: list[str] = []
@@ -135,7 +137,7 @@ def read_ledger_set(node: str, nvpairs: Iterable[tuple[str, str]]) -> tuple[tupl
         if reservation is None:
             unreadable.append(nvpair_id)
         else:
-            reservations.append(reservation)
+            reservations.append(reservation._replace(read_as=(nvpair_id, value)))
     return tuple(reservations), tuple(unreadable)
 
 

@@ -163,8 +163,9 @@ class CibLedger:
             raise ReservationError(str(error)) from None
 
     def _exactly(self, reservation: Reservation) -> str:
-        nvpair, value = xpath_literal(reservation.nvpair_id), xpath_literal(reservation.encode())
-        return f"{self._set_xpath()}/nvpair[@id={nvpair} and @value={value}]"
+        """The nvpair of ``reservation`` as it was read (or booked): id and value must both match."""
+        nvpair, value = reservation.read_as or (reservation.nvpair_id, reservation.encode())
+        return f"{self._set_xpath()}/nvpair[@id={xpath_literal(nvpair)} and @value={xpath_literal(value)}]"
 
     def _delete(self, reservation: Reservation, deadline: Deadline) -> None:
         self._cli.delete_where(self._exactly(reservation), deadline)
