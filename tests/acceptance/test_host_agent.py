@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import time
 from pathlib import Path
 
 import libvirt
@@ -152,6 +154,33 @@ def test_health_turns_yellow_when_free_memory_drifts_below_the_cluster_figure(
     assert health(cib_of(host_agent), "testhost") == "yellow"
     assert host_agent.monitor(memory_capacity=str(max(0, free - 1024))).code == 0
     assert health(cib_of(host_agent), "testhost") == "green"
+
+
+def test_monitor_deletes_the_nodes_lapsed_reservations(host_agent: AgentCase) -> None:
+    """A reservation whose holder died lapses on this node's clock, ``hold_s`` after this node
+    first saw it, and xen-host's monitor deletes it; another node's live one stays (issue 12,
+    findings 6 and 12: an expired entry can always be cleared, without trusting a timestamp)."""
+    cib = cib_of(host_agent)
+    ledger = "xenha-ledger-testhost"
+
+    def reservation(resource: str, hold_s: int) -> str:
+        value = f"xenha-reservation/2 resource={resource} memory_mib=134 vcpus=1 hold_s={hold_s} holder=node9:1:ab"
+        return f'<nvpair id="{ledger}-{resource}" name="{ledger}-{resource}" value="{value}"/>'
+
+    subprocess.run(
+        ["cibadmin", "--create", "--scope", "crm_config", "--xml-text",
+         f'<cluster_property_set id="{ledger}">{reservation("dead", 1)}{reservation("live", 600)}'
+         "</cluster_property_set>"],
+        env={"CIB_file": str(cib), "PATH": "/usr/sbin:/usr/bin"}, check=True, capture_output=True,
+    )  # fmt: skip
+    assert host_agent.run("start").code == 0  # sees both for the first time: both count
+    assert "resource=dead" in query(cib, f"//cluster_property_set[@id='{ledger}']")
+    time.sleep(1.5)
+    monitored = host_agent.monitor()
+    assert monitored.code == 0, monitored
+    left = query(cib, f"//cluster_property_set[@id='{ledger}']")
+    assert "resource=dead" not in left and "resource=live" in left, left
+    assert "deleted lapsed reservations into testhost" in monitored.stderr
 
 
 def test_stop_withdraws_health_and_keeps_capacity(host_agent: AgentCase) -> None:

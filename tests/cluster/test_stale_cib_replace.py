@@ -1,9 +1,8 @@
 """A stale full-CIB replace must not let an old decision commit (issue 12, finding 8).
 
-WRITTEN, NOT YET RUN: the 3-node cluster belongs to another helper while this was written
-(see the issue 12 report). Expected today: the test fails at the marked assertion (strict
-xfail); it passes once the booking's compare-and-swap is conditioned on the CIB's epoch
-(docs/decisions/reservation-protocol.md).
+Before issue 12's fix the booking's compare-and-swap compared a version nvpair of the ledger,
+which the stale replace brings back; it is now conditioned on the CIB's (admin_epoch, epoch),
+which no replace brings back (docs/decisions/reservation-protocol.md).
 
 The interleaving is forced, not hoped for. On node1, whose CIB capacity has room for one
 guest:
@@ -14,10 +13,11 @@ guest:
    private mount namespace, tests/harness/faults.py) holds the call until the test says go;
 3. admission B (``stale-b``) books, starts its guest and releases: the node is full;
 4. the stale copy is pushed back (``cibadmin --replace --scope configuration``, what pcs
-   does): the ledger's version nvpair is back to what A read;
-5. go: today A's compare-and-swap matches the resurrected version, A starts its guest, and
-   the node holds two guests in room for one. With the epoch in the condition, A's booking
-   matches nothing, A reads again, sees B's guest in libvirt, and is refused.
+   does): the ledger is back to what A read (a version nvpair would be too), the epoch is not;
+5. go: with a version nvpair as the condition A's compare-and-swap matched the resurrected
+   version, A started its guest, and the node held two guests in room for one. With the
+   epoch in the condition, A's booking matches nothing, A reads again, sees B's guest in
+   libvirt, and is refused.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ def agent_argv(name: str, config: Path, prefix: list[str] | None = None) -> list
         "OCF_RESKEY_hypervisor": "qemu:///system",
         "OCF_RESKEY_CRM_meta_timeout": "90000",
         "OCF_RESKEY_CRM_meta_on_node": NODE,
+        "OCF_RESKEY_crm_feature_set": "3.16.2",  # the executor passes it to every action: "in a cluster"
         "HA_RSCTMP": f"/run/resource-agents/stale-{name}",
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
     }
@@ -94,8 +95,8 @@ def test_a_decision_older_than_a_stale_replace_never_commits(cluster: Cluster) -
     cluster.check(NODE, ["crm_attribute", "--type", "nodes", "--node", NODE, "--utilization",
                          "--name", "hv_memory", "--update", str(capacity)])  # fmt: skip
     try:
-        # The ledger of node1 exists (a booking came and went): A's booking is a plain
-        # compare-and-swap on its version, not the ledger's creation.
+        # The ledger of node1 exists (a booking came and went), as it would in a cluster
+        # that has run for a while.
         warmup = cluster.run(NODE, agent_argv("stale-warmup", configs["stale-warmup"]), 120.0)
         assert warmup.returncode == 0, warmup.stderr
         cluster.check(NODE, [*VIRSH, "destroy", "stale-warmup"])

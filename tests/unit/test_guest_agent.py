@@ -104,6 +104,7 @@ class FakeLedger:
     def __init__(self, node: str, conflicts: int = 0) -> None:
         self.node = node
         self.conflicts = conflicts
+        self.failure: Exception | None = None  # raised by the next read (a CIB error)
         self.epoch = (0, 3)
         self.booked: list[Reservation] = []
         self.released: list[Reservation] = []
@@ -111,6 +112,8 @@ class FakeLedger:
 
     def read(self, deadline: object) -> LedgerState:
         self.reads += 1
+        if self.failure is not None:
+            raise self.failure
         return LedgerState(self.node, self.epoch, tuple(self.booked), {})
 
     def book(self, state: LedgerState, reservation: Reservation, deadline: object) -> bool:
@@ -268,6 +271,21 @@ def test_start_books_again_after_losing_the_compare_and_swap(host: Host) -> None
     assert host.ledger.released == host.ledger.booked  # the running domain holds the room now
     assert "after 3 attempts" in host.log
     assert host.cluster.utilization == {"hv_memory": 1036, "cpu": 2}
+
+
+def test_a_ledger_error_fails_the_start_with_its_reason_and_never_falls_back(host: Host) -> None:
+    """Issue 12, finding 7: inside a cluster a CIB error while reading the ledger is the
+    admission's failure, named; the agent does not book elsewhere or start the guest."""
+    from xenha.admission.stores import ReservationError  # noqa: PLC0415 - as the agent imports it
+
+    host.ledger.failure = ReservationError(
+        "cibadmin exited with status 102: Could not connect to the CIB; nothing was booked: check that Pacemaker "
+        "runs on this node"
+    )
+    assert host.run("start") == OcfExit.ERR_GENERIC
+    assert "cannot reserve room on node1: cibadmin exited with status 102" in host.log
+    assert host.ledger.reads == 1 and host.ledger.booked == []
+    assert "web1" not in host.hypervisor.domains
 
 
 def test_start_is_refused_on_a_host_without_room(host: Host) -> None:

@@ -104,11 +104,16 @@ class CibLedger:
             self._cli.hold(deadline)  # a CIB file: ours until the booking (or abandon)
             self._held = True
             version = self._cli.configuration_version(deadline)
-            text = self._cli.query(f"{self._set_xpath()} | {node_figures_xpath(self.node)}", deadline)
+            return self.observe(deadline)._replace(epoch=version)
         except PacemakerError as error:
             self.abandon()
             raise ReservationError(f"{error}; nothing was booked: check that Pacemaker runs on this node") from None
-        state = parse_ledger_query(text, self.node, version)
+
+    def observe(self, deadline: Deadline) -> LedgerState:
+        """The ledger and the node's figures in one query, without the version (xen-host's monitor
+        reads them so, and deletes what lapsed). Raises PacemakerError."""
+        text = self._cli.query(f"{self._set_xpath()} | {node_figures_xpath(self.node)}", deadline)
+        state = parse_ledger_query(text, self.node)
         return state._replace(expired=self._sightings.expired(state.reservations, deadline))
 
     def book(self, state: LedgerState, reservation: Reservation, deadline: Deadline) -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from xenha.admission.ledger import LedgerState
 from xenha.admission.load import (
     RED,
     Health,
@@ -29,6 +30,7 @@ from xenha.admission.load import (
     memory_health,
     occupant_of,
 )
+from xenha.admission.stores import CibLedger, ReservationError
 from xenha.agents.parameters import (
     HYPERVISOR,
     cpu_overcommit,
@@ -40,7 +42,7 @@ from xenha.libvirt.connection import Hypervisor
 from xenha.libvirt.errors import HypervisorError
 from xenha.ocf import Action, Agent, AgentSpec, Context, Handler, OcfError, OcfExit, Parameter, ParamType
 from xenha.ocf.metadata import COMMON_ACTIONS
-from xenha.pacemaker.cibxml import RESERVE_ATTRIBUTE
+from xenha.pacemaker.cibxml import RESERVE_ATTRIBUTE, NodeFigures
 from xenha.pacemaker.cluster import ClusterCli, NotInCluster, PacemakerError
 from xenha.runner import CommandRunner
 from xenha.statefile import StateFile
@@ -161,16 +163,21 @@ class HostAgent(Agent):
     def _refresh(self, ctx: Context, force: bool) -> None:
         node = ctx.env.node_name
         cluster = _cluster(ctx)
+        # One query reads the node's figures and its reservation ledger, whose lapsed entries
+        # (a holder that died) this monitor deletes: they can always be cleared.
+        ledger = CibLedger(cluster, ctx.env.rsctmp, node)
         try:
-            figures = cluster.node_figures(node)
+            seen: LedgerState | None = ledger.observe(ctx.deadline)
         except NotInCluster:
-            figures = None
+            seen = None
         except PacemakerError as error:
             raise OcfError(OcfExit.ERR_GENERIC, f"cannot read {node}'s utilization from the CIB: {error}") from None
         health, published, reserve = self._measure(ctx)
-        if figures is None:
+        if seen is None:
             ctx.log.info(f"no cluster: would publish {published} and {HEALTH_ATTRIBUTE}={health.colour}")
             return
+        figures = NodeFigures(seen.utilization, seen.memory_reserve_mib)
+        _clear_lapsed(ctx, ledger, seen)
         try:
             for name, value in published.items():
                 if figures.utilization.get(name) != value:
@@ -219,6 +226,22 @@ class HostAgent(Agent):
         tolerance = ctx.params.integer("memory_drift_tolerance") or 0
         health = memory_health(free_memory_mib, capacity, booked, tolerance)
         return health, {"hv_memory": capacity, "cpu": cpu_capacity(facts.cpus, ratio)}, reserve
+
+
+def _clear_lapsed(ctx: Context, ledger: CibLedger, seen: LedgerState) -> None:
+    """Delete the reservations into this node whose hold ran out on this node's clock."""
+    lapsed = seen.lapsed()
+    if not lapsed:
+        return
+    try:
+        ledger.release(None, lapsed, ctx.deadline)
+    except ReservationError as error:
+        ctx.log.warning(f"could not delete lapsed reservations into {seen.node}: {error}")
+        return
+    ctx.log.info(
+        f"deleted lapsed reservations into {seen.node} (holder gone): "
+        + ", ".join(f"{old.resource} (holder {old.holder})" for old in lapsed)
+    )
 
 
 def _domain0_mib(ctx: Context, hypervisor: Hypervisor) -> int | None:

@@ -21,15 +21,12 @@ from typing import Literal
 from xenha.deadline import Deadline
 from xenha.filelock import LockBusy, lock_file
 from xenha.pacemaker.cibxml import (
-    NodeFigures,
     cib_version,
     integer_value,
-    node_figures_xpath,
-    parse_node_figures,
     xpath_literal,
 )
 from xenha.runner import CommandResult, CommandRunner
-from xenha.xmlscan import elements, scan
+from xenha.xmlscan import elements
 
 # crm_exit_t values (include/crm/common/results.h)
 EXIT_NO_SUCH_OBJECT = 105  # ENXIO: an xpath matched nothing / attribute not set
@@ -182,9 +179,6 @@ class ClusterCli:
             self._check(result)
 
     # ---- node utilization and attributes ----------------------------------------------------
-    def node_figures(self, node: str) -> NodeFigures:
-        return parse_node_figures(scan(self.query(node_figures_xpath(node)) or ""))
-
     def _node_attribute(self, node: str, name: str, *action: str, utilization: bool = False) -> CommandResult:
         """``crm_attribute`` on a permanent node attribute (or a node's utilization)."""
         kind = ["--utilization"] if utilization else []
