@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from xenha.admission.ledger import LedgerState, Reservation
+from xenha.admission.stores import ReservationError
 from xenha.agents.guest.agent import GuestAgent
 from xenha.libvirt import states
 from xenha.libvirt.connection import NodeFacts
@@ -276,8 +277,6 @@ def test_start_books_again_after_losing_the_compare_and_swap(host: Host) -> None
 def test_a_ledger_error_fails_the_start_with_its_reason_and_never_falls_back(host: Host) -> None:
     """Issue 12, finding 7: inside a cluster a CIB error while reading the ledger is the
     admission's failure, named; the agent does not book elsewhere or start the guest."""
-    from xenha.admission.stores import ReservationError  # noqa: PLC0415 - as the agent imports it
-
     host.ledger.failure = ReservationError(
         "cibadmin exited with status 102: Could not connect to the CIB; nothing was booked: check that Pacemaker "
         "runs on this node"
