@@ -177,6 +177,7 @@ def migration_benchmark() -> str:
                 "OCF_RESKEY_CRM_meta_timeout": "120000", "OCF_RESKEY_CRM_meta_migrate_source": source,
                 "OCF_RESKEY_CRM_meta_migrate_target": target,
                 "OCF_RESKEY_CRM_meta_on_node": target if action == "migrate_from" else source,
+                "OCF_RESKEY_crm_feature_set": "3.16.2",  # as the executor passes it: the ledger is the CIB's
                 "HA_RSCTMP": "/run/resource-agents/bench", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
             }  # fmt: skip
             return ["env", "-i", *(f"{key}={value}" for key, value in env.items()), str(AGENTS / "xen-guest"), action]
