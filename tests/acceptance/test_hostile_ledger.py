@@ -1,4 +1,4 @@
-"""The reservation ledger under hostile conditions (issue 12, findings 6, 7, 9, 11, 12).
+"""The reservation ledger under hostile conditions (issue 12, findings 6-9, 11-13).
 
 Each test runs xen-guest's start as separate processes, as Pacemaker's executor does, on a
 real libvirtd (test driver), with the cluster played by a CIB file that Pacemaker's own
@@ -67,8 +67,12 @@ class Node:
             connection.close()
 
     def ledger_text(self) -> str:
-        crm_config = query(self.cib, "//crm_config")
-        assert crm_config, f"cibadmin cannot read {self.cib}"
+        return self.ledger_text_of(self.cib)
+
+    @staticmethod
+    def ledger_text_of(cib: Path) -> str:
+        crm_config = query(cib, "//crm_config")
+        assert crm_config, f"cibadmin cannot read {cib}"
         return crm_config
 
     def cleanup(self) -> None:
@@ -179,6 +183,49 @@ def test_a_passing_cib_error_refuses_and_never_falls_back(node_factory: NodeFact
         f"admitted into a host whose only room another admission holds: {start}"
     )
     assert "internal error" not in (start.reason or ""), start
+
+
+# ---- finding 8 -------------------------------------------------------------------------------
+
+
+def test_a_booking_decided_before_a_stale_replace_does_not_commit(tmp_path: Path) -> None:
+    """The forced interleaving of tests/cluster/test_stale_cib_replace.py on a CIB file, through
+    the ledger's own code and Pacemaker's cibadmin: A reads; B books; a stale copy of the
+    configuration (read before B) is pushed back as pcs does, so the ledger is again exactly
+    what A read; A's compare-and-swap must still fail, because the epoch moved on."""
+    from xenha.admission.ledger import Reservation
+    from xenha.admission.stores import CibLedger
+    from xenha.deadline import Deadline
+    from xenha.pacemaker.cluster import ClusterCli
+    from xenha.runner import CommandRunner
+
+    cib = write_cib(tmp_path / "cib.xml", {NODE: {"hv_memory": ROOM_FOR_ONE, "cpu": 64}})
+    environ = {"CIB_file": str(cib), "PATH": "/usr/sbin:/usr/bin"}
+
+    def ledger() -> CibLedger:
+        return CibLedger(ClusterCli(CommandRunner(environ), Deadline.after(30)), str(tmp_path / "rsctmp"), NODE)
+
+    def booking(resource: str) -> Reservation:
+        return Reservation(NODE, resource, 134, 1, 120, f"{NODE}:1:{resource}")
+
+    stale = subprocess.run(["cibadmin", "--query", "--scope", "configuration"], env=environ,
+                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    a = ledger()
+    seen_by_a = a.read(Deadline.after(10))
+    a.abandon()  # A decides; B books meanwhile (in a cluster nothing orders them but the CAS)
+    b = ledger()
+    assert b.book(b.read(Deadline.after(10)), booking("b"), Deadline.after(10)), "B's booking failed"
+    subprocess.run(["cibadmin", "--replace", "--scope", "configuration", "--xml-text", stale], env=environ,
+                   capture_output=True, text=True, check=True)  # fmt: skip
+    reader = ledger()
+    after_replace = reader.read(Deadline.after(10))
+    reader.abandon()
+    assert after_replace.reservations == seen_by_a.reservations == (), "the replace did not bring back A's ledger"
+    assert after_replace.epoch != seen_by_a.epoch, f"a replace brought an epoch back: {after_replace.epoch}"
+    assert not a.book(seen_by_a, booking("a"), Deadline.after(10)), (
+        "A's booking, decided before B's, committed after a stale replace"
+    )
+    assert "resource=a " not in Node.ledger_text_of(cib)
 
 
 # ---- finding 9 -------------------------------------------------------------------------------
