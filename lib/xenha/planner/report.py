@@ -26,6 +26,7 @@ OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATUS_WORDS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 JSON_SCHEMA = "xenha-plan/1"
 STATUS_SCHEMA = "xenha-status/1"
+ERROR_SCHEMAS = {"status": STATUS_SCHEMA, "verify": "xenha-verify/1"}
 MAX_NAMES = 5
 MAX_ROWS = 10
 
@@ -300,7 +301,7 @@ def render_json(document: dict[str, Any]) -> str:
 
 def error_json(command: str, message: str) -> dict[str, Any]:
     return {
-        "schema": JSON_SCHEMA if command != "status" else STATUS_SCHEMA,
+        "schema": ERROR_SCHEMAS.get(command, JSON_SCHEMA),
         "command": command,
         "status": "UNKNOWN",
         "exit_code": UNKNOWN,
