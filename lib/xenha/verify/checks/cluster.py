@@ -179,22 +179,30 @@ def migration_limit(config: ClusterConfig, facts: Facts) -> Iterator[Finding]:
     for guest in movers:
         for name in guest.guest.active_on:
             load.setdefault(name, []).append(guest)
-    if load:
-        busiest, drained = max(load.items(), key=lambda item: (_memory(item[1]), item[0]))
-    else:
+    if not load:
         share = math.ceil(len(movers) / max(1, len(config.nodes)))
-        busiest = "one host (guests spread evenly)"
-        drained = sorted(movers, key=lambda guest: -guest.guest.demand.memory_mib)[:share]
-    total_mib = _memory(drained)
-    largest = max(guest.guest.demand.memory_mib for guest in drained)
+        load["one host (guests spread evenly)"] = sorted(movers, key=lambda guest: -guest.guest.demand.memory_mib)[
+            :share
+        ]
     bandwidth = facts.bandwidth_mib_s
-    drain_s = copy_seconds(total_mib, bandwidth)
-    window_s = min(copy_window_s(guest.timeout_ms("migrate_to") / 1000) for guest in drained)
-    if len(drained) < 2 or drain_s <= window_s or copy_seconds(largest, bandwidth) > window_s:
-        return  # fits at once; or even one alone does not, which migrate-timeout reports
+    for busiest, drained in sorted(load.items(), key=lambda item: (-_memory(item[1]), item[0])):
+        total_mib = _memory(drained)
+        largest = max(guest.guest.demand.memory_mib for guest in drained)
+        drain_s = copy_seconds(total_mib, bandwidth)
+        window_s = min(copy_window_s(guest.timeout_ms("migrate_to") / 1000) for guest in drained)
+        if len(drained) < 2 or drain_s <= window_s or copy_seconds(largest, bandwidth) > window_s:
+            continue  # fits at once; or even one alone does not, which migrate-timeout reports
+        yield _parallel_drain(busiest, drained, drain_s, window_s, bandwidth)
+        return
+
+
+def _parallel_drain(
+    busiest: str, drained: list[GuestConfig], drain_s: float, window_s: float, bandwidth: int
+) -> Finding:
+    largest = max(guest.guest.demand.memory_mib for guest in drained)
     parallel = max(1, int((window_s - SETUP_S) * bandwidth // (COPY_FACTOR * largest)))
-    count = len(drained)
-    yield Finding(
+    count, total_mib = len(drained), _memory(drained)
+    return Finding(
         "migration-limit",
         Severity.INFO,
         CLUSTER,

@@ -1,0 +1,266 @@
+"""xenha verify on CIB files: every check triggered by a CIB and silent on the clean one, and
+the fix commands it prints applied with the real pcs and crmsh to the CIB file, after which
+the finding is gone.
+
+The fixes are read from verify's own JSON output (what an operator would paste), their
+placeholders filled in, and run as ``pcs -f FILE ...`` and ``CIB_file=FILE crm ...``
+inside tests/harness/with-agents (so that both tools find ocf:xenha:*).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shlex
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tests.harness import verify_cibs
+from tests.harness.verify_cibs import CibEdit
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+XENHA = str(ROOT / "bin" / "xenha")
+WITH_AGENTS = str(ROOT / "tests" / "harness" / "with-agents")
+TOOL_TIMEOUT_S = 120
+
+
+def verify(path: str, *options: str) -> tuple[int, dict[str, Any]]:
+    completed = subprocess.run(
+        [XENHA, "verify", "--cib", path, "--json", *options], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert completed.stdout.startswith("{"), completed.stdout + completed.stderr
+    return completed.returncode, json.loads(completed.stdout)
+
+
+def findings(document: dict[str, Any], check: str, subject: str | None = None) -> list[dict[str, Any]]:
+    return [
+        finding
+        for finding in document["findings"]
+        if finding["check"] == check and (subject is None or finding["object"] == subject)
+    ]
+
+
+@dataclass
+class Case:
+    """A CIB edit that breaks one check, and what the fix needs to be applied."""
+
+    check: str
+    subject: str
+    severity: str
+    edit: Callable[[CibEdit, pathlib.Path], object]
+    fill: dict[str, str] = field(default_factory=dict)  # placeholder -> value
+    options: tuple[str, ...] = ("--no-plan",)
+    configs: bool = False  # write domain XML files and read them (--configs)
+    also: tuple[str, ...] = ()  # other checks the edit triggers too
+
+
+def _extra_guest(cib: CibEdit, name: str, config: str) -> None:
+    cib.add_resource(
+        f'<primitive id="{name}" class="ocf" provider="xenha" type="xen-guest">'
+        f'<instance_attributes id="{name}-ia"><nvpair id="{name}-ia-config" name="config" value="{config}"/>'
+        f'</instance_attributes><meta_attributes id="{name}-meta_attributes">'
+        f'<nvpair id="{name}-ma-am" name="allow-migrate" value="true"/></meta_attributes>'
+        f'<utilization id="{name}-utilization"><nvpair id="{name}-u-m" name="hv_memory" value="1024"/>'
+        f'<nvpair id="{name}-u-c" name="cpu" value="1"/></utilization>'
+        f'<operations><op id="{name}-monitor" name="monitor" interval="10s" timeout="30s"/>'
+        f'<op id="{name}-mt" name="migrate_to" interval="0s" timeout="300s"/></operations></primitive>'
+    )
+
+
+def _write_domain(directory: pathlib.Path, name: str, **kwargs: Any) -> str:
+    path = directory / f"{name}.xml"
+    path.write_text(verify_cibs.domain_xml(name, kwargs.pop("memory", 960), kwargs.pop("vcpus", 1), **kwargs))
+    return str(path)
+
+
+CASES = {
+    "stonith-disabled": Case("fencing", "cluster", "CRITICAL", lambda c, d: c.property("stonith-enabled", "false")),
+    "node-not-covered": Case(
+        "fencing",
+        "node host3",
+        "CRITICAL",
+        lambda c, d: c._set(c.primitive("fence"), "instance_attributes", "fence-ia", "pcmk_host_list", "host1 host2"),
+        {"BMC-ADDRESS": "192.0.2.13", "USER": "admin", "PASSWORD": "secret"},
+    ),
+    "no-quorum-ignore": Case("quorum", "cluster", "CRITICAL", lambda c, d: c.property("no-quorum-policy", "ignore")),
+    "placement-default": Case(
+        "placement-strategy", "cluster", "CRITICAL", lambda c, d: c.property("placement-strategy", "default")
+    ),
+    "node-without-capacity": Case(
+        "node-capacity",
+        "node host3",
+        "CRITICAL",
+        lambda c, d: c.node_utilization("host3", "hv_memory", None),
+        {"MIB": "16384"},
+    ),
+    "no-xen-host": Case("xen-host-clone", "cluster", "WARNING", lambda c, d: c.remove("xen-host-clone")),
+    "xen-host-not-cloned": Case(
+        "xen-host-clone", "resource xen-host", "WARNING", lambda c, d: c.unclone("xen-host-clone")
+    ),
+    "xen-host-clone-max": Case(
+        "xen-host-clone", "resource xen-host-clone", "WARNING", lambda c, d: c.meta("xen-host-clone", "clone-max", "2")
+    ),
+    "xen-host-banned": Case(
+        "xen-host-clone",
+        "resource xen-host-clone",
+        "WARNING",
+        lambda c, d: c.add_constraint(
+            '<rsc_location id="ban-xh" rsc="xen-host-clone" node="host2" score="-INFINITY"/>'
+        ),
+    ),
+    "xen-host-unhealthy": Case(
+        "xen-host-clone",
+        "resource xen-host-clone",
+        "WARNING",
+        lambda c, d: c.meta("xen-host-clone", "allow-unhealthy-nodes", None),
+    ),
+    "health-ignored": Case("node-health", "cluster", "WARNING", lambda c, d: c.property("node-health-strategy", None)),
+    "guest-too-large": Case(
+        "guest-too-large", "resource db1", "CRITICAL", lambda c, d: c.utilization("db1", "cpu", "16")
+    ),
+    "same-config-file": Case(
+        "duplicate-domain",
+        "resource web1-copy",
+        "CRITICAL",
+        lambda c, d: _extra_guest(c, "web1-copy", "/etc/xen/guests/web1.xml"),
+    ),
+    "no-allow-migrate": Case(
+        "allow-migrate", "resource web2", "WARNING", lambda c, d: c.meta("web2", "allow-migrate", None)
+    ),
+    "migrate-timeout-unset": Case(
+        "migrate-timeout", "resource db1", "WARNING", lambda c, d: c.remove_ops("db1", "migrate_to")
+    ),
+    "migrate-timeout-short": Case(
+        "migrate-timeout", "resource db1", "WARNING", lambda c, d: c.op("db1", "migrate_to", timeout="60s")
+    ),
+    "stop-timeout": Case(
+        "stop-timeout",
+        "resource app1",
+        "WARNING",
+        lambda c, d: (c.param("app1", "shutdown_timeout", "120"), c.op("app1", "stop", timeout="90s")),
+    ),
+    "no-monitor": Case("monitor", "resource app2", "CRITICAL", lambda c, d: c.remove_ops("app2", "monitor")),
+    "stickiness-default": Case(
+        "stickiness", "cluster", "WARNING", lambda c, d: c.rsc_default("resource-stickiness", "0")
+    ),
+    "stickiness-own": Case(
+        "stickiness", "resource web1", "WARNING", lambda c, d: c.meta("web1", "resource-stickiness", "0")
+    ),
+    "migration-limit": Case(
+        "migration-limit",
+        "cluster",
+        "INFO",
+        lambda c, d: (
+            c.property("migration-limit", None),
+            c.op("web1", "migrate_to", timeout="90s"),
+            c.op("web2", "migrate_to", timeout="90s"),
+        ),
+    ),
+    "foreign-node-utilization": Case(
+        "foreign-utilization", "node host2", "WARNING", lambda c, d: c.node_utilization("host2", "host_memory", "16384")
+    ),
+    "foreign-guest-utilization": Case(
+        "foreign-utilization", "resource app1", "WARNING", lambda c, d: c.utilization("app1", "memory", "2048")
+    ),
+    "config-file-missing": Case(
+        "config-file",
+        "resource app2",
+        "CRITICAL",
+        lambda c, d: c.param("app2", "config", str(d / "gone.xml")),
+        {"PATH-TO-DOMAIN-XML": "{configs}/app2.xml"},
+        configs=True,
+    ),
+    "same-domain-name": Case(
+        "duplicate-domain",
+        "resource web1-copy",
+        "CRITICAL",
+        lambda c, d: _extra_guest(c, "web1-copy", _write_domain(d / "copy", "web1", disk="/srv/xen/other.img")),
+        configs=True,
+    ),
+    "shared-disk": Case(
+        "shared-disk",
+        "resource extra",
+        "CRITICAL",
+        lambda c, d: _extra_guest(c, "extra", _write_domain(d, "extra", disk="/srv/xen/db1.img")),
+        configs=True,
+    ),
+    "utilization-by-hand": Case(
+        "utilization-mismatch",
+        "resource db1",
+        "WARNING",
+        lambda c, d: (
+            c.param("db1", "autoset_utilization_hv_memory", "false"),
+            c.utilization("db1", "hv_memory", "7000"),
+        ),
+        configs=True,
+    ),
+    "hvm-live": Case(
+        "hvm-live-migration",
+        "resource extra",
+        "INFO",
+        lambda c, d: (
+            _extra_guest(c, "extra", _write_domain(d, "extra", os_type="hvm")),
+            c.param("extra", "hvm_migration", "live"),
+        ),
+        {"SHARED-DIR": "/srv/xen/save"},
+        configs=True,
+    ),
+}
+
+
+def _prepare(case: Case, tmp_path: pathlib.Path) -> tuple[str, tuple[str, ...]]:
+    configs = tmp_path / "configs"
+    (configs / "copy").mkdir(parents=True)
+    cib = verify_cibs.clean(configs if case.configs else None)
+    case.edit(cib, configs)
+    options = (*case.options, "--configs") if case.configs else case.options
+    return cib.write(tmp_path / "cib.xml"), options
+
+
+def _apply(commands: list[str], tool: str, path: str, fill: dict[str, str], configs: pathlib.Path) -> None:
+    env = {**os.environ, "CIB_file": path}
+    for command in commands:
+        for placeholder, value in fill.items():
+            command = command.replace(placeholder, value.format(configs=configs))
+        argv = shlex.split(command)
+        assert argv[0] == tool, command
+        if tool == "pcs":
+            argv = [argv[0], "-f", path, *argv[1:]]
+        completed = subprocess.run(
+            [WITH_AGENTS, *argv], capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, env=env, check=False
+        )
+        assert completed.returncode == 0, f"{command}: {completed.stdout}{completed.stderr}"
+
+
+def test_the_clean_cluster_passes_every_check(tmp_path: pathlib.Path) -> None:
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    path = verify_cibs.clean(configs).write(tmp_path / "cib.xml")
+    code, document = verify(path, "--configs")
+    assert document["findings"] == [] and code == 0, document["findings"]
+    assert document["status"] == "OK" and document["domain_xml_read"] is True
+    assert document["guests"] == 5 and document["hosts"] == 3
+
+
+@pytest.mark.parametrize("tool", ["pcs", "crmsh"])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_each_check_triggers_and_its_fix_removes_it(name: str, tool: str, tmp_path: pathlib.Path) -> None:
+    case = CASES[name]
+    path, options = _prepare(case, tmp_path)
+    code, document = verify(path, *options)
+    found = findings(document, case.check, case.subject)
+    assert len(found) == 1, document["findings"]
+    finding = found[0]
+    assert finding["severity"] == case.severity
+    assert finding["why"] and finding["problem"]
+    assert {item["check"] for item in document["findings"]} == {case.check, *case.also}, document["findings"]
+    assert code == {"CRITICAL": 2, "WARNING": 1, "INFO": 0}[document["findings"][0]["severity"]]
+    assert sorted(finding["fix"]["placeholders"]) == sorted(case.fill)
+    _apply(finding["fix"][tool], "pcs" if tool == "pcs" else "crm", path, case.fill, tmp_path / "configs")
+    _, after = verify(path, *options)
+    assert findings(after, case.check, case.subject) == [], after["findings"]
