@@ -224,7 +224,8 @@ def _prepare(case: Case, tmp_path: pathlib.Path) -> tuple[str, tuple[str, ...]]:
 
 def _apply(commands: list[str], tool: str, path: str, fill: dict[str, str], configs: pathlib.Path) -> None:
     env = {**os.environ, "CIB_file": path}
-    for command in commands:
+    for shown in commands:
+        command = shown
         for placeholder, value in fill.items():
             command = command.replace(placeholder, value.format(configs=configs))
         argv = shlex.split(command)
