@@ -265,3 +265,155 @@ def test_each_check_triggers_and_its_fix_removes_it(name: str, tool: str, tmp_pa
     _apply(finding["fix"][tool], "pcs" if tool == "pcs" else "crm", path, case.fill, tmp_path / "configs")
     _, after = verify(path, *options)
     assert findings(after, case.check, case.subject) == [], after["findings"]
+
+
+# --- the N+1 check: the planner's answer, the scheduler where the proof does not reach ------
+
+
+def test_a_cluster_that_is_not_n_plus_one_is_a_warning(tmp_path: pathlib.Path) -> None:
+    from tests.acceptance import planner_cibs
+
+    path = planner_cibs.write(tmp_path, "tight", planner_cibs.not_n_plus_one())
+    code, document = verify(path)
+    (finding,) = findings(document, "n-plus-one")
+    assert finding["severity"] == "WARNING" and code >= 1
+    assert finding["problem"].startswith("tolerates no host failure; losing host")
+    assert "MiB short" in finding["problem"]
+    assert finding["fix"]["pcs"] == ["xenha plan"]
+
+
+def test_an_n_plus_one_cluster_has_no_n_plus_one_finding(tmp_path: pathlib.Path) -> None:
+    from tests.acceptance import planner_cibs
+
+    path = planner_cibs.write(tmp_path, "n1", planner_cibs.n_plus_one())
+    _, document = verify(path)
+    assert findings(document, "n-plus-one") == []
+
+
+def test_n_plus_one_is_not_checked_without_quorum_and_says_so(tmp_path: pathlib.Path) -> None:
+    cib = verify_cibs.clean()
+    cib.root.set("have-quorum", "0")
+    code, document = verify(cib.write(tmp_path / "cib.xml"))
+    (finding,) = findings(document, "n-plus-one")
+    assert finding["severity"] == "INFO" and "no quorum" in finding["problem"] and code == 0
+
+
+# --- two_node, read from a corosync.conf ---------------------------------------------------
+
+
+def _two_node_cib(tmp_path: pathlib.Path) -> str:
+    cib = verify_cibs.clean()
+    for resource in ("app1", "app2"):
+        cib.remove(resource)
+    state = cib.root.find("status/node_state[@uname='host3']")
+    state.getparent().remove(state)
+    node = cib.root.find("configuration/nodes/node[@uname='host3']")
+    node.getparent().remove(node)
+    return cib.write(tmp_path / "cib.xml")
+
+
+COROSYNC_CONF = """totem {{
+    version: 2
+    cluster_name: xenha
+}}
+quorum {{
+    provider: corosync_votequorum
+{extra}}}
+"""
+
+
+@pytest.mark.parametrize(("two_node", "severity"), [("", "WARNING"), ("    two_node: 1\n", None)])
+def test_a_two_node_cluster_needs_corosync_two_node(
+    tmp_path: pathlib.Path, two_node: str, severity: str | None
+) -> None:
+    conf = tmp_path / "corosync.conf"
+    conf.write_text(COROSYNC_CONF.format(extra=two_node))
+    _, document = verify(_two_node_cib(tmp_path), "--no-plan", "--corosync-conf", str(conf))
+    found = findings(document, "quorum")
+    assert [finding["severity"] for finding in found] == ([severity] if severity else [])
+    if severity:
+        assert str(conf) in found[0]["problem"]
+        assert "crm corosync set quorum.two_node 1" in found[0]["fix"]["crmsh"]
+
+
+def test_a_two_node_cib_file_without_corosync_conf_says_two_node_was_not_checked(tmp_path: pathlib.Path) -> None:
+    _, document = verify(_two_node_cib(tmp_path), "--no-plan")
+    (finding,) = findings(document, "quorum")
+    assert finding["severity"] == "INFO" and "--corosync-conf" in finding["problem"]
+
+
+# --- bad input: UNKNOWN (3) with a reason ---------------------------------------------------
+
+
+def _no_guests(tmp_path: pathlib.Path) -> str:
+    cib = verify_cibs.clean()
+    for guest in verify_cibs.GUESTS:
+        cib.remove(guest.name)
+    return cib.write(tmp_path / "cib.xml")
+
+
+def _invalid(tmp_path: pathlib.Path) -> str:
+    cib = verify_cibs.clean()
+    cib.primitive("web1").set("class", "no-such-class")
+    return cib.write(tmp_path / "cib.xml")
+
+
+def _written(text: str) -> Callable[[pathlib.Path], str]:
+    def write(tmp_path: pathlib.Path) -> str:
+        path = tmp_path / "cib.xml"
+        path.write_text(text)
+        return str(path)
+
+    return write
+
+
+BAD_INPUT = {
+    "missing file": (lambda tmp_path: str(tmp_path / "nothing.xml"), "does not exist"),
+    "empty file": (_written(""), "is empty"),
+    "not XML": (_written("this is not XML"), "not well-formed XML"),
+    "not a CIB": (_written("<domain/>"), "not a CIB"),
+    "does not validate": (_invalid, "does not validate against pacemaker-3.9"),
+    "no guests": (_no_guests, "no xen-guest resources"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+@pytest.mark.parametrize("as_json", [False, True])
+def test_bad_input_is_unknown_with_a_reason(case: str, as_json: bool, tmp_path: pathlib.Path) -> None:
+    make, reason = BAD_INPUT[case]
+    argv = [XENHA, "verify", "--cib", make(tmp_path), *(["--json"] if as_json else [])]
+    completed = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert completed.returncode == 3, completed.stdout + completed.stderr
+    assert "Traceback" not in completed.stderr
+    if as_json:
+        document = json.loads(completed.stdout)
+        assert document["schema"] == "xenha-verify/1" and document["status"] == "UNKNOWN"
+        assert reason in document["error"]
+    else:
+        assert completed.stdout.startswith("XENHA VERIFY UNKNOWN - ") and reason in completed.stdout
+
+
+def test_a_usage_error_is_unknown(tmp_path: pathlib.Path) -> None:
+    completed = subprocess.run([XENHA, "verify", "--bandwidth", "0"], capture_output=True, text=True, check=False)
+    assert completed.returncode == 3 and "--bandwidth" in completed.stderr
+
+
+def test_the_text_report_is_a_headline_a_table_and_the_details(tmp_path: pathlib.Path) -> None:
+    cib = verify_cibs.clean().property("stonith-enabled", "false").meta("web2", "allow-migrate", None)
+    completed = subprocess.run(
+        [XENHA, "verify", "--cib", cib.write(tmp_path / "cib.xml"), "--no-plan"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = completed.stdout.splitlines()
+    assert completed.returncode == 2
+    assert lines[0] == (
+        "XENHA VERIFY CRITICAL - 1 critical, 1 warning, 0 info; first: fencing: stonith-enabled=false: "
+        "no host is ever fenced"
+    )
+    assert lines[3].split() == ["severity", "check", "object", "what", "is", "wrong"]
+    assert lines[4].split()[:3] == ["CRITICAL", "fencing", "cluster"]
+    assert lines[5].split()[:4] == ["WARNING", "allow-migrate", "resource", "web2"]
+    assert "    pcs:   pcs property set stonith-enabled=true" in lines
+    assert "    crmsh: crm resource meta web2 set allow-migrate true" in lines

@@ -23,7 +23,7 @@ class DomainFile:
 
 @dataclass(frozen=True)
 class NPlusOne:
-    """The planner's K=1 answer (``checked`` False: not asked, ``detail`` says why)."""
+    """The planner's K=1 answer (``checked`` False: not asked, or ``detail`` says why it could not be)."""
 
     checked: bool
     tolerated: int | None = None  # host failures tolerated (0 or 1); None: guests stopped with every host up
@@ -38,4 +38,4 @@ class Facts:
     two_node: bool | None = None  # corosync's two_node; None: not known
     two_node_source: str = ""  # where it was read, or why it was not
     domains: Mapping[str, DomainFile] | None = None  # None: the domain XML files were not read
-    nplus1: NPlusOne = NPlusOne(False, detail="not asked")
+    nplus1: NPlusOne = NPlusOne(False)  # not asked (--no-plan): no finding

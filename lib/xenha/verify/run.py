@@ -78,7 +78,7 @@ def gather_facts(
     nplus1 = (
         sources.n_plus_one(Prepared(snapshot, config.planner, validated), environment.plan, environment.find_tool)
         if options.n_plus_one
-        else NPlusOne(False, detail="")
+        else NPlusOne(False)
     )
     return Facts(
         bandwidth_mib_s=options.bandwidth_mib_s,
