@@ -15,7 +15,7 @@ from xenha.runner import CommandResult, CommandRunner
 from xenha.verify import sources
 from xenha.verify.checks import CHECKS, run_checks
 from xenha.verify.facts import DomainFile, Facts, NPlusOne
-from xenha.verify.findings import Fix, Finding
+from xenha.verify.findings import Finding, Fix
 from xenha.verify.fixes import operation
 from xenha.verify.model import ClusterConfig, build_config
 
