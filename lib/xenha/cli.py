@@ -257,9 +257,17 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--configs",
-        action=argparse.BooleanOptionalAction,
+        action="store_const",
+        const=True,
         default=None,
-        help="read each guest's domain XML (its config file) on this node (default: without --cib only)",
+        help="read each guest's domain XML (its config file) on this node (the default without --cib)",
+    )
+    parser.add_argument(
+        "--no-configs",
+        action="store_const",
+        const=False,
+        dest="configs",
+        help="do not read the guests' domain XML (the default with --cib)",
     )
     parser.add_argument(
         "--no-plan", action="store_true", help="skip the N+1 check (the planner's answer for one failed host)"
@@ -317,7 +325,9 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Comman
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="xenha", description="xenha: capacity planning for Xen guests run by Pacemaker")
+    parser = _Parser(
+        prog="xenha", description="xenha: capacity planning and configuration checks for Xen guests run by Pacemaker"
+    )
     parser.add_argument("--version", action="version", version=f"xenha {xenha.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (summary, declare, _) in COMMANDS.items():
