@@ -8,7 +8,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 LINT_VERSIONS := ruff==0.17.6 mypy==2.4.1 lxml-stubs==0.5.1
 
-.PHONY: all deps packaging-deps tools lint typecheck unit fuzz-ci fuzz acceptance cluster-test demo demo-plan bench bench-plan man packages package-test test clean
+.PHONY: all deps packaging-deps tools lint typecheck unit fuzz-ci fuzz acceptance cluster-test demo demo-plan bench bench-plan bench-verify man packages package-test test clean
 
 all: test
 
@@ -41,6 +41,7 @@ unit: deps
 bench: deps
 	$(PYTHON) bench/agents_bench.py
 	$(PYTHON) bench/plan_bench.py $(BENCH_ARGS)
+	$(PYTHON) bench/verify_bench.py
 
 # Hostile input for both agents: a few hundred cases in `make test`, over 10,000 in `make fuzz`.
 fuzz-ci: deps
@@ -89,6 +90,10 @@ demo-plan: deps
 
 # xenha plan against the naive crm_simulate loop and Ganeti's hcheck (long: ~15 minutes;
 # BENCH_ARGS="--sizes small" for a two-minute run).
+# xenha verify on synthetic clusters up to 32 hosts x 1000 guests (goal: under 2 s; ~1 minute).
+bench-verify: deps
+	$(PYTHON) bench/verify_bench.py
+
 bench-plan: deps
 	$(PYTHON) bench/plan_bench.py $(BENCH_ARGS)
 
