@@ -66,7 +66,7 @@ def run(case: Case, directory: str, repeat: int) -> tuple[str, bool]:
         outcomes.add((completed.returncode, len(document.get("findings", ())), document.get("headline", "")))
     if len(outcomes) != 1:
         raise SystemExit(f"{case.label}: runs disagree: {outcomes}")
-    ((code, count, headline),) = outcomes
+    ((code, count, _),) = outcomes
     nplus1 = [finding for finding in document["findings"] if finding["check"] == "n-plus-one"]
     verdict = nplus1[0]["problem"].split(";")[0] if nplus1 else ("not checked" if "--no-plan" in case.label else "N+1")
     wall = statistics.median(walls)
