@@ -59,8 +59,8 @@ class Case:
     also: tuple[str, ...] = ()  # other checks the edit triggers too
 
 
-def _extra_guest(cib: CibEdit, name: str, config: str) -> None:
-    cib.add_resource(
+def _extra_guest(cib: CibEdit, name: str, config: str) -> CibEdit:
+    return cib.add_resource(
         f'<primitive id="{name}" class="ocf" provider="xenha" type="xen-guest">'
         f'<instance_attributes id="{name}-ia"><nvpair id="{name}-ia-config" name="config" value="{config}"/>'
         f'</instance_attributes><meta_attributes id="{name}-meta_attributes">'
@@ -367,7 +367,7 @@ def _written(text: str) -> Callable[[pathlib.Path], str]:
     return write
 
 
-BAD_INPUT = {
+BAD_INPUT: dict[str, tuple[Callable[[pathlib.Path], str], str]] = {
     "missing file": (lambda tmp_path: str(tmp_path / "nothing.xml"), "does not exist"),
     "empty file": (_written(""), "is empty"),
     "not XML": (_written("this is not XML"), "not well-formed XML"),

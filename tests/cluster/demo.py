@@ -2,7 +2,8 @@
 
 Three nodes, each corosync + pacemakerd + libvirtd in its own namespaces, five tiny QEMU
 guests. Configured with pcs as an operator would; then: per-host capacity, the failover
-plan, a capacity-checked live migration, a migration refused because a host filled up
+plan, ``xenha verify`` catching a setting and fixing it with the command it prints, a
+capacity-checked live migration, a migration refused because a host filled up
 behind the cluster's back, a node crash with fencing and recovery where there is room,
 and the node's return. Every step shows the real commands and their output, and how long
 it took. ``KEEP=1`` leaves the cluster running and prints how to reach it.
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from tests.cluster.claim import PrefixClaim
 from tests.cluster.cluster import Cluster
+from tests.cluster.demo_verify import verify_step
 from tests.cluster.invariants import InvariantMonitor
 from tests.cluster.layout import ClusterLayout
 from tests.cluster.xenha_config import (
@@ -144,6 +146,7 @@ def run_demo(cluster: Cluster, narrator: Narrator) -> None:
 
     narrator.step("4. The failover plan: what Pacemaker's scheduler would do if a host failed")
     narrator.show(cluster, node, [XENHA, "plan"], check=False)
+    verify_step(cluster, narrator, node, XENHA)
 
     narrator.step("5. pcs resource move web2 node3: a capacity-checked live migration")
     started = time.monotonic()

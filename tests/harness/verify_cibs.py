@@ -96,7 +96,7 @@ class CibEdit:
             operations = etree.SubElement(self.primitive(resource), "operations")
         interval = attributes.pop("interval", "0s")
         etree.SubElement(
-            operations, "op", id=f"{resource}-{name}-{interval}", name=name, interval=interval, **attributes
+            operations, "op", {"id": f"{resource}-{name}-{interval}", "name": name, "interval": interval, **attributes}
         )
         return self
 

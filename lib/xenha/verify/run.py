@@ -68,7 +68,9 @@ def gather_facts(
     options: VerifyOptions,
     environment: VerifyEnvironment,
 ) -> Facts:
-    if options.corosync_conf:
+    if len(config.nodes) != 2:
+        two_node, two_node_source = None, "not a two-node cluster"  # two_node matters for two nodes only
+    elif options.corosync_conf:
         two_node, two_node_source = sources.two_node_from_file(options.corosync_conf)
     elif options.live:
         two_node, two_node_source = sources.two_node_live(environment.runner)
