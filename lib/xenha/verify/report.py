@@ -76,7 +76,7 @@ def render_text(verdict: Verdict) -> str:
     lines = [
         headline(verdict),
         f"{_plural(len(config.nodes), 'host')}, {_plural(len(config.guests), 'guest')}; {verdict.source}; "
-        f"{verdict.checks} checks in {verdict.seconds:.1f} s"
+        f"{verdict.checks} checks in {verdict.seconds:.2f} s"
         + ("" if verdict.facts.domains is not None else "; domain XML not read (--configs reads it)"),
     ]
     groups = _groups(verdict.findings)

@@ -53,13 +53,16 @@ def n_plus_one(config: ClusterConfig, facts: Facts) -> Iterator[Finding]:
         return
     if answer.tolerated is not None and answer.tolerated >= 1:
         return
-    severity = Severity.CRITICAL if answer.tolerated is None else Severity.WARNING
-    yield Finding(
-        "n-plus-one",
-        severity,
-        "cluster",
-        answer.headline,
-        "when a host fails, some of its guests stay stopped until it comes back: add capacity, or fewer "
-        "or smaller guests ('xenha plan' shows every scenario and the hosts after recovery)",
-        fixes.run_command("xenha", "plan"),
-    )
+    if answer.tolerated is None:
+        severity = Severity.CRITICAL
+        why = (
+            "the scheduler leaves a guest stopped now, with every host up; the other findings often say why "
+            "('xenha plan' shows where each guest would go)"
+        )
+    else:
+        severity = Severity.WARNING
+        why = (
+            "when a host fails, some of its guests stay stopped until it comes back: add capacity, or fewer "
+            "or smaller guests ('xenha plan' shows every scenario and the hosts after recovery)"
+        )
+    yield Finding("n-plus-one", severity, "cluster", answer.headline, why, fixes.run_command("xenha", "plan"))
