@@ -53,25 +53,22 @@ def resource_params(resource: str, values: Mapping[str, str], placeholders: Sequ
 
 def resource_utilization(resource: str, values: Mapping[str, str | None]) -> Fix:
     """Set utilization attributes of a resource; a None value removes the attribute."""
-    return Fix(
-        ((PCS, "resource", "utilization", resource, *(f"{name}={value or ''}" for name, value in values.items())),),
-        tuple(
-            (CRM, "resource", "utilization", resource, "delete", name)
-            if value is None
-            else (CRM, "resource", "utilization", resource, "set", name, value)
-            for name, value in values.items()
-        ),
-    )
+    return _utilization("resource", resource, values)
 
 
 def node_utilization(node: str, values: Mapping[str, str | None], placeholders: Sequence[str] = ()) -> Fix:
     """Set utilization attributes of a node; a None value removes the attribute."""
+    return _utilization("node", node, values, placeholders)
+
+
+def _utilization(kind: str, owner: str, values: Mapping[str, str | None], placeholders: Sequence[str] = ()) -> Fix:
+    """``kind`` is "resource" or "node": both tools spell the two alike."""
     return Fix(
-        ((PCS, "node", "utilization", node, *(f"{name}={value or ''}" for name, value in values.items())),),
+        ((PCS, kind, "utilization", owner, *(f"{name}={value or ''}" for name, value in values.items())),),
         tuple(
-            (CRM, "node", "utilization", node, "delete", name)
+            (CRM, kind, "utilization", owner, "delete", name)
             if value is None
-            else (CRM, "node", "utilization", node, "set", name, value)
+            else (CRM, kind, "utilization", owner, "set", name, value)
             for name, value in values.items()
         ),
         tuple(placeholders),

@@ -6,15 +6,15 @@ of duplicate detection (two resources with the same ``config``) runs always.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from xenha.capacity import demand_of
-from xenha.domxml import GuestType
+from xenha.domxml import DomainSpec, GuestType
 from xenha.planner.cibmodel import CPU, MEMORY
 from xenha.verify import fixes
-from xenha.verify.facts import Facts
+from xenha.verify.facts import DomainFile, Facts
 from xenha.verify.findings import Finding, Severity
-from xenha.verify.model import ClusterConfig
+from xenha.verify.model import ClusterConfig, GuestConfig
 
 PATH_PLACEHOLDER = "PATH-TO-DOMAIN-XML"
 SAVE_DIR_PLACEHOLDER = "SHARED-DIR"
@@ -24,12 +24,24 @@ _DOUBLE_RUN = (
 )
 
 
-def config_file(config: ClusterConfig, facts: Facts) -> Iterator[Finding]:
-    if facts.domains is None:
-        return
+def _read(config: ClusterConfig, facts: Facts) -> Iterator[tuple[GuestConfig, DomainFile]]:
+    """Each guest with its domain XML as read on this node (nothing when the files were not read)."""
     for guest in config.guests:
-        domain = facts.domains.get(guest.resource)
-        if domain is None or domain.error is None:
+        domain = None if facts.domains is None else facts.domains.get(guest.resource)
+        if domain is not None:
+            yield guest, domain
+
+
+def _specs(config: ClusterConfig, facts: Facts) -> Iterator[tuple[GuestConfig, DomainSpec]]:
+    """Each guest whose domain XML was read and understood, with its spec."""
+    for guest, domain in _read(config, facts):
+        if domain.spec is not None:
+            yield guest, domain.spec
+
+
+def config_file(config: ClusterConfig, facts: Facts) -> Iterator[Finding]:
+    for guest, domain in _read(config, facts):
+        if domain.error is None:
             continue
         yield Finding(
             "config-file",
@@ -41,66 +53,65 @@ def config_file(config: ClusterConfig, facts: Facts) -> Iterator[Finding]:
         )
 
 
+def _clashes(claims: Iterable[tuple[str, tuple[str, ...]]]) -> Iterator[tuple[str, str, str]]:
+    """(resource, the resource that claimed it first, what) for each resource's first clash.
+
+    ``claims`` gives each resource with the things it claims, in configuration order.
+    """
+    first_claim: dict[str, str] = {}
+    for resource, things in claims:
+        for thing in things:
+            first = first_claim.setdefault(thing, resource)
+            if first != resource:
+                yield resource, first, thing
+                break
+
+
+def _identities(guest: GuestConfig, spec: DomainSpec | None) -> tuple[str, ...]:
+    """What makes a guest one domain: its config file, its domain name and UUID when known."""
+    path = guest.params.get("config", "").strip()
+    found = [f"config file {path}"] if path else []
+    if spec is not None:
+        found.append(f"domain {spec.name}")
+        if spec.uuid:
+            found.append(f"domain UUID {spec.uuid}")
+    return tuple(found)
+
+
 def duplicate_domain(config: ClusterConfig, facts: Facts) -> Iterator[Finding]:
     """Two resources for one guest: the same config file, domain name or UUID."""
-    first_by_key: dict[tuple[str, str], str] = {}
-    for guest in config.guests:
-        keys = []
-        path = guest.params.get("config", "").strip()
-        if path:
-            keys.append(("config file", path))
-        domain = facts.domains.get(guest.resource) if facts.domains is not None else None
-        if domain is not None and domain.spec is not None:
-            keys.append(("domain", domain.spec.name))
-            if domain.spec.uuid:
-                keys.append(("domain UUID", domain.spec.uuid))
-        for key in keys:
-            first = first_by_key.setdefault(key, guest.resource)
-            if first != guest.resource:
-                yield Finding(
-                    "duplicate-domain",
-                    Severity.CRITICAL,
-                    f"resource {guest.resource}",
-                    f"{guest.resource} and {first} name the same {key[0]}, {key[1]}",
-                    _DOUBLE_RUN + f". Keep one of them (or give {guest.resource} its own domain XML)",
-                    fixes.delete(guest.resource),
-                )
-                break
+    specs = {guest.resource: spec for guest, spec in _specs(config, facts)}
+    claims = ((guest.resource, _identities(guest, specs.get(guest.resource))) for guest in config.guests)
+    for resource, first, identity in _clashes(claims):
+        yield Finding(
+            "duplicate-domain",
+            Severity.CRITICAL,
+            f"resource {resource}",
+            f"{resource} and {first} name the same {identity}",
+            _DOUBLE_RUN + f". Keep one of them (or give {resource} its own domain XML)",
+            fixes.delete(resource),
+        )
 
 
 def shared_disk(config: ClusterConfig, facts: Facts) -> Iterator[Finding]:
-    if facts.domains is None:
-        return
-    owner: dict[str, str] = {}
-    for guest in config.guests:
-        domain = facts.domains.get(guest.resource)
-        if domain is None:
-            continue
-        for disk in domain.writable_disks:
-            first = owner.setdefault(disk, guest.resource)
-            if first != guest.resource:
-                yield Finding(
-                    "shared-disk",
-                    Severity.CRITICAL,
-                    f"resource {guest.resource}",
-                    f"{guest.resource} and {first} both write {disk} (neither <readonly/> nor <shareable/>)",
-                    "both guests may run at once and write the same disk: its file system is destroyed. Give "
-                    f"{guest.resource} its own disk, or mark it <shareable/> if a cluster file system is meant "
-                    "to share it; the command below removes the second resource",
-                    fixes.delete(guest.resource),
-                )
-                break
+    claims = ((guest.resource, domain.writable_disks) for guest, domain in _read(config, facts))
+    for resource, first, disk in _clashes(claims):
+        yield Finding(
+            "shared-disk",
+            Severity.CRITICAL,
+            f"resource {resource}",
+            f"{resource} and {first} both write {disk} (neither <readonly/> nor <shareable/>)",
+            "both guests may run at once and write the same disk: its file system is destroyed. Give "
+            f"{resource} its own disk, or mark it <shareable/> if a cluster file system is meant to share it; "
+            "the command below removes the second resource",
+            fixes.delete(resource),
+        )
 
 
 def utilization_mismatch(config: ClusterConfig, facts: Facts) -> Iterator[Finding]:
     """Utilization set by hand (autoset off) that differs from what the domain XML asks for."""
-    if facts.domains is None:
-        return
-    for guest in config.guests:
-        domain = facts.domains.get(guest.resource)
-        if domain is None or domain.spec is None:
-            continue
-        demand = demand_of(domain.spec)
+    for guest, spec in _specs(config, facts):
+        demand = demand_of(spec)
         wrong: dict[str, str | None] = {}
         figures = []
         for name, autoset, wanted in (
@@ -125,13 +136,8 @@ def utilization_mismatch(config: ClusterConfig, facts: Facts) -> Iterator[Findin
 
 
 def hvm_live_migration(config: ClusterConfig, facts: Facts) -> Iterator[Finding]:
-    if facts.domains is None:
-        return
-    for guest in config.guests:
-        domain = facts.domains.get(guest.resource)
-        if domain is None or domain.spec is None or domain.spec.guest_type is not GuestType.HVM:
-            continue
-        if guest.params.get("hvm_migration", "refuse").strip() != "live":
+    for guest, spec in _specs(config, facts):
+        if spec.guest_type is not GuestType.HVM or guest.params.get("hvm_migration", "refuse").strip() != "live":
             continue
         yield Finding(
             "hvm-live-migration",

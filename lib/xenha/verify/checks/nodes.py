@@ -100,30 +100,29 @@ def host_agent(config: ClusterConfig, facts: Facts) -> Iterator[Finding]:
             )
 
 
+FOREIGN_NODE_WHY = (
+    "xen-host publishes hv_memory and cpu; another name is a second, unchecked figure that guests asking "
+    "for it are measured against"
+)
+FOREIGN_GUEST_WHY = (
+    "the scheduler still requires it on the target, and a node without it offers 0: the guest may find no host at all"
+)
+
+
 def foreign_utilization(config: ClusterConfig, facts: Facts) -> Iterator[Finding]:
     """Utilization names other than hv_memory and cpu (VirtualDomain's, NodeUtilization's...)."""
-    ours = set(DIMENSIONS)
-    for host in config.nodes:
-        others = sorted(set(host.utilization) - ours)
-        if others:
-            yield Finding(
-                "foreign-utilization",
-                Severity.WARNING,
-                node(host.name),
-                f"{host.name} has utilization {', '.join(others)}, which xenha does not read",
-                "xen-host publishes hv_memory and cpu; another name is a second, unchecked figure that guests "
-                "asking for it are measured against",
-                fixes.node_utilization(host.name, dict.fromkeys(others)),
-            )
-    for guest in config.guests:
-        others = sorted(set(guest.utilization) - ours)
-        if others:
-            yield Finding(
-                "foreign-utilization",
-                Severity.WARNING,
-                f"resource {guest.resource}",
-                f"{guest.resource} has utilization {', '.join(others)}, which xenha does not read",
-                "the scheduler still requires it on the target, and a node without it offers 0: the guest "
-                "may find no host at all",
-                fixes.resource_utilization(guest.resource, dict.fromkeys(others)),
-            )
+    owners = [("node", host.name, host.utilization, FOREIGN_NODE_WHY) for host in config.nodes]
+    owners += [("resource", guest.resource, guest.utilization, FOREIGN_GUEST_WHY) for guest in config.guests]
+    for kind, name, utilization, why in owners:
+        others = sorted(set(utilization) - set(DIMENSIONS))
+        if not others:
+            continue
+        change = fixes.node_utilization if kind == "node" else fixes.resource_utilization
+        yield Finding(
+            "foreign-utilization",
+            Severity.WARNING,
+            f"{kind} {name}",
+            f"{name} has utilization {', '.join(others)}, which xenha does not read",
+            why,
+            change(name, dict.fromkeys(others)),
+        )
