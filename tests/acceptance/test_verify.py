@@ -417,3 +417,46 @@ def test_the_text_report_is_a_headline_a_table_and_the_details(tmp_path: pathlib
     assert lines[5].split()[:4] == ["WARNING", "allow-migrate", "resource", "web2"]
     assert "    pcs:   pcs property set stonith-enabled=true" in lines
     assert "    crmsh: crm resource meta web2 set allow-migrate true" in lines
+
+
+# --- live mode: cibadmin (through CIB_file, which it honours), this node's files, corosync ---
+
+
+def _live(cib_path: str, *options: str) -> tuple[int, dict[str, Any]]:
+    completed = subprocess.run(
+        [XENHA, "verify", "--json", *options],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "CIB_file": cib_path},
+        check=False,
+    )
+    assert completed.stdout.startswith("{"), completed.stdout + completed.stderr
+    return completed.returncode, json.loads(completed.stdout)
+
+
+def test_live_mode_reads_the_cib_with_cibadmin_and_the_domain_xml_on_this_node(tmp_path: pathlib.Path) -> None:
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    path = verify_cibs.clean(configs).write(tmp_path / "cib.xml")
+    code, document = _live(path)
+    assert (code, document["findings"]) == (0, [])
+    assert document["source"] == "live CIB" and document["domain_xml_read"] is True
+    (configs / "db1.xml").unlink()
+    code, document = _live(path)
+    (finding,) = findings(document, "config-file", "resource db1")
+    assert code == 2 and str(configs / "db1.xml") in finding["problem"]
+    _, document = _live(path, "--no-configs")
+    assert document["findings"] == [] and document["domain_xml_read"] is False
+
+
+def test_live_mode_asks_corosync_about_two_node_and_says_when_it_cannot(tmp_path: pathlib.Path) -> None:
+    # No corosync runs in this test: corosync-cmapctl cannot connect, and verify says so.
+    code, document = _live(_two_node_cib(tmp_path), "--no-plan", "--no-configs")
+    (finding,) = findings(document, "quorum")
+    assert finding["severity"] == "INFO" and "corosync" in finding["problem"] and code == 0
+
+
+def test_live_mode_without_a_cluster_is_unknown(tmp_path: pathlib.Path) -> None:
+    _, document = _live(str(tmp_path / "no-such-cib.xml"))
+    assert document["status"] == "UNKNOWN" and "cannot read the live CIB" in document["error"]
