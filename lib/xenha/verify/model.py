@@ -90,9 +90,9 @@ class GuestConfig:
         return self.guest.resource
 
     def operation(self, name: str) -> Operation | None:
-        """The enabled operation ``name`` that is not recurring (for monitor: any)."""
+        """The enabled, non-recurring operation ``name`` (migrate_to, stop...), if it is configured."""
         for operation in self.operations:
-            if operation.name == name and operation.enabled and (name == "monitor" or operation.interval_ms == 0):
+            if operation.name == name and operation.enabled and operation.interval_ms == 0:
                 return operation
         return None
 
@@ -152,10 +152,7 @@ class ClusterConfig:
     nodes: tuple[NodeConfig, ...]
     fence_devices: tuple[FenceDevice, ...]
     host_agents: tuple[HostAgentConfig, ...]
-    health_published_on: tuple[str, ...]  # nodes with #health-xenha in the status section
-
-    def member_nodes(self) -> tuple[NodeConfig, ...]:
-        return self.nodes
+    health_published_on: tuple[str, ...]  # nodes with #health-xenha in the status section or node attributes
 
 
 def _split_hosts(text: str) -> tuple[str, ...]:
