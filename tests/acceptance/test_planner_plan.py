@@ -281,8 +281,9 @@ def test_human_output_reads_in_five_seconds(cibs: pathlib.Path) -> None:
         "short",
         "vCPUs",
         "short",
+        "why",
     ]
-    assert lines[5].split() == ["host1", "web1", "6144", "2048", "0"]
+    assert lines[5].split() == ["host1", "web1", "6144", "2048", "0", "the", "survivors", "lack", "room"]
     assert len(lines) < 20
 
 
