@@ -209,3 +209,14 @@ def test_a_new_operation_is_added_by_crmsh_filter_quoted_for_a_shell() -> None:
     ]
     existing = operation("db1", "migrate_to", {"timeout": "160s"}, exists=True)
     assert Fix.shown(existing.crmsh) == ["crm configure set db1.migrate_to.timeout 160s"]
+
+
+def test_the_bandwidth_stated_on_the_command_line_is_said_to_be_stated() -> None:
+    # db1: 8192 MiB with a 120 s migrate_to (102 s to copy). At 1000 MiB/s: 22.3 s, fine;
+    # at 50 MiB/s: 1.5 x 8192 / 50 + 10 = 255.8 s, and a timeout of 310 s would do.
+    cib = verify_cibs.clean().op("db1", "migrate_to", timeout="120s")
+    assert checks_found(cib, Facts(bandwidth_mib_s=1000, bandwidth_stated=True)) == []
+    (finding,) = checks_found(cib, Facts(bandwidth_mib_s=50, bandwidth_stated=True))
+    assert "needs 256 s at 50 MiB/s (stated with --bandwidth)" in finding.problem
+    assert Fix.shown(finding.fix.pcs) == ["pcs resource update db1 op migrate_to timeout=310s"]
+    assert Fix.shown(finding.fix.crmsh) == ["crm configure set db1.migrate_to.timeout 310s"]
