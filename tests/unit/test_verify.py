@@ -220,3 +220,20 @@ def test_the_bandwidth_stated_on_the_command_line_is_said_to_be_stated() -> None
     assert "needs 256 s at 50 MiB/s (stated with --bandwidth)" in finding.problem
     assert Fix.shown(finding.fix.pcs) == ["pcs resource update db1 op migrate_to timeout=310s"]
     assert Fix.shown(finding.fix.crmsh) == ["crm configure set db1.migrate_to.timeout 310s"]
+
+
+def test_the_table_groups_one_check_over_several_objects() -> None:
+    from xenha.verify.report import render_text
+    from xenha.verify.run import Verdict
+
+    cib = verify_cibs.clean().node_utilization("host2", "host_memory", "1").utilization("app1", "memory", "1")
+    cib.utilization("app2", "memory", "1")
+    config = config_of(cib)
+    findings = run_checks(config, Facts())
+    text = render_text(Verdict("test.xml", config, Facts(), findings, 20, 0.01))
+    (row,) = [line for line in text.splitlines() if line.split()[:2] == ["WARNING", "foreign-utilization"]]
+    assert "3 objects: node host2, resource app1 and 1 more" in row
+    assert text.count("WARNING foreign-utilization, ") == 3  # the details, up to three per check
+    config = config_of(verify_cibs.clean().utilization("app1", "memory", "1").utilization("app2", "memory", "1"))
+    text = render_text(Verdict("test.xml", config, Facts(), run_checks(config, Facts()), 20, 0.01))
+    assert "2 resources: app1, app2" in text

@@ -58,9 +58,11 @@ def _objects(group: Sequence[Finding]) -> str:
     subjects = list(dict.fromkeys(finding.subject for finding in group))
     if len(subjects) == 1:
         return subjects[0]
-    kind = subjects[0].split(" ", 1)[0]
+    kinds = {subject.split(" ", 1)[0] for subject in subjects}
+    if len(kinds) > 1:
+        return f"{len(subjects)} objects: {names(subjects, 2)}"
     shown = [subject.split(" ", 1)[-1] for subject in subjects]
-    return f"{len(subjects)} {kind}s: {names(shown, 2)}"
+    return f"{len(subjects)} {kinds.pop()}s: {names(shown, 2)}"
 
 
 def _fix_lines(fix: Fix) -> list[str]:
