@@ -460,3 +460,56 @@ def test_live_mode_asks_corosync_about_two_node_and_says_when_it_cannot(tmp_path
 def test_live_mode_without_a_cluster_is_unknown(tmp_path: pathlib.Path) -> None:
     _, document = _live(str(tmp_path / "no-such-cib.xml"))
     assert document["status"] == "UNKNOWN" and "cannot read the live CIB" in document["error"]
+
+
+# --- the demo's step, run against a CIB file instead of the 3-node cluster ------------------
+
+
+@dataclass
+class _Ran:
+    stdout: str
+    stderr: str
+    returncode: int
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+class _FileCluster:
+    """Stands in for the demo's Cluster at its one seam, run(): pcs gets -f FILE, the rest CIB_file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def run(self, node: str, argv: list[str], timeout_s: float = 60.0) -> _Ran:
+        if argv[0] == "pcs":
+            argv = ["pcs", "-f", self.path, *argv[1:]]
+        completed = subprocess.run(
+            [WITH_AGENTS, *argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env={**os.environ, "CIB_file": self.path},
+            check=False,
+        )
+        return _Ran(completed.stdout, completed.stderr, completed.returncode)
+
+
+def test_the_demo_step_finds_the_setting_and_fixes_it_with_the_printed_command(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.cluster.demo import Narrator
+    from tests.cluster.demo_verify import verify_step
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    path = verify_cibs.clean(configs).write(tmp_path / "cib.xml")
+    verify_step(_FileCluster(path), Narrator(), "node1", XENHA)  # type: ignore[arg-type]
+    shown = capsys.readouterr().out
+    assert "node1$ pcs resource meta web1 allow-migrate=false" in shown
+    assert "XENHA VERIFY WARNING - 0 critical, 1 warning, 0 info; first: allow-migrate" in shown
+    assert "node1$ pcs resource meta web1 allow-migrate=true" in shown
+    assert "verify again: XENHA VERIFY OK - no problem found by 20 checks (0 info)" in shown
+    _, document = verify(path, "--configs")
+    assert document["findings"] == []
