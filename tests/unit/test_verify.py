@@ -237,3 +237,15 @@ def test_the_table_groups_one_check_over_several_objects() -> None:
     config = config_of(verify_cibs.clean().utilization("app1", "memory", "1").utilization("app2", "memory", "1"))
     text = render_text(Verdict("test.xml", config, Facts(), run_checks(config, Facts()), 20, 0.01))
     assert "2 resources: app1, app2" in text
+
+
+def test_domain_xml_reading_stops_when_its_time_is_spent(tmp_path: pathlib.Path) -> None:
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    config = config_of(verify_cibs.clean(configs))
+    ticks = iter(range(0, 1000, 10))  # every look at the clock: 10 s later; the start is 0
+    found = sources.read_domains(config, budget_s=30.0, clock=lambda: float(next(ticks)))
+    read = [name for name, domain in found.items() if domain.spec is not None]
+    unread = [domain.error for domain in found.values() if domain.error is not None]
+    assert read == ["web1", "web2", "db1"] and len(unread) == 2  # read at 10, 20 and 30 s
+    assert unread[0] is not None and "took over 30 s (stopped after 3 of 5)" in unread[0]

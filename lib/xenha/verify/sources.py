@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -34,6 +35,7 @@ from xenha.verify.facts import DomainFile, NPlusOne
 from xenha.verify.model import ClusterConfig
 
 CMAPCTL_TIMEOUT_S = 10.0
+DOMAIN_READ_BUDGET_S = 30.0
 T = TypeVar("T")
 TWO_NODE_KEYS = ("runtime.votequorum.two_node", "quorum.two_node")
 
@@ -141,10 +143,29 @@ def read_domain(resource: str, path: str) -> DomainFile:
         return DomainFile(resource, path, error=f"{error} (on this node)")
 
 
-def read_domains(config: ClusterConfig) -> dict[str, DomainFile]:
-    return {
-        guest.resource: read_domain(guest.resource, guest.params.get("config", "").strip()) for guest in config.guests
-    }
+def read_domains(
+    config: ClusterConfig, budget_s: float = DOMAIN_READ_BUDGET_S, clock: Callable[[], float] = time.monotonic
+) -> dict[str, DomainFile]:
+    """Each guest's domain XML, read one after the other within ``budget_s`` in all.
+
+    Each read has its own deadline (xenha.domxml), but a hung shared storage would cost
+    that deadline once per guest; past the budget the remaining files are not tried, and
+    reported unread (the same storage is the likely cause).
+    """
+    started = clock()
+    found = {}
+    for count, guest in enumerate(config.guests):
+        path = guest.params.get("config", "").strip()
+        if clock() - started > budget_s:
+            found[guest.resource] = DomainFile(
+                guest.resource,
+                path,
+                error=f"{path} not read: reading the guests' domain XML on this node took over {budget_s:.0f} s "
+                f"(stopped after {count} of {len(config.guests)}): check that the storage answers",
+            )
+        else:
+            found[guest.resource] = read_domain(guest.resource, path)
+    return found
 
 
 # --- the planner's N+1 answer --------------------------------------------------------------
