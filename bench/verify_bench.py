@@ -5,7 +5,9 @@ guests answered in under 2 seconds).
 Each run is ``bin/xenha verify --cib FILE --json`` as a user runs it: a fresh process
 (interpreter start, parsing, every check, the N+1 check). On an N+1-safe cluster the
 planner's proof settles N+1 without the scheduler; on one that is not, the scheduler runs
-one scenario per core and verify stops at the first batch that leaves a guest stopped.
+one scenario per core and verify stops at the first batch that leaves a guest stopped. With
+a node-health strategy the proof steps aside (one of its preconditions), so every scenario
+goes to the scheduler even on a safe cluster: the last row measures that.
 Timings are medians of ``--repeat`` runs (wall and CPU); the exit status and the number
 of findings are checked to be the same on every run.
 
@@ -38,6 +40,7 @@ class Case:
     label: str
     spec: SyntheticSpec
     goal_seconds: float | None
+    health_strategy: str | None = None  # node-health-strategy: the planner's proof then steps aside
 
 
 CASES = (
@@ -45,14 +48,30 @@ CASES = (
     Case("32 x 1000, N+1-safe", SyntheticSpec(32, 1000, 131072, 128), 2.0),
     Case("32 x 1000, N+1-safe, --no-plan", SyntheticSpec(32, 1000, 131072, 128), 2.0),
     Case("32 x 1000, not N+1 (scheduler)", SyntheticSpec(32, 1000, 118784, 128), None),
+    Case(
+        "16 x 400, N+1-safe, node-health-strategy (scheduler)",
+        SyntheticSpec(16, 400, 114688, 96),
+        None,
+        "migrate-on-red",
+    ),
 )
+BOOTSTRAP = '<cluster_property_set id="cib-bootstrap-options">'
+
+
+def cib_text(case: Case) -> str:
+    text = generate_cib(case.spec)
+    if case.health_strategy is None:
+        return text
+    option = f'<nvpair id="bench-nhs" name="node-health-strategy" value="{case.health_strategy}"/>'
+    return text.replace(BOOTSTRAP, BOOTSTRAP + option, 1)
 
 
 def run(case: Case, directory: str, repeat: int) -> tuple[str, bool]:
-    path = os.path.join(directory, f"{case.spec.hosts}x{case.spec.guests}-{case.spec.host_memory_mib}.xml")
+    name = f"{case.spec.hosts}x{case.spec.guests}-{case.spec.host_memory_mib}-{case.health_strategy}.xml"
+    path = os.path.join(directory, name)
     if not os.path.exists(path):
         with open(path, "w") as handle:
-            handle.write(generate_cib(case.spec))
+            handle.write(cib_text(case))
     argv = [XENHA, "verify", "--cib", path, "--json"]
     if "--no-plan" in case.label:
         argv.append("--no-plan")
