@@ -16,34 +16,33 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn, TextIO
 
 import xenha
-from xenha.planner.cibmodel import CibError, Resources, parse_cib
+from xenha.admission.resources import Resources
+from xenha.planner.cibmodel import parse_cib
 from xenha.planner.cibsource import CibSnapshot, query_live_cib, read_cib_file
+from xenha.planner.model import CibError
+from xenha.planner.preparation import Prepared, prepare, require_scheduler
 from xenha.planner.report import (
     UNKNOWN,
     error_json,
     exit_code,
-    now_epoch,
     plan_json,
     render_json,
     render_plan_text,
-    render_status_text,
-    status_json,
 )
 from xenha.planner.scenarios import (
     Plan,
     PlanEnvironment,
-    Prepared,
     plan_new_guest,
-    prepare,
-    require_scheduler,
     run_plan,
 )
 from xenha.planner.scheduler import SchedulerError
+from xenha.planner.status import now_epoch, render_status_text, status_json
 from xenha.runner import CommandRunner, find_tool
 
 
@@ -136,8 +135,6 @@ class _Workspace:
 
     def path(self) -> str:
         if self._directory is None:
-            import tempfile
-
             self._directory = tempfile.TemporaryDirectory(prefix="xenha-")
         return str(self._directory.name)
 
@@ -275,10 +272,12 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_verify(args: argparse.Namespace, console: Console) -> int:
-    from xenha.verify.facts import DEFAULT_BANDWIDTH_MIB_S
-    from xenha.verify.findings import exit_code as verify_exit_code
-    from xenha.verify.report import render_text, verdict_json
-    from xenha.verify.run import VerifyEnvironment, VerifyOptions, verify
+    # Imported here: verify reads the agents' declarations and the libvirt layer's domain
+    # XML, ~35 ms of imports that plan, check-add and status would otherwise pay.
+    from xenha.verify.facts import DEFAULT_BANDWIDTH_MIB_S  # noqa: PLC0415 - see above
+    from xenha.verify.findings import exit_code as verify_exit_code  # noqa: PLC0415 - see above
+    from xenha.verify.report import render_text, verdict_json  # noqa: PLC0415 - see above
+    from xenha.verify.run import VerifyEnvironment, VerifyOptions, verify  # noqa: PLC0415 - see above
 
     options = VerifyOptions(
         live=not args.cib,

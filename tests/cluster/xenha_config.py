@@ -21,8 +21,8 @@ GUEST_OPS = ("monitor", "interval=5s", "timeout=30s", "migrate_to", "timeout=60s
 
 def guest_demand_mib(memory_mib: int, vcpus: int = 1) -> int:
     """What xen-guest publishes as hv_memory for a tiny HVM guest (xenha.capacity's formula)."""
-    from xenha.capacity import memory_demand_mib
-    from xenha.domxml import GuestType
+    from xenha.admission.resources import memory_demand_mib
+    from xenha.libvirt.domxml import GuestType
 
     return memory_demand_mib(memory_mib, vcpus, GuestType.HVM)
 

@@ -7,15 +7,11 @@ import re
 
 import pytest
 
-from xenha.planner.cibmodel import (
-    CibError,
-    Resources,
-    ledger_id,
-    parse_cib,
-    parse_ledger,
-    parse_utilization_value,
-    read_cib_document,
-)
+from xenha.admission.ledger import ledger_id
+from xenha.admission.resources import Resources
+from xenha.planner.cibdocument import read_cib_document
+from xenha.planner.cibmodel import parse_cib, parse_ledger
+from xenha.planner.model import CibError, parse_utilization_value
 from xenha.planner.synthetic import GuestSpec, HostSpec, render_cib
 
 DATA = pathlib.Path(__file__).parent / "data" / "planner"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from xenha.planner.cibmodel import Resources, parse_cib
+from xenha.admission.load import HostLoad
+from xenha.admission.resources import Resources
+from xenha.planner.cibmodel import parse_cib
 from xenha.planner.report import (
     CRITICAL,
     OK,
@@ -10,13 +12,11 @@ from xenha.planner.report import (
     WARNING,
     error_json,
     headline,
-    host_usage,
     plan_exit_code,
     plan_json,
     render_plan_text,
 )
 from xenha.planner.scenarios import (
-    HostLoad,
     Plan,
     Scenario,
     ScenarioResult,
@@ -24,6 +24,7 @@ from xenha.planner.scenarios import (
     enumerate_scenarios,
     keeps_quorum,
 )
+from xenha.planner.status import host_usage
 from xenha.planner.synthetic import GuestSpec, HostSpec, render_cib
 
 MODEL = parse_cib(

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import pytest
 
 from tests.harness import verify_cibs
-from xenha.domxml import DomainSpec, GuestType
-from xenha.planner.cibmodel import read_cib_document
+from xenha.libvirt.domxml import DomainSpec, GuestType
+from xenha.planner.cibdocument import read_cib_document
 from xenha.runner import CommandResult, CommandRunner
 from xenha.verify import sources
 from xenha.verify.checks import CHECKS, run_checks

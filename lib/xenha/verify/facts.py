@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from xenha.domxml import DomainSpec
+from xenha.libvirt.domxml import DomainSpec
 
 DEFAULT_BANDWIDTH_MIB_S = 100  # a 1 Gbit/s migration network, less protocol overhead
 

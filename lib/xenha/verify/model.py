@@ -1,6 +1,6 @@
 """The configuration as the checks read it (pure: a parsed CIB in, frozen dataclasses out).
 
-The planner's model (:mod:`xenha.planner.cibmodel`) already holds the hosts, their
+The planner's model (:mod:`xenha.planner.model`, built by :mod:`xenha.planner.cibmodel`) already holds the hosts, their
 capacity and state, the guests' demand and where they run, the cluster options and the
 fence devices. The checks also need what the planner has no use for: each guest's
 parameters, meta-attributes and operations, the operation defaults, every utilization name
@@ -16,21 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from xenha.admission.ledger import LEDGER_PREFIX
+from xenha.agents.host import AGENT_NAME as HOST_AGENT_NAME
+from xenha.agents.host import HEALTH_ATTRIBUTE
 from xenha.booleans import is_true
-from xenha.host import AGENT_NAME as HOST_AGENT_NAME
-from xenha.host import HEALTH_ATTRIBUTE
-from xenha.planner.cibmodel import (
-    GUEST_AGENT,
-    LEDGER_PREFIX,
-    CibDocument,
-    CibModel,
-    Guest,
-    Host,
-    _agent_of,
-    _merged,
-    _nvsets,
-    build_model,
-)
+from xenha.planner.cibdocument import CibDocument, agent_of, merge_nvsets, nvsets_of
+from xenha.planner.cibmodel import build_model
+from xenha.planner.model import GUEST_AGENT, CibModel, Guest, Host
 
 HOST_AGENT = ("ocf", "xenha", HOST_AGENT_NAME)
 # Pacemaker's timeout of an operation that neither the operation nor op_defaults sets.
@@ -212,9 +204,9 @@ def build_config(document: CibDocument, planner: CibModel | None = None) -> Clus
         if not element.get("id", "").startswith(LEDGER_PREFIX)
     ]
     property_sets.sort(key=lambda element: element.get("id") != "cib-bootstrap-options")
-    properties = _merged(property_sets).values
-    rsc_defaults = _nvsets(configuration.find("rsc_defaults"), "meta_attributes").values
-    op_defaults = _nvsets(configuration.find("op_defaults"), "meta_attributes").values
+    properties = merge_nvsets(property_sets).values
+    rsc_defaults = nvsets_of(configuration.find("rsc_defaults"), "meta_attributes").values
+    op_defaults = nvsets_of(configuration.find("op_defaults"), "meta_attributes").values
     default_timeout_ms = duration_ms(op_defaults.get("timeout")) or PACEMAKER_DEFAULT_TIMEOUT_MS
 
     resources = configuration.find("resources")
@@ -226,19 +218,19 @@ def build_config(document: CibDocument, planner: CibModel | None = None) -> Clus
     constraints = configuration.find("constraints")
     for primitive in resources.iter("primitive"):
         resource = primitive.get("id", "")
-        agent = _agent_of(primitive, templates)
-        params = _nvsets(primitive, "instance_attributes").values
+        agent = agent_of(primitive, templates)
+        params = nvsets_of(primitive, "instance_attributes").values
         if agent[0] == "stonith" and resource in planner.fencing_devices:
             fence_devices.append(FenceDevice(resource, agent[2], fence_targets(params)))
         elif agent == GUEST_AGENT and resource in guests_by_id:
-            own_meta = _nvsets(primitive, "meta_attributes").values
+            own_meta = nvsets_of(primitive, "meta_attributes").values
             guests.append(
                 GuestConfig(
                     guest=guests_by_id[resource],
                     params=params,
                     meta={**rsc_defaults, **own_meta},
                     own_meta=own_meta,
-                    utilization=_nvsets(primitive, "utilization").values,
+                    utilization=nvsets_of(primitive, "utilization").values,
                     operations=_operations(primitive, default_timeout_ms),
                     default_timeout_ms=default_timeout_ms,
                 )
@@ -252,7 +244,7 @@ def build_config(document: CibDocument, planner: CibModel | None = None) -> Clus
                 HostAgentConfig(
                     primitive=resource,
                     clone=clone_id,
-                    clone_meta={} if clone is None else _nvsets(clone, "meta_attributes").values,
+                    clone_meta={} if clone is None else nvsets_of(clone, "meta_attributes").values,
                     banned_from=_bans(constraints, ids),
                 )
             )
@@ -261,7 +253,7 @@ def build_config(document: CibDocument, planner: CibModel | None = None) -> Clus
         (element.get("uname") or element.get("id", "")): element for element in configuration.iterfind("nodes/node")
     }
     nodes = tuple(
-        NodeConfig(host, _nvsets(node_elements.get(host.name), "utilization").values) for host in planner.hosts
+        NodeConfig(host, nvsets_of(node_elements.get(host.name), "utilization").values) for host in planner.hosts
     )
     health = tuple(
         sorted(
@@ -269,7 +261,7 @@ def build_config(document: CibDocument, planner: CibModel | None = None) -> Clus
             | {
                 name
                 for name, element in node_elements.items()
-                if HEALTH_ATTRIBUTE in _nvsets(element, "instance_attributes").values
+                if HEALTH_ATTRIBUTE in nvsets_of(element, "instance_attributes").values
             }
         )
     )

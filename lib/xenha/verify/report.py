@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from xenha.planner.report import _table, names
+from xenha.planner.report import names, table
 from xenha.verify.findings import STATUS_WORDS, Finding, Fix, Severity, exit_code
 from xenha.verify.run import Verdict
 
@@ -85,7 +85,7 @@ def render_text(verdict: Verdict) -> str:
     if groups:
         rows = [(group[0].severity.word, group[0].check, _objects(group), _cut(group[0].problem)) for group in groups]
         lines.append("")
-        lines.extend(_table(("severity", "check", "object", "what is wrong"), rows, (False, False, False, False)))
+        lines.extend(table(("severity", "check", "object", "what is wrong"), rows, (False, False, False, False)))
     for group in groups:
         for finding in group[:DETAILS_PER_CHECK]:
             lines.append("")

@@ -6,9 +6,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from xenha.planner.cibmodel import CibError, build_model, read_cib_document
+from xenha.planner.cibdocument import read_cib_document
+from xenha.planner.cibmodel import build_model
 from xenha.planner.cibsource import CibSnapshot
-from xenha.planner.scenarios import PlanEnvironment, Prepared, validate_schema
+from xenha.planner.model import CibError
+from xenha.planner.preparation import Prepared, validate_schema
+from xenha.planner.scenarios import PlanEnvironment
 from xenha.runner import CommandRunner, find_tool
 from xenha.verify import sources
 from xenha.verify.checks import CHECKS, run_checks

@@ -13,23 +13,19 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from xenha.domxml import ConfigUnreadable, DomainXmlError, load_config, parse_domain, parse_tree
-from xenha.planner.cibmodel import CibError
-from xenha.planner.fastpath import FastPath
+from xenha.libvirt.domxml import ConfigUnreadable, DomainXmlError, load_config, parse_domain, parse_tree
+from xenha.planner.model import CibError
+from xenha.planner.preparation import Prepared, check_plannable, require_scheduler
 from xenha.planner.report import headline
 from xenha.planner.scenarios import (
-    Plan,
     PlanEnvironment,
-    Prepared,
-    Scenario,
-    ScenarioResult,
-    check_plannable,
     enumerate_scenarios,
-    proved_result,
-    require_scheduler,
+    plan_from_results,
+    proved_results,
     scheduler_result,
+    simulation_requests,
 )
-from xenha.planner.scheduler import SchedulerError, SimulationRequest, run_simulations
+from xenha.planner.scheduler import SchedulerError, run_simulations
 from xenha.runner import CommandRunner, find_tool
 from xenha.verify.facts import DomainFile, NPlusOne
 from xenha.verify.model import ClusterConfig
@@ -148,7 +144,7 @@ def read_domains(
 ) -> dict[str, DomainFile]:
     """Each guest's domain XML, read one after the other within ``budget_s`` in all.
 
-    Each read has its own deadline (xenha.domxml), but a hung shared storage would cost
+    Each read has its own deadline (xenha.libvirt.domxml), but a hung shared storage would cost
     that deadline once per guest; past the budget the remaining files are not tried, and
     reported unread (the same storage is the likely cause).
     """
@@ -187,15 +183,8 @@ def n_plus_one(
         check_plannable(prepared.model)
     except CibError as error:
         return NPlusOne(False, detail=str(error))
-    model = prepared.model
-    scenarios = enumerate_scenarios(model, 1)
-    results: dict[Scenario, ScenarioResult] = {}
-    if prepared.validated:
-        fast = FastPath.for_model(model)
-        for scenario in scenarios:
-            proof = fast.prove(scenario.failed, scenario.quorum)
-            if proof.proved:
-                results[scenario] = proved_result(model, scenario, proof)
+    scenarios = enumerate_scenarios(prepared.model, 1)
+    results = proved_results(prepared, scenarios)
     pending = [scenario for scenario in scenarios if scenario not in results]
     if pending:
         try:
@@ -204,32 +193,17 @@ def n_plus_one(
             return NPlusOne(False, detail=f"the proof does not cover every host failure and {error}")
         with tempfile.TemporaryDirectory(prefix="xenha-verify-") as directory:
             for batch in _batches(pending, max(1, environment.workers)):
-                requests = [
-                    SimulationRequest(
-                        cib_path=prepared.snapshot.path,
-                        failed=scenario.failed,
-                        quorum=None if scenario.quorum else False,
-                        graph_path=os.path.join(directory, f"graph-{'-'.join(scenario.failed) or 'none'}.xml"),
-                    )
-                    for scenario in batch
-                ]
+                requests = simulation_requests(prepared, batch, directory)
                 try:
                     simulations = run_simulations(requests, environment.runner, len(batch), environment.clock)
                 except SchedulerError as error:
                     return NPlusOne(False, detail=f"the scheduler failed: {error}")
-                answers = [scheduler_result(model, s, sim) for s, sim in zip(batch, simulations)]
+                answers = [scheduler_result(prepared.model, s, sim) for s, sim in zip(batch, simulations)]
                 results.update(zip(batch, answers))
                 if any(not answer.ok for answer in answers):
                     break
     done = [results[scenario] for scenario in scenarios if scenario in results]
-    plan = Plan(
-        source=prepared.snapshot.label,
-        model=model,
-        failures=1,
-        results=tuple(done),
-        seconds=environment.clock() - started,
-        validated=prepared.validated,
-    )
+    plan = plan_from_results(prepared, 1, done, environment.clock() - started)
     return NPlusOne(True, plan.tolerated, headline(plan))
 
 

@@ -3,7 +3,7 @@
 migrate_to. Pre-copy live migration sends the guest's memory once, then again the pages
 the guest dirtied meanwhile, until what is left fits the allowed downtime. The agent keeps
 the end of migrate_to's timeout for aborting and cleaning up
-(:func:`xenha.migration.abort_reserve_s`), so the copy only has the rest. The timeout
+(:func:`xenha.agents.guest.migration_plan.abort_reserve_s`), so the copy only has the rest. The timeout
 needed is the smallest one whose remainder after that reserve covers
 
     COPY_FACTOR x memory / bandwidth + SETUP_S
@@ -15,7 +15,7 @@ connection to the target's libvirt, the final pause and the verification.
 
 stop. xen-guest waits ``shutdown_timeout`` seconds for a graceful shutdown, but never more
 than what leaves a third of stop's timeout for destroying and verifying
-(``xenha.guest.DESTROY_SHARE``): a stop timeout below 1.5 x shutdown_timeout silently
+(``xenha.agents.guest.lifecycle.DESTROY_SHARE``): a stop timeout below 1.5 x shutdown_timeout silently
 shortens the graceful shutdown.
 """
 
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import math
 
-from xenha.guest import DESTROY_SHARE
-from xenha.migration import abort_reserve_s
+from xenha.agents.guest.lifecycle import DESTROY_SHARE
+from xenha.agents.guest.migration_plan import abort_reserve_s
 
 COPY_FACTOR = 1.5
 SETUP_S = 10.0

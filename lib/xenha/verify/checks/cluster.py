@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
-from xenha.planner.cibmodel import score_value
+from xenha.planner.model import score_value
 from xenha.verify import fixes
 from xenha.verify.facts import Facts
 from xenha.verify.findings import Finding, Severity

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from xenha.capacity import demand_of
-from xenha.domxml import DomainSpec, GuestType
-from xenha.planner.cibmodel import CPU, MEMORY
+from xenha.admission.resources import demand_of
+from xenha.libvirt.domxml import DomainSpec, GuestType
+from xenha.planner.model import CPU, MEMORY
 from xenha.verify import fixes
 from xenha.verify.facts import DomainFile, Facts
 from xenha.verify.findings import Finding, Severity

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from xenha.domxml import GuestType
+from xenha.libvirt.domxml import GuestType
 from xenha.verify import fixes
 from xenha.verify.facts import Facts
 from xenha.verify.findings import Finding, Severity

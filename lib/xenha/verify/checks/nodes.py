@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from xenha.booleans import is_true
-from xenha.planner.cibmodel import CPU, DIMENSIONS, MEMORY
+from xenha.planner.model import CPU, DIMENSIONS, MEMORY
 from xenha.verify import fixes
 from xenha.verify.checks.cluster import node
 from xenha.verify.facts import Facts

@@ -12,7 +12,7 @@ monitor it computes:
 
 Values are written only when they differ from what the CIB already holds. With
 ``node-health-strategy=migrate-on-red``, guests leave a host whose hypervisor is sick.
-The figures are the same the guest agent's reservation check uses (``xenha.capacity``), so
+The figures are the same the guest agent's reservation check uses (``xenha.admission``), so
 capacity and demand always meet.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from xenha.capacity import (
+from xenha.admission.load import (
     RED,
     Health,
     cpu_capacity,
@@ -29,13 +29,19 @@ from xenha.capacity import (
     memory_health,
     occupant_of,
 )
-from xenha.guest_spec import DEFAULT_CPU_OVERCOMMIT
-from xenha.guest_spec import PARAMETERS as GUEST_PARAMETERS
-from xenha.hypervisor import Hypervisor, HypervisorError
-from xenha.libvirt_uri import hypervisor_problems
+from xenha.agents.parameters import (
+    HYPERVISOR,
+    cpu_overcommit,
+    cpu_overcommit_parameter,
+    host_memory_reserve,
+    hypervisor_problems,
+)
+from xenha.libvirt.connection import Hypervisor
+from xenha.libvirt.errors import HypervisorError
 from xenha.ocf import Action, Agent, AgentSpec, Context, Handler, OcfError, OcfExit, Parameter, ParamType
 from xenha.ocf.metadata import COMMON_ACTIONS
-from xenha.pacemaker import RESERVE_ATTRIBUTE, ClusterCli, NotInCluster, PacemakerError
+from xenha.pacemaker.cibxml import RESERVE_ATTRIBUTE
+from xenha.pacemaker.cluster import ClusterCli, NotInCluster, PacemakerError
 from xenha.runner import CommandRunner
 from xenha.statefile import StateFile
 
@@ -45,20 +51,11 @@ HEALTH_ATTRIBUTE = "#health-xenha"
 PUBLISH_RESERVE_SHARE = 0.4
 PUBLISH_RESERVE_MAX_S = 10.0
 
-_HYPERVISOR = next(parameter for parameter in GUEST_PARAMETERS if parameter.name == "hypervisor")
-
 PARAMETERS = (
-    _HYPERVISOR,
-    Parameter(
-        "host_memory_reserve",
-        "Host memory not available to guests, in MiB.",
+    HYPERVISOR,
+    host_memory_reserve(
         "Subtracted from the hypervisor's total memory before publishing hv_memory: Domain-0, "
-        "the hypervisor's own heap, anything the host needs. Unset: Domain-0's current memory "
-        "when the hypervisor reports a Domain-0 (Xen), otherwise 1024. Example: 4096",
-        type=ParamType.INTEGER,
-        minimum=0,
-        unit="MiB",
-        reloadable=True,
+        "the hypervisor's own heap, anything the host needs."
     ),
     Parameter(
         "memory_capacity",
@@ -70,15 +67,10 @@ PARAMETERS = (
         unit="MiB",
         reloadable=True,
     ),
-    Parameter(
-        "cpu_overcommit",
+    cpu_overcommit_parameter(
         "vCPUs allowed per physical CPU.",
-        "The node's cpu utilization is its physical CPUs times this ratio, rounded down. A "
-        "decimal number; the default 4 is Ganeti's default vcpu-ratio. Example: 2",
-        type=ParamType.DECIMAL,
-        default="4",
-        maximum=1000,
-        reloadable=True,
+        "The node's cpu utilization is its physical CPUs times this ratio, rounded down.",
+        "2",
     ),
     Parameter(
         "memory_drift_tolerance",
@@ -220,7 +212,7 @@ class HostAgent(Agent):
         capacity = ctx.params.integer("memory_capacity")
         if capacity is None:
             capacity = host_memory_capacity_mib(facts.memory_mib, reserve, unmanaged)
-        ratio = ctx.params.decimal("cpu_overcommit") or DEFAULT_CPU_OVERCOMMIT
+        ratio = cpu_overcommit(ctx.params)
         # Reservations for arrivals would count on both sides (booked by the cluster, about to
         # leave the hypervisor's free memory): the comparison is the same without them.
         booked = sum(domain.demand.memory_mib for domain in managed)
@@ -238,6 +230,6 @@ def _state(ctx: Context) -> StateFile:
 
 
 def main() -> None:
-    from xenha.ocf.entry import exec_agent
+    from xenha.ocf.entry import exec_agent  # noqa: PLC0415 - only the executable needs it
 
     exec_agent(HostAgent())

@@ -131,7 +131,7 @@ def _read_config(path: str) -> ConfigFile:
 
 
 def _parser() -> Any:
-    from lxml import etree
+    from lxml import etree  # noqa: PLC0415 - lxml only when a file is parsed (performance.md)
 
     return etree.XMLParser(
         resolve_entities=False,
@@ -146,7 +146,7 @@ def _parser() -> Any:
 
 def parse_tree(data: bytes, source: str) -> Any:
     """The XML document in ``data`` as an lxml element, or DomainXmlError."""
-    from lxml import etree
+    from lxml import etree  # noqa: PLC0415 - lxml only when a file is parsed (performance.md)
 
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
         raise DomainXmlError(f"{source} declares a DOCTYPE or entities; domain XML needs neither: remove them")
@@ -235,28 +235,3 @@ def _video_mib(root: Any, source: str) -> int:
     if not text.isascii() or not text.isdigit():
         raise DomainXmlError(f"{source}: <video><model vram> must be a number of KiB, not {text[:40]!r}")
     return math.ceil(int(text) / 1024)
-
-
-def with_owner(data: bytes, source: str, resource: str, attributes: dict[str, str]) -> str:
-    """The domain XML with the suite's metadata element naming the owning cluster resource.
-
-    libvirt keeps the element with the domain (across migrations too), which lets a probe
-    find the guest even when the configuration file cannot be read, and lets the host agent
-    tell managed guests from the others.
-    """
-    from lxml import etree
-
-    from xenha.hypervisor import METADATA_PREFIX, METADATA_URI
-
-    root = parse_tree(data, source)
-    metadata = root.find("metadata")
-    if metadata is None:
-        metadata = etree.SubElement(root, "metadata")
-    for old in metadata.findall(f"{{{METADATA_URI}}}guest"):
-        metadata.remove(old)
-    element = etree.SubElement(metadata, f"{{{METADATA_URI}}}guest", nsmap={METADATA_PREFIX: METADATA_URI})
-    element.set("resource", resource)
-    for key, value in attributes.items():
-        element.set(key, value)
-    text: str = etree.tostring(root, encoding="unicode")
-    return text

@@ -8,12 +8,7 @@ scheme here, at validation time, and say which drivers they support.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, NamedTuple
-
-from xenha.ocf.codes import OcfError, OcfExit
-
-if TYPE_CHECKING:
-    from xenha.ocf.parameters import ParameterValues
+from typing import NamedTuple
 
 SUPPORTED_DRIVERS = ("xen", "qemu", "test")
 SUPPORTED_TRANSPORTS = ("unix", "ssh", "libssh", "libssh2", "tcp", "tls", "ext")
@@ -119,12 +114,49 @@ def for_node(template: str, node: str) -> str:
     return template.replace(NODE_PLACEHOLDER, node)
 
 
-def hypervisor_problems(params: ParameterValues) -> list[OcfError]:
-    """The agents' ``hypervisor`` parameter, checked without connecting (validate-all)."""
-    try:
-        parse(params.string("hypervisor") or "")
-    except UriError as error:
-        return [OcfError(OcfExit.ERR_CONFIGURED, str(error))]
-    except OcfError:
-        return []  # already among the parameter problems
-    return []
+class MigrationTarget(NamedTuple):
+    node: str  # the target node, as the cluster names it
+    remote: str  # libvirt URI of the target's hypervisor
+    data: str | None  # data channel (VIR_MIGRATE_PARAM_URI), None: let libvirt choose
+
+
+def with_network_suffix(node: str, suffix: str) -> str:
+    """The node's name on the migration network, as VirtualDomain forms it.
+
+    The suffix goes after the first label, so FQDNs keep their domain.
+
+    >>> with_network_suffix("node2.example.com", "-mig")
+    'node2-mig.example.com'
+    >>> with_network_suffix("node2", "")
+    'node2'
+    """
+    if not suffix:
+        return node
+    first, dot, rest = node.partition(".")
+    return f"{first}{suffix}{dot}{rest}"
+
+
+def migration_target(hypervisor: LibvirtUri, remote_template: str | None, data_template: str | None, target: str,
+                     suffix: str) -> MigrationTarget:  # fmt: skip
+    """The target's control and data URIs, with ``%n`` replaced.
+
+    ``remoteuri`` gets the node name as Pacemaker knows it; the derived default and
+    ``migrateuri`` use the name on the migration network (with the suffix).
+
+    >>> migration_target(parse("xen:///system"), None, None, "node2", "-mig")
+    MigrationTarget(node='node2', remote='xen+ssh://node2-mig/system', data='tcp://node2-mig')
+    >>> migration_target(parse("qemu:///system"), "qemu+tcp://%n/system", None, "node2", "")
+    MigrationTarget(node='node2', remote='qemu+tcp://node2/system', data=None)
+    """
+    network_name = with_network_suffix(target, suffix)
+    if remote_template:
+        remote = for_node(remote_template, target)
+    else:
+        remote = for_node(default_remote(hypervisor), network_name)
+    if data_template:
+        data: str | None = for_node(data_template, network_name)
+    elif suffix:
+        data = f"tcp://{network_name}"
+    else:
+        data = None
+    return MigrationTarget(target, remote, data)

@@ -6,14 +6,15 @@ can switch by changing the agent name; new concepts get new names.
 
 from __future__ import annotations
 
+from xenha.agents.parameters import HYPERVISOR, cpu_overcommit_parameter, host_memory_reserve
 from xenha.ocf import Action, AgentSpec, Parameter, ParamType
 from xenha.ocf.metadata import COMMON_ACTIONS
 
 AGENT_NAME = "xen-guest"
-# The values of xenha.migration.Method (a unit test keeps them equal); repeated here so that
-# the monitor path, which reads these declarations, does not load the migration code.
+# The values of xenha.agents.guest.migration_plan.Method (a unit test keeps them equal);
+# repeated here so that the monitor path, which reads these declarations, does not load the
+# migration code.
 HVM_POLICIES = ("live", "save-restore", "refuse")
-DEFAULT_CPU_OVERCOMMIT = 4.0  # Ganeti's default instance policy: vcpu-ratio 4
 
 PARAMETERS = (
     Parameter(
@@ -25,13 +26,7 @@ PARAMETERS = (
         required=True,
         unique=True,
     ),
-    Parameter(
-        "hypervisor",
-        "libvirt URI of the local hypervisor.",
-        "libvirt connection URI of the hypervisor on the node running the action. xen:///system "
-        "on a Xen host; qemu:///system and test:///default work for testing.",
-        default="xen:///system",
-    ),
+    HYPERVISOR,
     Parameter(
         "shutdown_timeout",
         "Seconds of graceful shutdown before the guest is destroyed.",
@@ -121,29 +116,17 @@ PARAMETERS = (
         "the guest's saved memory (as large as the guest's memory). Example: /srv/xen/save",
         reloadable=True,
     ),
-    Parameter(
-        "host_memory_reserve",
-        "Host memory not available to guests, in MiB.",
+    host_memory_reserve(
         "Used by the reservation check before a start or a migration, for target nodes where "
         "no xen-host publishes its reserve (the node attribute xenha-memory-reserve, which "
         "wins): a host's memory for guests is its total memory minus this reserve (and never "
-        "more than the node's hv_memory utilization in the CIB, when set). Unset: Domain-0's "
-        "memory when the hypervisor reports a Domain-0 (Xen), otherwise 1024. Example: 4096",
-        type=ParamType.INTEGER,
-        minimum=0,
-        unit="MiB",
-        reloadable=True,
+        "more than the node's hv_memory utilization in the CIB, when set)."
     ),
-    Parameter(
-        "cpu_overcommit",
+    cpu_overcommit_parameter(
         "vCPUs allowed per physical CPU, when the CIB gives no cpu capacity.",
         "Used by the reservation check when the target node has no cpu utilization in the "
-        "CIB: the node carries at most physical CPUs times this ratio in vCPUs. A decimal "
-        "number; the default 4 is Ganeti's default vcpu-ratio. Example: 2.5",
-        type=ParamType.DECIMAL,
-        default="4",
-        maximum=1000,
-        reloadable=True,
+        "CIB: the node carries at most physical CPUs times this ratio in vCPUs.",
+        "2.5",
     ),
     Parameter(
         "autoset_utilization_hv_memory",

@@ -97,6 +97,17 @@ def running(state: int, reason: int) -> bool:
     return state != PAUSED and judge(state, reason).code == OcfExit.SUCCESS
 
 
+def _paused_code(reason: int) -> OcfExit:
+    if reason in _TRANSIENT_PAUSES:
+        return OcfExit.SUCCESS
+    if reason in _BROKEN_PAUSES:
+        return OcfExit.ERR_GENERIC
+    # Paused by a person (or for a reason libvirt does not say): alive, holding its memory,
+    # deliberately not running. Recovering it would destroy what the administrator paused;
+    # report it instead.
+    return OcfExit.DEGRADED
+
+
 def judge(state: int, reason: int) -> Verdict:
     """The monitor result for a domain found in ``state``/``reason`` on this host.
 
@@ -111,14 +122,7 @@ def judge(state: int, reason: int) -> Verdict:
     if state == SHUTOFF:
         return Verdict(OcfExit.NOT_RUNNING, text)
     if state == PAUSED:
-        if reason in _TRANSIENT_PAUSES:
-            return Verdict(OcfExit.SUCCESS, text)
-        if reason in _BROKEN_PAUSES:
-            return Verdict(OcfExit.ERR_GENERIC, text)
-        # Paused by a person (or for a reason libvirt does not say): alive, holding its
-        # memory, deliberately not running. Recovering it would destroy what the
-        # administrator paused; report it instead.
-        return Verdict(OcfExit.DEGRADED, text)
+        return Verdict(_paused_code(reason), text)
     if state == PMSUSPENDED:
         return Verdict(OcfExit.DEGRADED, text)
     # crashed, no state, or a state newer than this code

@@ -1,0 +1,277 @@
+"""xen-guest's decisions through its service seam: fake hypervisors, ledgers and cluster.
+
+The acceptance tests run these paths against real daemons; here each decision is pinned
+down on its own, with the fault injected exactly where it matters: a guest that ignores
+its shutdown request, a libvirtd that drops the connection mid-action, a booking that
+loses its compare-and-swap to another node. Fakes live only here (the agent gets them
+through ``GuestAgent(services=...)``, as the planner's tests use ``PlanEnvironment``).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from xenha.admission.ledger import LedgerState, Reservation
+from xenha.agents.guest.agent import GuestAgent
+from xenha.libvirt import states
+from xenha.libvirt.connection import NodeFacts
+from xenha.libvirt.domain import DomainStatus, FoundDomain
+from xenha.libvirt.drivers import traits
+from xenha.libvirt.errors import ErrorKind, HypervisorError
+from xenha.ocf import Context, OcfExit, run_agent
+
+RUNNING = DomainStatus(states.RUNNING, 1)
+SHUTOFF = DomainStatus(states.SHUTOFF, 1)
+
+
+class FakeDomain:
+    def __init__(self, hypervisor: FakeHypervisor, name: str, obeys_shutdown: bool = True) -> None:
+        self.hypervisor = hypervisor
+        self.name = name
+        self.obeys_shutdown = obeys_shutdown
+        self.state = RUNNING
+        self.calls: list[str] = []
+
+    def status(self) -> DomainStatus | None:
+        self.hypervisor.fault("read the state")
+        return self.state
+
+    def active(self) -> bool:
+        status = self.status()
+        return status is not None and status.state != states.SHUTOFF
+
+    def owner(self) -> None:
+        return None
+
+    def shutdown(self) -> None:
+        self.calls.append("shutdown")
+        if self.obeys_shutdown:
+            self.state = SHUTOFF
+
+    def destroy(self) -> None:
+        self.calls.append("destroy")
+        self.state = SHUTOFF
+
+
+class FakeHypervisor:
+    """One host's libvirtd; ``faults`` are raised, in order, by the next calls."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self.uri = "xen:///system"
+        self.driver = traits("xen")
+        self.deadline: object = None
+        self.domains: dict[str, FakeDomain] = {}
+        self.faults: list[HypervisorError] = []
+        self.memory_mib = 16384
+
+    def fault(self, operation: str) -> None:
+        if self.faults:
+            raise self.faults.pop(0)
+
+    def lookup(self, name: str) -> FakeDomain | None:
+        self.fault(f"look up domain {name}")
+        return self.domains.get(name)
+
+    def find(self, name: str) -> FoundDomain | None:
+        domain = self.lookup(name)
+        status = domain.status() if domain is not None else None
+        return None if domain is None or status is None else FoundDomain(domain, status)  # type: ignore[arg-type]
+
+    def create(self, xml: str, name: str) -> FakeDomain:
+        self.domains[name] = FakeDomain(self, name)
+        return self.domains[name]
+
+    def active_domains(self) -> list[object]:
+        return []
+
+    def node_facts(self) -> NodeFacts:
+        return NodeFacts(self.memory_mib, 8)
+
+    def domain0_memory_mib(self) -> int | None:
+        return 1024
+
+
+class FakeLedger:
+    """A ledger whose first ``conflicts`` bookings lose their compare-and-swap."""
+
+    shared = True
+
+    def __init__(self, node: str, conflicts: int = 0) -> None:
+        self.node = node
+        self.conflicts = conflicts
+        self.version = 3
+        self.booked: list[Reservation] = []
+        self.released: list[Reservation] = []
+        self.reads = 0
+
+    def read(self, deadline: object) -> LedgerState:
+        self.reads += 1
+        return LedgerState(self.node, self.version, tuple(self.booked), {})
+
+    def book(self, state: LedgerState, reservation: Reservation) -> bool:
+        if self.conflicts:
+            self.conflicts -= 1
+            self.version += 1  # another node booked in between
+            return False
+        assert state.version == self.version
+        self.booked.append(reservation)
+        return True
+
+    def abandon(self) -> None:
+        pass
+
+    def release(self, reservation: Reservation, expired: object) -> None:
+        self.released.append(reservation)
+
+
+class FakeCluster:
+    def __init__(self) -> None:
+        self.utilization: dict[str, int] = {}
+
+    def resource_utilizations(self, resource: str) -> dict[str, int]:
+        return dict(self.utilization)
+
+    def set_resource_utilization(self, resource: str, name: str, value: int) -> None:
+        self.utilization[name] = value
+
+
+class FakeServices:
+    def __init__(self, ctx: Context, hypervisor: FakeHypervisor, ledger: FakeLedger, cluster: FakeCluster) -> None:
+        self._ctx = ctx
+        self._hypervisor = hypervisor
+        self._ledger = ledger
+        self._cluster = cluster
+        self.clock: Callable[[], float] = lambda: 1_000_000.0
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+
+    def hypervisor(self, uri: str, node: str) -> FakeHypervisor:
+        self._hypervisor.deadline = self._ctx.deadline
+        return self._hypervisor
+
+    def cluster(self) -> FakeCluster:
+        return self._cluster
+
+    def ledger(self, node: str) -> FakeLedger:
+        return self._ledger
+
+
+class Host:
+    """One node as the agent sees it: its hypervisor, its ledger, the cluster, a config file."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.hypervisor = FakeHypervisor("node1")
+        self.ledger = FakeLedger("node1")
+        self.cluster = FakeCluster()
+        self.config = tmp_path / "web1.xml"
+        self.config.write_text(
+            "<domain type='xen'><name>web1</name><memory unit='MiB'>1024</memory><vcpu>2</vcpu>"
+            "<os><type>linux</type></os></domain>"
+        )
+        self.rsctmp = tmp_path / "rsctmp"
+        self.stderr = io.StringIO()  # no log destination configured: the log goes here
+        self.services: list[FakeServices] = []
+
+    def make_services(self, ctx: Context) -> FakeServices:
+        services = FakeServices(ctx, self.hypervisor, self.ledger, self.cluster)
+        self.services.append(services)
+        return services
+
+    def run(self, action: str, **params: str) -> int:
+        environ = {
+            "OCF_ROOT": "/usr/lib/ocf",
+            "OCF_RESOURCE_INSTANCE": "web1",
+            "HA_RSCTMP": str(self.rsctmp),
+            "HA_LOGFACILITY": "none",
+            "OCF_RESKEY_CRM_meta_timeout": "20000",
+            "OCF_RESKEY_CRM_meta_on_node": "node1",
+            "OCF_RESKEY_config": str(self.config),
+            "OCF_RESKEY_hypervisor": "xen:///system",
+            **{f"OCF_RESKEY_{name}": value for name, value in params.items()},
+        }
+        agent = GuestAgent(services=self.make_services)  # type: ignore[arg-type]
+        return run_agent(agent, ["xen-guest", action], environ, stdout=io.StringIO(), stderr=self.stderr)
+
+    @property
+    def log(self) -> str:
+        return self.stderr.getvalue()
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[Host]:
+    yield Host(tmp_path)
+
+
+def test_stop_destroys_a_guest_that_ignores_its_shutdown(host: Host) -> None:
+    domain = FakeDomain(host.hypervisor, "web1", obeys_shutdown=False)
+    host.hypervisor.domains["web1"] = domain
+    assert host.run("stop", shutdown_timeout="1") == OcfExit.SUCCESS
+    assert domain.calls == ["shutdown", "destroy"]
+    assert "destroying guest web1" in host.log
+
+
+def test_stop_ends_with_the_shutdown_when_the_guest_obeys(host: Host) -> None:
+    domain = FakeDomain(host.hypervisor, "web1")
+    host.hypervisor.domains["web1"] = domain
+    assert host.run("stop", shutdown_timeout="30") == OcfExit.SUCCESS
+    assert domain.calls == ["shutdown"]
+
+
+def test_force_stop_destroys_without_asking(host: Host) -> None:
+    domain = FakeDomain(host.hypervisor, "web1")
+    host.hypervisor.domains["web1"] = domain
+    assert host.run("stop", force_stop="true") == OcfExit.SUCCESS
+    assert domain.calls == ["destroy"]
+
+
+def lost(operation: str) -> HypervisorError:
+    return HypervisorError(ErrorKind.UNREACHABLE, operation, "xen:///system", "node1", "End of file while reading data")
+
+
+def test_monitor_reconnects_once_when_libvirtd_drops_the_connection(host: Host) -> None:
+    host.hypervisor.domains["web1"] = FakeDomain(host.hypervisor, "web1")
+    # The connection drops mid-action; the first reconnection finds libvirtd not listening yet.
+    host.hypervisor.faults = [lost("read the state of web1"), lost("connect")]
+    assert host.run("monitor") == OcfExit.SUCCESS
+    assert "reconnecting once" in host.log
+    assert host.services[0].slept  # it waited for libvirtd to listen again
+
+
+def test_monitor_does_not_retry_a_failed_connect(host: Host) -> None:
+    host.hypervisor.faults = [lost("connect")]
+    assert host.run("monitor") == OcfExit.ERR_GENERIC
+    assert "reconnecting" not in host.log
+    assert "cannot reach libvirtd on node1" in host.log
+
+
+def test_a_hung_libvirtd_is_not_retried(host: Host) -> None:
+    host.hypervisor.domains["web1"] = FakeDomain(host.hypervisor, "web1")
+    timeout = HypervisorError(ErrorKind.TIMEOUT, "read the state of web1", "xen:///system", "node1", "no answer")
+    host.hypervisor.faults = [timeout]
+    assert host.run("monitor") == OcfExit.ERR_GENERIC
+    assert "reconnecting" not in host.log
+
+
+def test_start_books_again_after_losing_the_compare_and_swap(host: Host) -> None:
+    host.ledger.conflicts = 2
+    assert host.run("start") == OcfExit.SUCCESS
+    assert host.ledger.reads == 3
+    assert [reservation.resource for reservation in host.ledger.booked] == ["web1"]
+    assert host.ledger.released == host.ledger.booked  # the running domain holds the room now
+    assert "after 3 attempts" in host.log
+    assert host.cluster.utilization == {"hv_memory": 1036, "cpu": 2}
+
+
+def test_start_is_refused_on_a_host_without_room(host: Host) -> None:
+    host.hypervisor.memory_mib = 1500  # minus Domain-0's 1024 MiB: less than the guest's 1036
+    assert host.run("start") == OcfExit.ERR_GENERIC
+    assert "cannot start web1 on node1: needs 1036 MiB" in host.log
+    assert host.ledger.booked == []
+    assert "web1" not in host.hypervisor.domains
