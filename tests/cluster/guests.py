@@ -9,27 +9,33 @@ takes half a second whatever the bandwidth limit. To keep a migration in flight 
 enough to break something under it, a guest can boot :func:`filler_boot_image` from a
 read-only floppy instead: it writes FILLED_MIB of non-zero memory once, then halts, so a
 migration limited to N MiB/s (xen-guest ``migration_speed``) takes FILLED_MIB / N seconds.
+SeaBIOS takes a second or more to reach the floppy: a test waits until the last word the
+filler writes (FILLED_LAST_WORD, written last: the fill runs upwards) holds FILLED_PATTERN
+before it migrates (scenario.Scenario.wait_filled).
 """
 
 from __future__ import annotations
 
 from xml.sax.saxutils import escape, quoteattr
 
-FILLED_MIB = 16
+FILLED_MIB = 48
+FILLED_START = 0x100000  # 1 MiB, above the BIOS
+FILLED_LAST_WORD = FILLED_START + FILLED_MIB * 2**20 - 4  # guest-physical address
+FILLED_PATTERN = bytes.fromhex("a5a55a5a")  # 0x5a5aa5a5, little-endian, as stosd stores it
 FLOPPY_BYTES = 1474560
 
 # Boot sector (real mode, loaded at 0x7c00): enter "unreal" mode to reach memory above
-# 1 MiB, fill 1 MiB .. 17 MiB with 0x5a5aa5a5, halt with interrupts off (no CPU used).
+# 1 MiB, fill 1 MiB .. 49 MiB with 0x5a5aa5a5, halt with interrupts off (no CPU used).
 #   cli; cld; xor ax,ax; mov ds,ax; lgdt [gdtr]     ; gdt: null, flat 4 GiB data segment
 #   mov eax,cr0; or al,1; mov cr0,eax               ; protected mode, for one load:
 #   mov bx,8; mov es,bx                             ; ES limit 4 GiB
 #   and al,0xfe; mov cr0,eax                        ; back to real mode; ES keeps its limit
-#   mov edi,0x100000; mov ecx,0x400000; mov eax,0x5a5aa5a5; a32 rep stosd
+#   mov edi,0x100000; mov ecx,0xc00000; mov eax,0x5a5aa5a5; a32 rep stosd
 #   halt: hlt; jmp halt
 # (assembled with GNU as --32 .code16; objdump -M i8086 shows the listing above)
 _FILLER_CODE = bytes.fromhex(
     "fafc31c08ed8660f0116487c0f20c00c010f22c0bb08008ec324fe0f22c0"
-    "66bf0000100066b90000400066b8a5a55a5a6766f3abf4ebfd90"
+    "66bf0000100066b90000c00066b8a5a55a5a6766f3abf4ebfd90"
     "0000000000000000ffff00000092cf00"  # gdt (at 0x7c38)
     "0f00387c0000"  # gdtr (at 0x7c48): limit 15, base 0x7c38
 )
