@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.cluster import resources
-from tests.cluster.claim import PrefixClaim, claim_free_prefix
-from tests.cluster.cluster import Cluster
-from tests.cluster.invariants import InvariantMonitor
-from tests.cluster.layout import ClusterLayout
+from tests.support.cluster import resources
+from tests.support.cluster.claim import PrefixClaim, claim_free_prefix
+from tests.support.cluster.cluster import Cluster
+from tests.support.cluster.invariants import InvariantMonitor
+from tests.support.cluster.layout import ClusterLayout
 
 
 def pytest_configure(config: pytest.Config) -> None:

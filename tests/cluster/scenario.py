@@ -32,14 +32,14 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from tests.cluster import resources
-from tests.cluster.cluster import Cluster
-from tests.cluster.crm_mon import ClusterStatus
-from tests.cluster.fencing import FenceRecord
-from tests.cluster.guests import FILLED_LAST_WORD, FILLED_MIB, FILLED_PATTERN, tiny_guest_xml
-from tests.cluster.invariants import PAUSED, PAUSED_MIGRATION, PAUSED_STARTING_UP, InvariantMonitor
-from tests.cluster.pacemaker_log import LOG, LogWindow, cannot_run_anywhere, executions, timeouts
-from tests.cluster.xenha_config import create_guest, guest_demand_mib, node_utilization
+from tests.support.cluster import resources
+from tests.support.cluster.cluster import Cluster
+from tests.support.cluster.crm_mon import ClusterStatus
+from tests.support.cluster.fencing import FenceRecord
+from tests.support.cluster.invariants import PAUSED, PAUSED_MIGRATION, PAUSED_STARTING_UP, InvariantMonitor
+from tests.support.cluster.pacemaker_log import LOG, LogWindow, cannot_run_anywhere, executions, timeouts
+from tests.support.cluster.xenha_config import create_guest, guest_demand_mib, node_utilization
+from tests.support.guests import FILLED_LAST_WORD, FILLED_MIB, FILLED_PATTERN, domain_xml
 
 # Short operation timeouts, so that a hung libvirtd costs seconds, not minutes: the agent
 # answers within each (deadlines.md), and Pacemaker's reaction to a failure comes sooner.
@@ -198,7 +198,7 @@ class Scenario:
         TCG allocates guest RAM lazily: a guest of several GiB costs a few MiB here.
         """
         path = self.cluster.layout.san_dir / f"{name}.xml"
-        path.write_text(tiny_guest_xml(name, memory_mib=memory_mib))
+        path.write_text(domain_xml(name, memory_mib=memory_mib))
         self.by_hand.append(name)
         self.cluster.check(node, [*VIRSH, "create", str(path)], hint=f"could not start {name} by hand")
 

@@ -26,12 +26,12 @@ from datetime import timedelta
 
 import pytest
 
-from tests.cluster import resources
-from tests.cluster.cluster import Cluster
-from tests.cluster.invariants import InvariantMonitor
-from tests.cluster.pacemaker_log import Execution, Line, executions, timeouts
 from tests.cluster.scenario import InFlight, Report, Scenario
-from tests.cluster.xenha_config import configure_cluster, filler_image, guest_demand_mib, pcs
+from tests.support.cluster import resources
+from tests.support.cluster.cluster import Cluster
+from tests.support.cluster.invariants import InvariantMonitor
+from tests.support.cluster.pacemaker_log import Execution, Line, executions, timeouts
+from tests.support.cluster.xenha_config import configure_cluster, filler_image, guest_demand_mib, pcs
 
 pytestmark = [pytest.mark.cluster, pytest.mark.qemu, pytest.mark.slow]
 

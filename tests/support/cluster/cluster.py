@@ -29,12 +29,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from tests.cluster import cgroups, commands, config, network
-from tests.cluster.commands import CommandFailed, Result
-from tests.cluster.crm_mon import ClusterStatus, CrmMonError, parse_crm_mon
-from tests.cluster.fencing import FenceRecord, parse_fence_log
-from tests.cluster.layout import QEMU_CAPS_SEED, ClusterLayout, LayoutError
-from tests.cluster.node_init import DAEMON_PATH, LIBVIRTD_PID_FILE, Mount, NodePlan, RunDir
+from tests.support import commands
+from tests.support.cluster import cgroups, config, network
+from tests.support.cluster.crm_mon import ClusterStatus, CrmMonError, parse_crm_mon
+from tests.support.cluster.fencing import FenceRecord, parse_fence_log
+from tests.support.cluster.layout import QEMU_CAPS_SEED, ClusterLayout, LayoutError
+from tests.support.cluster.node_init import DAEMON_PATH, LIBVIRTD_PID_FILE, Mount, NodePlan, RunDir
+from tests.support.commands import CommandFailed, Result
 
 PYTHON = "/usr/bin/python3"
 NODE_INIT = Path(__file__).resolve().parent / "node_init.py"

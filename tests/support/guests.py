@@ -1,4 +1,5 @@
-"""Tiny real guests for the test cluster: 64 MiB TCG, no disk, no NIC, SeaBIOS idling.
+"""Guests for tests: the one domain-XML builder of the suite, for libvirt's test driver and for
+tiny real QEMU guests (64 MiB TCG, no disk, no NIC, SeaBIOS idling).
 
 ``<domain type='qemu'>`` (TCG) boots in ~0.3 CPU-s here, cheaper than KVM; without a disk
 SeaBIOS waits at "No bootable device": a real running VM with RAM to migrate. It has no
@@ -47,38 +48,54 @@ def filler_boot_image() -> bytes:
     return sector + bytes(FLOPPY_BYTES - len(sector))
 
 
-def tiny_guest_xml(name: str, memory_mib: int = 64, boot_image: str | None = None) -> str:
-    """The guest's domain XML; ``boot_image``: a floppy image to boot (read-only, shared)."""
+def domain_xml(
+    name: str,
+    driver: str = "qemu",
+    memory_mib: int = 64,
+    vcpus: int = 1,
+    os_type: str = "hvm",
+    machine: str | None = None,
+    boot_image: str | None = None,
+) -> str:
+    """A domain for libvirt's ``test`` driver, or a tiny real guest for the ``qemu`` driver.
+
+    ``boot_image`` (qemu only): a floppy image to boot, read-only and shared
+    (:func:`filler_boot_image`).
+
+    >>> "<devices>" in domain_xml("t", driver="test"), "machine='pc'" in domain_xml("q")
+    (False, True)
+    """
+    qemu = driver == "qemu"
+    machine = machine or ("pc" if qemu else None)
+    machine_attribute = f" machine='{machine}'" if machine else ""
     boot = "\n    <boot dev='fd'/>" if boot_image else ""
-    floppy = (
-        f"""
-    <disk type='file' device='floppy'>
-      <driver name='qemu' type='raw'/>
-      <source file={quoteattr(boot_image)}/>
-      <target dev='fda' bus='fdc'/>
-      <readonly/>
-    </disk>"""
-        if boot_image
-        else ""
-    )
-    return f"""\
-<domain type='qemu'>
-  <name>{escape(name)}</name>
-  <memory unit='MiB'>{memory_mib}</memory>
-  <currentMemory unit='MiB'>{memory_mib}</currentMemory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>{boot}
-  </os>
-  <features><acpi/></features>
-  <clock offset='utc'/>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>restart</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>{floppy}
-    <controller type='usb' model='none'/>
-    <memballoon model='none'/>
-  </devices>
-</domain>
-"""
+    parts = [
+        f"<domain type='{driver}'>",
+        f"  <name>{escape(name)}</name>",
+        f"  <memory unit='MiB'>{memory_mib}</memory>",
+        f"  <currentMemory unit='MiB'>{memory_mib}</currentMemory>",
+        f"  <vcpu>{vcpus}</vcpu>",
+        "  <os>",
+        f"    <type arch='x86_64'{machine_attribute}>{escape(os_type)}</type>{boot}",
+        "  </os>",
+    ]
+    if qemu:
+        parts += ["  <features><acpi/></features>", "  <clock offset='utc'/>"]
+    parts += [
+        "  <on_poweroff>destroy</on_poweroff>",
+        "  <on_reboot>restart</on_reboot>",
+        "  <on_crash>destroy</on_crash>",
+    ]
+    if qemu:
+        parts += ["  <devices>", "    <emulator>/usr/bin/qemu-system-x86_64</emulator>"]
+        if boot_image:
+            parts += [
+                "    <disk type='file' device='floppy'>",
+                "      <driver name='qemu' type='raw'/>",
+                f"      <source file={quoteattr(boot_image)}/>",
+                "      <target dev='fda' bus='fdc'/>",
+                "      <readonly/>",
+                "    </disk>",
+            ]
+        parts += ["    <controller type='usb' model='none'/>", "    <memballoon model='none'/>", "  </devices>"]
+    return "\n".join([*parts, "</domain>", ""])
