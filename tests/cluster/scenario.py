@@ -347,15 +347,17 @@ class Scenario:
         return rows
 
     def max_running_at_once(self, guests: Iterable[str], node: str) -> int:
-        """The most of ``guests`` libvirt showed running on ``node`` in one sweep."""
-        events: list[tuple[float, str, bool]] = []
+        """The most of ``guests`` libvirt showed running on ``node`` in one sweep (a sweep's
+        changes are applied together: one guest leaving as another arrives is not two)."""
+        changes: dict[float, list[tuple[str, bool]]] = {}
         for guest in guests:
             for placement in self.monitor.placements(guest):
-                events.append((placement.since, guest, node in placement.nodes))
+                changes.setdefault(placement.since, []).append((guest, node in placement.nodes))
         running: set[str] = set()
         most = 0
-        for _, guest, there in sorted(events):
-            (running.add if there else running.discard)(guest)
+        for since in sorted(changes):
+            for guest, there in changes[since]:
+                (running.add if there else running.discard)(guest)
             most = max(most, len(running))
         return most
 
