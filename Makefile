@@ -34,7 +34,7 @@ typecheck: tools
 	$(VENV)/bin/mypy
 
 unit: deps
-	$(PYTEST) -q --doctest-modules lib tests/unit
+	$(PYTEST) -q --doctest-modules lib tests/unit tests/support tests/cluster/scenario.py
 
 # Benchmarks against the peers (not part of `make test`): markdown tables on stdout.
 # The planner's part is long (~15 minutes); BENCH_ARGS="--sizes small" for a short run.
