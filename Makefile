@@ -14,7 +14,7 @@ all: test
 
 # The main job: a real 3-node cluster, configured with pcs, narrated (KEEP=1 keeps it up).
 demo: deps
-	$(PYTHON) -m tests.cluster.demo
+	$(PYTHON) -m demo.cluster_demo
 
 deps:
 	tools/install-deps
@@ -27,14 +27,14 @@ $(VENV)/.installed: | deps
 tools: $(VENV)/.installed
 
 lint: tools
-	$(VENV)/bin/ruff check lib agents bin tests tools tests/cluster/cluster tests/cluster/fence_xenha_test $(wildcard bench)
+	$(VENV)/bin/ruff check lib agents bin tests tools demo tools/test-cluster tests/support/cluster/fence_xenha_test $(wildcard bench)
 	$(VENV)/bin/ruff format --check lib agents bin
 
 typecheck: tools
 	$(VENV)/bin/mypy
 
 unit: deps
-	$(PYTEST) -q --doctest-modules lib tools tests/unit
+	$(PYTEST) -q --doctest-modules lib tools tests/unit tests/support tests/cluster/scenario.py
 
 # Benchmarks against the peers (not part of `make test`): markdown tables on stdout.
 # The planner's part is long (~15 minutes); BENCH_ARGS="--sizes small" for a short run.

@@ -4,7 +4,7 @@ the finding is gone.
 
 The fixes are read from verify's own JSON output (what an operator would paste), their
 placeholders filled in, and run as ``pcs -f FILE ...`` and ``CIB_file=FILE crm ...``
-inside tests/harness/with-agents (so that both tools find ocf:xenha:*).
+inside tests/support/with-agents (so that both tools find ocf:xenha:*).
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from tests.harness import verify_cibs
-from tests.harness.verify_cibs import CibEdit
+from tests.support import verify_cibs
+from tests.support.verify_cibs import CibEdit
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 XENHA = str(ROOT / "bin" / "xenha")
-WITH_AGENTS = str(ROOT / "tests" / "harness" / "with-agents")
+WITH_AGENTS = str(ROOT / "tests" / "support" / "with-agents")
 TOOL_TIMEOUT_S = 120
 
 
@@ -499,8 +499,8 @@ class _FileCluster:
 def test_the_demo_step_finds_the_setting_and_fixes_it_with_the_printed_command(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.cluster.demo import Narrator
-    from tests.cluster.demo_verify import verify_step
+    from demo.cluster_demo import Narrator
+    from demo.verify_step import verify_step
 
     configs = tmp_path / "configs"
     configs.mkdir()

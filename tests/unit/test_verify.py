@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from tests.harness import verify_cibs
+from tests.support import verify_cibs
 from xenha.libvirt.domxml import DomainSpec, GuestType
 from xenha.planner.cibdocument import read_cib_document
 from xenha.runner import CommandResult, CommandRunner

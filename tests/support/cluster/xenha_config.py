@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable, Sequence
 from xml.etree import ElementTree
 
-from tests.cluster import resources
-from tests.cluster.cluster import Cluster, ClusterError
-from tests.cluster.guests import filler_boot_image, tiny_guest_xml
+from tests.support.cluster import resources
+from tests.support.cluster.cluster import Cluster, ClusterError
+from tests.support.guests import domain_xml, filler_boot_image
 
 HOST_CLONE = "xen-host-clone"
 GUEST_OPS = ("monitor", "interval=5s", "timeout=30s", "migrate_to", "timeout=60s")
@@ -84,7 +84,7 @@ def wait_capacity(cluster: Cluster, expected: dict[str, int], timeout_s: float =
 
 def write_guest_config(cluster: Cluster, name: str, memory_mib: int, boot_image: str | None = None) -> str:
     path = cluster.layout.san_dir / f"{name}.xml"
-    path.write_text(tiny_guest_xml(name, memory_mib=memory_mib, boot_image=boot_image))
+    path.write_text(domain_xml(name, memory_mib=memory_mib, boot_image=boot_image))
     return str(path)
 
 

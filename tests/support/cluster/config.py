@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from xml.sax.saxutils import quoteattr
 
-from tests.cluster.layout import LIBVIRT_TCP_PORT, ClusterLayout
-from tests.harness.libvirt_hosts import GROUP_EXTRA, PASSWD_EXTRA, QEMU_CONF, libvirtd_settings
+from tests.support.cluster.layout import LIBVIRT_TCP_PORT, ClusterLayout
+from tests.support.libvirt_hosts import GROUP_EXTRA, PASSWD_EXTRA, QEMU_CONF, libvirtd_settings
 
 FENCE_AGENT = "fence_xenha_test"
 FENCE_DEVICE = "fence-xenha"

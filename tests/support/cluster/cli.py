@@ -1,4 +1,4 @@
-"""``tests/cluster/cluster``: the test cluster for humans.
+"""``tools/test-cluster``: the test cluster for humans.
 
     cluster up [--nodes N]          fresh cluster, waits until every node is online
     cluster status                  each node's state and Pacemaker's view (from crm_mon XML)
@@ -20,11 +20,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from tests.cluster.claim import PrefixBusy, PrefixClaim
-from tests.cluster.cluster import NODE_ENV, Cluster, ClusterError
-from tests.cluster.commands import CommandFailed
-from tests.cluster.layout import DEFAULT_NODE_COUNT, DEFAULT_PREFIX, ClusterLayout, LayoutError
-from tests.cluster.network import NetworkError
+from tests.support.cluster.claim import PrefixBusy, PrefixClaim
+from tests.support.cluster.cluster import NODE_ENV, Cluster, ClusterError
+from tests.support.cluster.layout import DEFAULT_NODE_COUNT, DEFAULT_PREFIX, ClusterLayout, LayoutError
+from tests.support.cluster.network import NetworkError
+from tests.support.commands import CommandFailed
 
 NODE_COMMANDS = ("start", "stop", "kill", "freeze", "thaw", "cut", "restore")
 

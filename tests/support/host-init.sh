@@ -14,6 +14,14 @@ mount --bind "$HOST_DIR/run" /run/libvirt
 mount --bind "$HOST_DIR/lib" /var/lib/libvirt
 mount --bind "$HOST_DIR/cache" /var/cache/libvirt
 mount --bind "$HOST_DIR/log" /var/log/libvirt
+# This machine's memory total moves (virtio-mem plugs and unplugs memory): fix the host's
+# memory as libvirtd reads it (the NUMA nodes' meminfo, behind getInfo) at its value now,
+# as a real host's is; tests size guests and reserves against it.
+for meminfo in /sys/devices/system/node/node*/meminfo; do
+    frozen="$HOST_DIR/$(basename "$(dirname "$meminfo")")-meminfo"
+    cat "$meminfo" > "$frozen"
+    mount --bind "$frozen" "$meminfo"
+done
 echo $$ > "$HOST_DIR/init.pid"
 # libvirt discards its qemu capabilities cache when the CPUID it reads differs from the
 # cached one, and one CPUID leaf carries the id of the CPU that asks: pin libvirtd to one

@@ -18,12 +18,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.cluster.claim import PrefixClaim
-from tests.cluster.cluster import Cluster
-from tests.cluster.demo_verify import verify_step
-from tests.cluster.invariants import InvariantMonitor
-from tests.cluster.layout import ClusterLayout
-from tests.cluster.xenha_config import (
+from tests.support.cluster.claim import PrefixClaim
+from tests.support.cluster.cluster import Cluster
+from demo.verify_step import verify_step
+from tests.support.cluster.invariants import InvariantMonitor
+from tests.support.cluster.layout import ClusterLayout
+from tests.support.cluster.xenha_config import (
     configure_cluster,
     create_guest,
     guest_demand_mib,
@@ -32,7 +32,7 @@ from tests.cluster.xenha_config import (
     placements,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 XENHA = str(REPO / "bin" / "xenha")
 CAPACITY_MIB = 256  # what each host offers guests (xen-host's memory_capacity)
 # name -> (memory MiB, the node it prefers): two hosts end up full, one has room
@@ -164,9 +164,9 @@ def run_demo(cluster: Cluster, narrator: Narrator) -> None:
     narrator.say("for node2 do not know it (memory_capacity is fixed), so the scheduler plans the move;")
     narrator.say("xen-guest's reservation checks node2's hypervisor and refuses")
     hog = cluster.layout.san_dir / "hog.xml"
-    from tests.cluster.guests import tiny_guest_xml
+    from tests.support.guests import domain_xml
 
-    hog.write_text(tiny_guest_xml("hog", memory_mib=int(node_total_mib(cluster, "node2"))))
+    hog.write_text(domain_xml("hog", memory_mib=int(node_total_mib(cluster, "node2"))))
     narrator.show(cluster, "node2", ["virsh", "-q", "-c", "qemu:///system", "create", str(hog)])
     started = time.monotonic()
     narrator.show(cluster, node, ["crm_resource", "--move", "--resource", "web1", "--node", "node2"])
@@ -266,9 +266,9 @@ def main() -> int:
         narrator.step("Done")
         if keep and not failed:
             print(f"    the cluster keeps running (prefix {PREFIX}). Reach a node with:")
-            print(f"      XENHA_CLUSTER_PREFIX={PREFIX} tests/cluster/cluster ssh node1 crm_mon -1")
-            print(f"      XENHA_CLUSTER_PREFIX={PREFIX} tests/cluster/cluster ssh node2   # a shell")
-            print(f"    and stop it with: XENHA_CLUSTER_PREFIX={PREFIX} tests/cluster/cluster down --purge")
+            print(f"      XENHA_CLUSTER_PREFIX={PREFIX} tools/test-cluster ssh node1 crm_mon -1")
+            print(f"      XENHA_CLUSTER_PREFIX={PREFIX} tools/test-cluster ssh node2   # a shell")
+            print(f"    and stop it with: XENHA_CLUSTER_PREFIX={PREFIX} tools/test-cluster down --purge")
         else:
             cluster.teardown()
             print("    cluster torn down: no namespaces, cgroups, processes or guests left")

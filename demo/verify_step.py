@@ -11,7 +11,7 @@ import json
 import shlex
 from typing import Any, Protocol
 
-from tests.cluster.cluster import Cluster
+from tests.support.cluster.cluster import Cluster
 
 GUEST = "web1"
 

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.harness import mountpoints
+from tests.support import commands, mountpoints
 
 HARNESS_DIR = Path(__file__).resolve().parent
 MOUNT_POINTS = ("/etc/libvirt", "/run/libvirt", "/var/lib/libvirt", "/var/cache/libvirt", "/var/log/libvirt")
@@ -81,10 +81,9 @@ class LibvirtHost:
             raise RuntimeError(f"host {self.name} is not running")
         return ["nsenter", "-t", str(pid), "-m", "-u", *(["-n"] if self.netns else []), "--"]
 
-    def run(self, argv: Sequence[str], timeout: float = 60, **kwargs: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # type: ignore[call-overload,no-any-return]
-            [*self.nsenter_argv(), *argv], text=True, capture_output=True, timeout=timeout, **kwargs
-        )
+    def run(self, argv: Sequence[str], timeout: float = 60) -> commands.Result:
+        """Run a command inside this host; never raises because the command failed."""
+        return commands.run([*self.nsenter_argv(), *argv], timeout, where=self.name)
 
 
 class HostSet:
@@ -222,13 +221,11 @@ class HostSet:
         host = self.hosts[name]
         assert host.netns is not None, "only networked hosts can be shaped"
         if rate is None:
-            subprocess.run(["ip", "netns", "exec", host.netns, "tc", "qdisc", "del", "dev", "eth0", "root"],
-                           capture_output=True, check=False)  # fmt: skip
+            commands.run(["ip", "netns", "exec", host.netns, "tc", "qdisc", "del", "dev", "eth0", "root"], 30)
             return
-        subprocess.run(
+        commands.check(
             ["ip", "netns", "exec", host.netns, "tc", "qdisc", "replace", "dev", "eth0", "root",
-             "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms"],
-            check=True, capture_output=True,
+             "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms"], 30,
         )  # fmt: skip
 
     def restart_libvirtd(self, name: str) -> None:
@@ -267,12 +264,12 @@ def _stop_host(host: LibvirtHost) -> None:
         os.kill(pid, signal.SIGCONT)  # a frozen daemon cannot answer
         try:
             names = _virsh(host.qemu_uri, "list", "--name", timeout=10).split()
-        except (subprocess.SubprocessError, RuntimeError):
+        except commands.CommandFailed:
             names = []
         for domain in names:
             try:
                 _virsh(host.qemu_uri, "destroy", domain, timeout=15)
-            except (subprocess.SubprocessError, RuntimeError):
+            except commands.CommandFailed:
                 pass
     # QEMU processes that outlived a killed libvirtd: found through libvirt's pid files.
     for pidfile in (host.directory / "run" / "qemu").glob("*.pid"):
@@ -325,24 +322,19 @@ def tcp_settings(address: str) -> list[str]:
 
 def teardown_prefix(prefix: str) -> None:
     """Remove the network namespaces named after ``prefix`` (leftovers of an earlier run)."""
-    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    listing = commands.run(["ip", "netns", "list"], 30).stdout
     for line in listing.splitlines():
         name = line.split()[0] if line.strip() else ""
         if name == f"{prefix}-sw" or name.startswith(f"{prefix}-"):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+            commands.run(["ip", "netns", "del", name], 30)
 
 
 def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+    commands.check(["ip", *args], 30)
 
 
 def _virsh(uri: str, *args: str, timeout: float = 30) -> str:
-    completed = subprocess.run(
-        ["virsh", "-q", "-c", uri, *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"virsh {' '.join(args)} on {uri}: {completed.stderr.strip()}")
-    return completed.stdout
+    return commands.check(["virsh", "-q", "-c", uri, *args], timeout, where=uri).stdout
 
 
 def leftover_libvirtds(base_dir: Path) -> dict[int, str]:

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CGROUP2_MOUNT = Path("/sys/fs/cgroup/unified")
 DEFAULT_PREFIX = "xhc"
 DEFAULT_NODE_COUNT = 3

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from tests.cluster.cluster import Cluster, ClusterError
-from tests.cluster.crm_mon import ClusterStatus
+from tests.support.cluster.cluster import Cluster, ClusterError
+from tests.support.cluster.crm_mon import ClusterStatus
 
 
 def any_node(cluster: Cluster) -> str:

@@ -13,7 +13,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from tests.cluster.layout import PREFIX_PATTERN, LayoutError
+from tests.support.cluster.layout import PREFIX_PATTERN, LayoutError
 
 LOCK_DIR = Path("/run/lock")
 

@@ -1,13 +1,14 @@
-"""Run an agent as Pacemaker's executor does: a separate process with the OCF environment."""
+"""Run an agent as Pacemaker's executor does: a separate process with the OCF environment;
+:class:`AgentCase` binds one resource's parameters and state directory to those runs."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.support import commands
 
 REPO = Path(__file__).resolve().parents[2]
 AGENTS = REPO / "agents"
@@ -72,15 +73,51 @@ def run_agent(
     prefix: list[str] | None = None,
 ) -> AgentRun:
     """Run ``agents/<agent> <action>``; ``prefix`` (e.g. nsenter ...) runs it inside a host."""
-    started = time.monotonic()
-    completed = subprocess.run(
-        [*(prefix or []), str(AGENTS / agent), action],
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    run = AgentRun(action, completed.returncode, completed.stdout, completed.stderr, time.monotonic() - started)
+    ran = commands.run([*(prefix or []), str(AGENTS / agent), action], timeout, env=env, inherit_env=False)
+    assert not ran.timed_out, f"the agent did not answer in {timeout:.0f} s: {ran.explain()}"
+    run = AgentRun(action, ran.returncode or 0, ran.stdout, ran.stderr, ran.duration_s)
     assert run.exit_reason is None or len(run.exit_reason) <= 128, f"exit reason too long for Pacemaker: {run}"
     return run
+
+
+@dataclass
+class AgentCase:
+    """One resource of an agent: its parameters, its state directory, how to run actions."""
+
+    agent: str
+    instance: str
+    params: dict[str, str]
+    rsctmp: str
+    prefix: list[str] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def run(
+        self,
+        action: str,
+        interval_ms: int | None = None,
+        timeout_ms: int = 30000,
+        meta: Mapping[str, str] | None = None,
+        timeout: float = 180,
+        **overrides: str,
+    ) -> AgentRun:
+        os.makedirs(self.rsctmp, exist_ok=True)
+        params = {**self.params, **overrides}
+        all_meta = {"timeout": str(timeout_ms), **(meta or {})}
+        if interval_ms is not None:
+            all_meta["interval"] = str(interval_ms)
+        env = ocf_environment(self.instance, params, all_meta, self.rsctmp)
+        env.update(self.extra_env)
+        return run_agent(self.agent, action, env, timeout=timeout, prefix=self.prefix)
+
+    def on(self, prefix: list[str], node: str) -> AgentCase:
+        """The same resource, with actions run inside another host (``prefix``) named ``node``."""
+        return AgentCase(
+            self.agent, self.instance, dict(self.params), self.rsctmp.rstrip("/") + f"-{node}", prefix,
+            dict(self.extra_env, OCF_RESKEY_CRM_meta_on_node=node),
+        )  # fmt: skip
+
+    def probe(self, **overrides: str) -> AgentRun:
+        return self.run("monitor", interval_ms=0, **overrides)
+
+    def monitor(self, **overrides: str) -> AgentRun:
+        return self.run("monitor", interval_ms=10000, **overrides)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
+
+from tests.support import commands
 
 
 def nvpairs(prefix: str, values: Mapping[str, object]) -> str:
@@ -59,8 +60,8 @@ def write_cib(
 
 def query(cib: Path, xpath: str) -> str:
     """What ``cibadmin --query --xpath`` finds in the file ('' when nothing matches)."""
-    completed = subprocess.run(
-        ["cibadmin", "--query", "--xpath", xpath], env={"CIB_file": str(cib), "PATH": "/usr/sbin:/usr/bin"},
-        capture_output=True, text=True, check=False,
+    found = commands.run(
+        ["cibadmin", "--query", "--xpath", xpath], 60, env={"CIB_file": str(cib), "PATH": "/usr/sbin:/usr/bin"},
+        inherit_env=False,
     )  # fmt: skip
-    return completed.stdout if completed.returncode == 0 else ""
+    return found.stdout if found.ok else ""

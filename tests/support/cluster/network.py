@@ -7,8 +7,8 @@ interface up, as with a pulled cable on a switch port.
 
 from __future__ import annotations
 
-from tests.cluster import commands
-from tests.cluster.layout import BRIDGE, NODE_LINK, SUBNET_BITS, ClusterLayout
+from tests.support import commands
+from tests.support.cluster.layout import BRIDGE, NODE_LINK, SUBNET_BITS, ClusterLayout
 
 
 class NetworkError(RuntimeError):

@@ -29,12 +29,14 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from tests.cluster import cgroups, commands, config, network
-from tests.cluster.commands import CommandFailed, Result
-from tests.cluster.crm_mon import ClusterStatus, CrmMonError, parse_crm_mon
-from tests.cluster.fencing import FenceRecord, parse_fence_log
-from tests.cluster.layout import QEMU_CAPS_SEED, ClusterLayout, LayoutError
-from tests.cluster.node_init import DAEMON_PATH, LIBVIRTD_PID_FILE, Mount, NodePlan, RunDir
+from tests.support import commands
+from tests.support.cluster import cgroups, config, network
+from tests.support.cluster.crm_mon import ClusterStatus, CrmMonError, parse_crm_mon
+from tests.support.cluster.fencing import FenceRecord, parse_fence_log
+from tests.support.cluster.layout import QEMU_CAPS_SEED, ClusterLayout, LayoutError
+from tests.support.cluster.node_init import DAEMON_PATH, LIBVIRTD_PID_FILE, Mount, NodePlan, RunDir
+from tests.support.cluster.pacemaker_log import LOG, throttle_known
+from tests.support.commands import CommandFailed, Result
 
 PYTHON = "/usr/bin/python3"
 NODE_INIT = Path(__file__).resolve().parent / "node_init.py"
@@ -409,6 +411,24 @@ class Cluster:
             if time.monotonic() - started > timeout_s:
                 raise ClusterError(f"timed out after {timeout_s:.0f} s waiting for {what}: {last}")
             time.sleep(0.1)
+
+    def wait_throttle_known(self, timeout_s: float = 90.0) -> float:
+        """Wait until every running node's controller has reported its load to the DC
+        (pacemaker_log.throttle_known): before that, Pacemaker runs two actions at a time
+        per node. About 30 s after a node's controller starts; returns the seconds waited."""
+        started = time.monotonic()
+        waiting = self.running_nodes()
+        while waiting:
+            waiting = [
+                node
+                for node in waiting
+                if not throttle_known(self.node_log(node, LOG).read_text(errors="replace"))
+            ]
+            if time.monotonic() - started > timeout_s:
+                raise ClusterError(f"the controllers of {waiting} did not report their load within {timeout_s:.0f} s")
+            if waiting:
+                time.sleep(0.5)
+        return time.monotonic() - started
 
     # ---- files on the host side -----------------------------------------------------------
     def node_log(self, node: str, relative: str) -> Path:

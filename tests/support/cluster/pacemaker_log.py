@@ -124,6 +124,26 @@ def timeouts(lines: Iterable[Line], resources: Iterable[str]) -> list[Line]:
     return [line for line in lines if _TIMEOUT.search(line.text) and about.search(line.text)]
 
 
+_CONTROLLER_STARTS = "(main) \tnotice: Starting Pacemaker controller"
+_THROTTLE_KNOWN = "(throttle_send_command) \tinfo: New throttle mode:"
+
+
+def throttle_known(log_text: str) -> bool:
+    r"""Whether the node's latest controller has reported its load ("throttle mode").
+
+    Until it has (about 30 s after the controller starts, at its first throttle timer), the
+    DC limits the actions it runs at once there; seen here: ten live migrations into one
+    node, planned together, ran two by two (a migration counts against its target too).
+
+    >>> start = "Dec 03 07:14:42.802 node2 pacemaker-controld  [59] (main) \tnotice: Starting Pacemaker controller"
+    >>> known = "Dec 03 07:15:13.838 node2 pacemaker-controld  [59] (throttle_send_command) \tinfo: New throttle mode: x"
+    >>> throttle_known(start), throttle_known(f"{start}\n{known}"), throttle_known(f"{start}\n{known}\n{start}")
+    (False, True, False)
+    """
+    started = log_text.rfind(_CONTROLLER_STARTS)
+    return started >= 0 and log_text.find(_THROTTLE_KNOWN, started) >= 0
+
+
 def cannot_run_anywhere(lines: Iterable[Line], resource: str) -> bool:
     wanted = f"Resource {resource} cannot run anywhere"
     return any(wanted in line.text for line in lines)
