@@ -18,9 +18,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from demo.verify_step import verify_step
 from tests.support.cluster.claim import PrefixClaim
 from tests.support.cluster.cluster import Cluster
-from demo.verify_step import verify_step
 from tests.support.cluster.invariants import InvariantMonitor
 from tests.support.cluster.layout import ClusterLayout
 from tests.support.cluster.xenha_config import (
