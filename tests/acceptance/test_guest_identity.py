@@ -13,8 +13,9 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from tests.harness.guests import AgentCase, domain_xml
-from tests.harness.libvirt_hosts import LibvirtHost
+from tests.support.guests import domain_xml
+from tests.support.libvirt_hosts import LibvirtHost
+from tests.support.ocf import AgentCase
 
 SUCCESS, ERR_CONFIGURED, NOT_RUNNING = 0, 6, 7
 

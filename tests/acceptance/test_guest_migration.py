@@ -18,10 +18,10 @@ from xml.etree import ElementTree
 import libvirt
 import pytest
 
-from tests.harness.cib import query, write_cib
-from tests.harness.guests import AgentCase, domain_xml
-from tests.harness.libvirt_hosts import HostSet, LibvirtHost
-from tests.harness.ocf import AgentRun
+from tests.support.cib import query, write_cib
+from tests.support.guests import domain_xml
+from tests.support.libvirt_hosts import HostSet, LibvirtHost
+from tests.support.ocf import AgentCase, AgentRun
 
 pytestmark = pytest.mark.qemu
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from tests.harness.cib import query, write_cib
-from tests.harness.guests import AgentCase, domain_xml
-from tests.harness.libvirt_hosts import LibvirtHost
+from tests.support.cib import query, write_cib
+from tests.support.guests import domain_xml
+from tests.support.libvirt_hosts import LibvirtHost
+from tests.support.ocf import AgentCase
 
 pytestmark = pytest.mark.qemu
 
@@ -212,7 +213,7 @@ def test_ocf_tester_passes_for_xen_host(local_host: LibvirtHost, tmp_path: Path)
     import os
     import subprocess
 
-    from tests.harness.ocf import AGENTS
+    from tests.support.ocf import AGENTS
 
     env = {key: value for key, value in os.environ.items() if not key.startswith(("OCF_", "HA_", "CIB_"))}
     env["HA_RSCTMP"] = str(tmp_path)

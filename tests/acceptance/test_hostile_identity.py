@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.guests import AgentCase
+from tests.support.ocf import AgentCase
 
 SUCCESS, ERR_CONFIGURED = 0, 6
 

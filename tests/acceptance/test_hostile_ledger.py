@@ -25,11 +25,11 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from tests.harness.cib import query, write_cib
-from tests.harness.faults import fail_first_call, hang_after_first_booking, shimmed
-from tests.harness.guests import AgentCase, domain_xml
-from tests.harness.libvirt_hosts import LibvirtHost
-from tests.harness.ocf import AGENTS, AgentRun, ocf_environment
+from tests.support.cib import query, write_cib
+from tests.support.faults import fail_first_call, hang_after_first_booking, shimmed
+from tests.support.guests import domain_xml
+from tests.support.libvirt_hosts import LibvirtHost
+from tests.support.ocf import AGENTS, AgentCase, AgentRun, ocf_environment
 
 NODE = "testhost"
 SUCCESS = 0
@@ -313,7 +313,7 @@ def test_a_node_whose_clock_runs_ahead_still_counts_live_reservations(node_facto
 def frozen_far_host(tmp_path: Path) -> Iterator[LibvirtHost]:
     """A second libvirtd, frozen (SIGSTOP): a migration target that never answers."""
     from tests.acceptance.conftest import QEMU_CAPS_SEED, REPO, unique_prefix
-    from tests.harness.libvirt_hosts import HostSet
+    from tests.support.libvirt_hosts import HostSet
 
     prefix = unique_prefix("z")
     hosts = HostSet(prefix, REPO / "build" / "hosts" / prefix, networked=False)

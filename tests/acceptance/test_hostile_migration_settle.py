@@ -20,11 +20,11 @@ import pytest
 
 from tests.acceptance.conftest import pair_of_hosts
 from tests.acceptance.test_guest_migration import Move, destroy_everywhere
-from tests.cluster.invariants import counts_as_running
-from tests.harness.cib import write_cib
-from tests.harness.guests import AgentCase, domain_xml
-from tests.harness.libvirt_hosts import HostSet
-from tests.harness.ocf import AgentRun
+from tests.support.cib import write_cib
+from tests.support.cluster.invariants import counts_as_running
+from tests.support.guests import domain_xml
+from tests.support.libvirt_hosts import HostSet
+from tests.support.ocf import AgentCase, AgentRun
 
 pytestmark = pytest.mark.qemu
 

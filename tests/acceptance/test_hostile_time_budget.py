@@ -17,9 +17,10 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from tests.harness.guests import AgentCase, domain_xml
-from tests.harness.libvirt_hosts import LibvirtHost
-from tests.harness.storage import hung_storage
+from tests.support.guests import domain_xml
+from tests.support.libvirt_hosts import LibvirtHost
+from tests.support.ocf import AgentCase
+from tests.support.storage import hung_storage
 
 SUCCESS = 0
 

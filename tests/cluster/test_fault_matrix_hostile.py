@@ -19,12 +19,12 @@ import time
 import libvirt
 import pytest
 
-from tests.cluster import resources
-from tests.cluster.cluster import Cluster
-from tests.cluster.guests import tiny_guest_xml
-from tests.cluster.invariants import Placement
 from tests.cluster.scenario import Scenario
 from tests.cluster.test_fault_matrix import TINY_DEMAND, TINY_MIB, place, scenario, xenha
+from tests.support.cluster import resources
+from tests.support.cluster.cluster import Cluster
+from tests.support.cluster.invariants import Placement
+from tests.support.guests import domain_xml
 
 pytestmark = [pytest.mark.cluster, pytest.mark.qemu, pytest.mark.slow]
 
@@ -57,7 +57,7 @@ def test_renamed_guest_never_runs_twice(scenario: Scenario) -> None:
     the next start), then something makes Pacemaker probe it again (here: a refresh)."""
     cluster = scenario.cluster
     place(scenario, "ren", "node1", ["ren1"])
-    (cluster.layout.san_dir / "ren1.xml").write_text(tiny_guest_xml("ren1-renamed", memory_mib=TINY_MIB))
+    (cluster.layout.san_dir / "ren1.xml").write_text(domain_xml("ren1-renamed", memory_mib=TINY_MIB))
     refreshed_at = time.monotonic()
     cluster.check(resources.any_node(cluster), ["crm_resource", "--refresh", "--resource", "ren1"], 60.0)
     scenario.settle()

@@ -15,10 +15,10 @@ import time
 
 import pytest
 
-from tests.cluster.cluster import Cluster
-from tests.cluster.guests import tiny_guest_xml
 from tests.cluster.scenario import RESERVATIONS
-from tests.harness.ocf import AGENTS
+from tests.support.cluster.cluster import Cluster
+from tests.support.guests import domain_xml
+from tests.support.ocf import AGENTS
 
 pytestmark = [pytest.mark.cluster, pytest.mark.qemu, pytest.mark.slow]
 
@@ -58,7 +58,7 @@ def test_ten_concurrent_admissions_into_room_for_three(cluster: Cluster) -> None
                          "--name", "hv_memory", "--update", str(capacity)])  # fmt: skip
     names = [f"race{index}" for index in range(CONTENDERS)]
     for name in names:
-        (cluster.layout.san_dir / f"{name}.xml").write_text(tiny_guest_xml(name))
+        (cluster.layout.san_dir / f"{name}.xml").write_text(domain_xml(name))
     admitted_per_round = []
     try:
         for round_number in range(ROUNDS):

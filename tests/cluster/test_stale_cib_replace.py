@@ -29,11 +29,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.cluster import Cluster
-from tests.cluster.commands import Result
-from tests.cluster.guests import tiny_guest_xml
-from tests.harness.faults import CIB_BOOKING_WRITES, shimmed
-from tests.harness.ocf import AGENTS
+from tests.support.cluster.cluster import Cluster
+from tests.support.commands import Result
+from tests.support.faults import CIB_BOOKING_WRITES, shimmed
+from tests.support.guests import domain_xml
+from tests.support.ocf import AGENTS
 
 pytestmark = [pytest.mark.cluster, pytest.mark.qemu, pytest.mark.slow]
 
@@ -90,7 +90,7 @@ def test_a_decision_older_than_a_stale_replace_never_commits(cluster: Cluster) -
     configs = {}
     for name in ("stale-warmup", "stale-a", "stale-b"):
         configs[name] = san / f"{name}.xml"
-        configs[name].write_text(tiny_guest_xml(name))
+        configs[name].write_text(domain_xml(name))
     capacity = GUEST_DEMAND_MIB + GUEST_DEMAND_MIB // 2  # room for one
     cluster.check(NODE, ["crm_attribute", "--type", "nodes", "--node", NODE, "--utilization",
                          "--name", "hv_memory", "--update", str(capacity)])  # fmt: skip

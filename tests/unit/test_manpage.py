@@ -113,7 +113,7 @@ def test_xenha_page_from_its_parser(tmp_path: Path) -> None:
     assert whatis(page, tmp_path, "xenha.1") == f'"xenha - {xenha_parser().description.removeprefix("xenha: ")}"'
     text = read(page, tmp_path, "xenha.1")
     assert text.splitlines()[0].split()[0] == "XENHA(1)"
-    for command in ("plan", "check-add", "status"):
+    for command in ("plan", "check-add", "status", "verify"):
         assert f"xenha {command} [--help]" in text  # synopsis
         assert f"\n   xenha {command}\n" in text  # its subsection
     assert "--memory MiB --vcpus N" in text  # required options shown without brackets

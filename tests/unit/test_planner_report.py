@@ -118,7 +118,8 @@ def test_text_output_lists_scenarios_and_hosts_after_recovery() -> None:
         lines[0]
         == "XENHA PLAN CRITICAL - tolerates no host failure; losing h1 would leave web1 stopped: 2048 MiB short"
     )
-    assert lines[5].split() == ["h1", "web1", "4096", "2048", "0"]
+    assert lines[4].split()[-1] == "why"
+    assert lines[5].split() == ["h1", "web1", "4096", "2048", "0", "the", "survivors", "lack", "room"]
     assert lines[-1].split() == ["h3", "8192", "6144", "2048", "4", "2", "2"]
 
 
@@ -180,3 +181,24 @@ def test_scenarios_and_their_quorum() -> None:
     assert [s.failed for s in scenarios[1:5]] == [("h1",), ("h2",), ("h3",), ("h4",)]  # h5 is down already
     assert all(s.quorum for s in scenarios[1:5])  # 3 of 5 left
     assert len(scenarios) == 1 + 4 + 6 and not any(s.quorum for s in scenarios[5:])  # 2 of 5 left
+
+
+def test_a_scenario_that_loses_quorum_says_so_instead_of_a_shortfall() -> None:
+    lost = result(
+        ("h1", "h2"),
+        (WEB1,),
+        reason="the survivors lose quorum (no-quorum-policy=stop)",
+    )
+    fragmented = result(("h1",), (WEB1,))
+    lines = render_plan_text(plan(2, result(()), fragmented, lost)).splitlines()
+    rows = [line.split() for line in lines if line.startswith("h1")]
+    assert rows[0] == ["h1", "web1", "4096", "0", "0", "no", "single", "host", "has", "room"]
+    assert rows[1] == ["h1,", "h2", "web1", "4096", "-", "-", "quorum", "lost", "(no-quorum-policy=stop)"]
+
+
+def test_no_fencing_device_is_the_reason_not_capacity() -> None:
+    unfenced = result(
+        ("h1",), (WEB1,), reason="no fencing device: the failed hosts cannot be fenced, so nothing is recovered"
+    )
+    lines = render_plan_text(plan(1, result(()), unfenced)).splitlines()
+    assert lines[5].split()[3:] == ["-", "-", "no", "fencing", "device:", "nothing", "is", "recovered"]

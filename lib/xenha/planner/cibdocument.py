@@ -1,5 +1,8 @@
 """Reading a CIB document: the configuration as an lxml tree, the status as compact records.
 
+The readers of the configuration's name-value sets and of a primitive's agent are here too:
+the planner's model and ``xenha verify`` read the same values through them.
+
 The status section of a running cluster is large (a probe result for every guest on every
 host: 32,000 operation records for 32 hosts and 1000 guests). It is read with an lxml
 parser *target* that keeps only the fields used here, which is three times faster than
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
@@ -214,3 +217,45 @@ def histories(status: StatusRecords, wanted: set[str]) -> dict[str, History]:
         ):
             active[resource].append(node)
     return {name: History(tuple(sorted(active[name])), tuple(problems[name])) for name in sorted(wanted)}
+
+
+# --- reading the configuration ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NvSets:
+    """Name-value sets (``instance_attributes``, ``meta_attributes``, ``utilization``...) merged."""
+
+    values: dict[str, str]
+    conditional: bool  # some set has a rule, a score or an id-ref: values may depend on them
+
+
+def nvsets_of(parent: Any, tag: str) -> NvSets:
+    """The ``tag`` sets of ``parent`` merged: first value wins, in document order."""
+    return merge_nvsets(() if parent is None else parent.iterfind(tag))
+
+
+def merge_nvsets(nvsets: Iterable[Any]) -> NvSets:
+    """Name-value sets merged in the order given, first value wins (sets without rules are merged that way)."""
+    values: dict[str, str] = {}
+    conditional = False
+    for nvset in nvsets:
+        if nvset.get("id-ref") is not None or nvset.find("rule") is not None or nvset.get("score"):
+            conditional = True
+        for nvpair in nvset.iterfind("nvpair"):
+            if nvpair.get("id-ref") is not None:
+                conditional = True
+                continue
+            name = nvpair.get("name")
+            if name is not None and name not in values:
+                values[name] = nvpair.get("value", "")
+    return NvSets(values, conditional)
+
+
+def agent_of(primitive: Any, templates: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(class, provider, type) of a primitive, read from its template when it names one."""
+    source = primitive
+    template = primitive.get("template")
+    if template is not None and template in templates:
+        source = templates[template]
+    return (source.get("class", ""), source.get("provider", ""), source.get("type", ""))

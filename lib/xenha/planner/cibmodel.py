@@ -25,8 +25,8 @@ scheduler itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 from xenha.admission.ledger import Reservation, node_of_ledger, read_ledger_set
@@ -35,9 +35,13 @@ from xenha.booleans import is_true
 from xenha.planner.cibdocument import (
     CibDocument,
     History,
+    NvSets,
     StatusRecords,
+    agent_of,
     collector_paused,
     histories,
+    merge_nvsets,
+    nvsets_of,
     read_cib_document,
 )
 from xenha.planner.model import (
@@ -80,34 +84,6 @@ def parse_ledger(crm_config: Any, host_names: Sequence[str]) -> tuple[Reservatio
     return tuple(found)
 
 
-@dataclass(frozen=True)
-class _NvSets:
-    values: dict[str, str]
-    conditional: bool  # some set has a rule, a score or an id-ref: values may depend on them
-
-
-def _nvsets(parent: Any, tag: str) -> _NvSets:
-    """The ``tag`` sets of ``parent`` merged: first value wins, in document order."""
-    return _merged(() if parent is None else parent.iterfind(tag))
-
-
-def _merged(nvsets: Iterable[Any]) -> _NvSets:
-    """Name-value sets merged in the order given, first value wins (sets without rules are merged that way)."""
-    values: dict[str, str] = {}
-    conditional = False
-    for nvset in nvsets:
-        if nvset.get("id-ref") is not None or nvset.find("rule") is not None or nvset.get("score"):
-            conditional = True
-        for nvpair in nvset.iterfind("nvpair"):
-            if nvpair.get("id-ref") is not None:
-                conditional = True
-                continue
-            name = nvpair.get("name")
-            if name is not None and name not in values:
-                values[name] = nvpair.get("value", "")
-    return _NvSets(values, conditional)
-
-
 # --- building the model --------------------------------------------------------------------
 
 
@@ -120,7 +96,7 @@ def _cluster_options(crm_config: Any) -> tuple[ClusterOptions, bool]:
     ]
     # Pacemaker reads cib-bootstrap-options first: its values win.
     sets.sort(key=lambda element: element.get("id") != "cib-bootstrap-options")
-    merged = _merged(sets)
+    merged = merge_nvsets(sets)
     values = merged.values
     options = ClusterOptions(
         placement_strategy=values.get("placement-strategy", "default").strip().lower() or "default",
@@ -151,7 +127,7 @@ def _node_online(state: Mapping[str, str] | None) -> tuple[bool, bool]:
 
 
 def _resource_demand(
-    utilization: _NvSets, owner: str, problems: list[str], resource: bool = True
+    utilization: NvSets, owner: str, problems: list[str], resource: bool = True
 ) -> tuple[Resources, bool]:
     """The demand of a resource, or a node's capacity (``resource=False``): hv_memory and cpu.
 
@@ -195,14 +171,6 @@ def _constraint_references(root: Any) -> tuple[set[str], list[str]]:
                 referenced.add(name)
                 referenced.update(tags.get(name, ()))
     return referenced, patterns
-
-
-def _agent_of(primitive: Any, templates: Mapping[str, Any]) -> tuple[str, str, str]:
-    source = primitive
-    template = primitive.get("template")
-    if template is not None and template in templates:
-        source = templates[template]
-    return (source.get("class", ""), source.get("provider", ""), source.get("type", ""))
 
 
 # --- building the model, section by section ----------------------------------------------
@@ -271,10 +239,10 @@ def _hosts(configuration: Any, status: StatusRecords, blockers: list[str]) -> li
 def _host(node: Any, status: StatusRecords, blockers: list[str]) -> Host:
     name = node.get("uname") or node.get("id", "")
     problems: list[str] = []
-    node_utilization = _nvsets(node, "utilization")
+    node_utilization = nvsets_of(node, "utilization")
     capacity, _ = _resource_demand(node_utilization, f"node {name}", problems, resource=False)
     blockers.extend(problems)
-    attributes = _nvsets(node, "instance_attributes")
+    attributes = nvsets_of(node, "instance_attributes")
     if attributes.conditional:
         blockers.append(f"the attributes of node {name} have rules or references")
     online, unclean = _node_online(status.node_states.get(name))
@@ -317,7 +285,7 @@ def _scan_resources(root: Any, configuration: Any, blockers: list[str]) -> _Reso
     if resources is None:
         raise CibError("the CIB has no <resources> section: give the output of 'cibadmin --query'")
     templates = {element.get("id", ""): element for element in resources.iterfind("template")}
-    defaults = _nvsets(configuration.find("rsc_defaults"), "meta_attributes")
+    defaults = nvsets_of(configuration.find("rsc_defaults"), "meta_attributes")
     if defaults.conditional:
         blockers.append("rsc_defaults have rules or references")
     referenced, patterns = _constraint_references(root)
@@ -340,8 +308,8 @@ def _scan_resources(root: Any, configuration: Any, blockers: list[str]) -> _Reso
 def _scan_primitive(primitive: Any, templates: Mapping[str, Any], defaults: Mapping[str, str],
                     scan: _ResourceScan) -> None:  # fmt: skip
     resource = primitive.get("id", "")
-    agent = _agent_of(primitive, templates)
-    meta = _nvsets(primitive, "meta_attributes")
+    agent = agent_of(primitive, templates)
+    meta = nvsets_of(primitive, "meta_attributes")
     merged_meta = {**defaults, **meta.values}
     if agent[0] == "stonith":
         if merged_meta.get("target-role", "Started").strip().lower() != "stopped":
@@ -358,7 +326,7 @@ def _scan_primitive(primitive: Any, templates: Mapping[str, Any], defaults: Mapp
             guest_blockers.append(f"the meta-attributes of {resource} have rules or references")
         scan.guests.append(_GuestElement(primitive, guest_blockers, merged_meta))
         return
-    utilization = _nvsets(primitive, "utilization")
+    utilization = nvsets_of(primitive, "utilization")
     if utilization.values:
         demand, _ = _resource_demand(utilization, resource, [])
         scan.consumers.append(Consumer(resource, demand))
@@ -392,7 +360,7 @@ def _guest(element: _GuestElement, history: History, host_names: set[str], refer
     if referenced:
         guest_blockers.append(f"{resource} is named in a constraint")
     utilization_problems: list[str] = []
-    demand, has_utilization = _resource_demand(_nvsets(primitive, "utilization"), resource, utilization_problems)
+    demand, has_utilization = _resource_demand(nvsets_of(primitive, "utilization"), resource, utilization_problems)
     guest_blockers.extend(utilization_problems)
     guest_blockers.extend(history.problems)
     return Guest(

@@ -25,7 +25,10 @@ OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATUS_WORDS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 JSON_SCHEMA = "xenha-plan/1"
 STATUS_SCHEMA = "xenha-status/2"  # 2: a reservation has hold_s (a duration), no expires
+ERROR_SCHEMAS = {"status": STATUS_SCHEMA, "verify": "xenha-verify/1"}
 MAX_NAMES = 5
+# Scenario reasons (xenha.planner.scenarios.scheduler_result) in which room is what decides.
+CAPACITY_REASONS = ("the scheduler finds no host with room", "not for lack of room", "the scheduler places")
 MAX_ROWS = 10
 
 
@@ -88,6 +91,28 @@ def shortfall_phrase(result: ScenarioResult) -> str:
         f"{needed.memory_mib} MiB and {count_phrase(needed.vcpus, 'vCPU')} needed: enough spare in total, "
         "but no single host has room"
     )
+
+
+def reason_cell(result: ScenarioResult) -> str:
+    """Why a scenario leaves guests stopped, in a few words, for the table's last column.
+
+    The shortfall columns only speak of capacity; a scenario that stops everything because
+    quorum is lost, or because nothing can be fenced, must say so instead of "0 MiB short".
+    """
+    if result.reason.startswith("the survivors lose quorum"):
+        return "quorum lost" + result.reason[len("the survivors lose quorum") :]
+    if result.reason.startswith("no fencing device"):
+        return "no fencing device: nothing is recovered"
+    if result.shortfall.memory_mib > 0 or result.shortfall.vcpus > 0:
+        return "the survivors lack room"
+    if all(guest.room_on for guest in result.stopped):
+        return "not room: a constraint, failure or ordering"
+    return "no single host has room"
+
+
+def _capacity_cell(result: ScenarioResult, value: int) -> str:
+    """A shortfall figure, or "-" when capacity is not why the guests stop."""
+    return str(value) if result.reason.startswith(CAPACITY_REASONS) else "-"
 
 
 def headline(plan: Plan) -> str:
@@ -185,16 +210,17 @@ def render_plan_text(plan: Plan) -> str:
                 result.scenario.label,
                 names([guest.resource for guest in result.stopped], 4),
                 result.stopped_demand.memory_mib,
-                result.shortfall.memory_mib,
-                result.shortfall.vcpus,
+                _capacity_cell(result, result.shortfall.memory_mib),
+                _capacity_cell(result, result.shortfall.vcpus),
+                reason_cell(result),
             )
             for result in failing[:MAX_ROWS]
         ]
         lines.extend(
             table(
-                ("failed hosts", "guests left stopped", "MiB", "MiB short", "vCPUs short"),
+                ("failed hosts", "guests left stopped", "MiB", "MiB short", "vCPUs short", "why"),
                 rows,
-                (False, False, True, True, True),
+                (False, False, True, True, True, False),
             )
         )
         if len(failing) > MAX_ROWS:
@@ -298,7 +324,7 @@ def render_json(document: dict[str, Any]) -> str:
 
 def error_json(command: str, message: str) -> dict[str, Any]:
     return {
-        "schema": JSON_SCHEMA if command != "status" else STATUS_SCHEMA,
+        "schema": ERROR_SCHEMAS.get(command, JSON_SCHEMA),
         "command": command,
         "status": "UNKNOWN",
         "exit_code": UNKNOWN,

@@ -272,7 +272,9 @@ def scheduler_result(model: CibModel, scenario: Scenario, simulation: Simulation
     )
 
 
-def _proved(prepared: Prepared, scenarios: Sequence[Scenario], use_fastpath: bool) -> dict[Scenario, ScenarioResult]:
+def proved_results(
+    prepared: Prepared, scenarios: Sequence[Scenario], use_fastpath: bool = True
+) -> dict[Scenario, ScenarioResult]:
     """The scenarios the fast path proves safe: none when it is off or the schema was not checked."""
     if not (use_fastpath and prepared.validated):
         return {}
@@ -285,7 +287,7 @@ def _proved(prepared: Prepared, scenarios: Sequence[Scenario], use_fastpath: boo
     return results
 
 
-def _plan(prepared: Prepared, failures: int, results: Sequence[ScenarioResult], seconds: float) -> Plan:
+def plan_from_results(prepared: Prepared, failures: int, results: Sequence[ScenarioResult], seconds: float) -> Plan:
     return Plan(
         source=prepared.snapshot.label,
         model=prepared.model,
@@ -294,6 +296,22 @@ def _plan(prepared: Prepared, failures: int, results: Sequence[ScenarioResult], 
         seconds=seconds,
         validated=prepared.validated,
     )
+
+
+def simulation_requests(prepared: Prepared, scenarios: Sequence[Scenario], directory: str) -> list[SimulationRequest]:
+    """One scheduler run per scenario, its transition graph written into ``directory``.
+
+    A scenario that loses quorum is run with ``--quorum=false`` (see the module's docstring).
+    """
+    return [
+        SimulationRequest(
+            cib_path=prepared.snapshot.path,
+            failed=scenario.failed,
+            quorum=None if scenario.quorum else False,
+            graph_path=os.path.join(directory, f"graph-{index}.xml"),
+        )
+        for index, scenario in enumerate(scenarios)
+    ]
 
 
 def run_plan(
@@ -305,25 +323,21 @@ def run_plan(
     """Answer every scenario; raises SchedulerError when a scheduler run fails."""
     started = environment.clock()
     scenarios = enumerate_scenarios(prepared.model, failures)
-    results = _proved(prepared, scenarios, use_fastpath)
+    results = proved_results(prepared, scenarios, use_fastpath)
     pending = [scenario for scenario in scenarios if scenario not in results]
     if pending:
         with tempfile.TemporaryDirectory(prefix="xenha-plan-") as directory:
-            requests = [
-                SimulationRequest(
-                    cib_path=prepared.snapshot.path,
-                    failed=scenario.failed,
-                    quorum=None if scenario.quorum else False,
-                    graph_path=os.path.join(directory, f"graph-{index}.xml"),
-                )
-                for index, scenario in enumerate(pending)
-            ]
             simulations = run_simulations(
-                requests, environment.runner, environment.workers, environment.clock, environment.progress
+                simulation_requests(prepared, pending, directory),
+                environment.runner,
+                environment.workers,
+                environment.clock,
+                environment.progress,
             )
         for scenario, simulation in zip(pending, simulations):
             results[scenario] = scheduler_result(prepared.model, scenario, simulation)
-    return _plan(prepared, failures, [results[scenario] for scenario in scenarios], environment.clock() - started)
+    seconds = environment.clock() - started
+    return plan_from_results(prepared, failures, [results[scenario] for scenario in scenarios], seconds)
 
 
 def plan_new_guest(
@@ -352,15 +366,17 @@ def plan_new_guest(
         )
         added = replace(added, validated=prepared.validated and added.validated)
         scenarios = enumerate_scenarios(added.model, failures)
-        proved = _proved(added, scenarios, use_fastpath)
+        proved = proved_results(added, scenarios, use_fastpath)
         if len(proved) == len(scenarios):
-            plan = _plan(added, failures, [proved[scenario] for scenario in scenarios], 0.0)
+            plan = plan_from_results(added, failures, [proved[scenario] for scenario in scenarios], 0.0)
         else:
             request = SimulationRequest(added.snapshot.path, (), None, os.path.join(directory, "baseline.xml"))
             (simulation,) = run_simulations([request], environment.runner, 1, environment.clock)
             placed = simulation.placement.get(resource, ())
             if not placed:
-                plan = _plan(added, failures, [scheduler_result(added.model, scenarios[0], simulation)], 0.0)
+                plan = plan_from_results(
+                    added, failures, [scheduler_result(added.model, scenarios[0], simulation)], 0.0
+                )
             else:
                 data, resource = add_guest(snapshot.data, demand, running_on=placed[0])
                 path = write_private(directory, "new-guest-running.xml", data)
