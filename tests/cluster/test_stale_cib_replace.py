@@ -76,11 +76,6 @@ def running(cluster: Cluster) -> set[str]:
     return {name for name in listed.split() if name.startswith("stale-")}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 finding 8: the compare-and-swap compares a version nvpair, which a stale replace "
-    "brings back: a booking decided before another one commits after the replace (two guests in room for one)",
-)
 def test_a_decision_older_than_a_stale_replace_never_commits(cluster: Cluster) -> None:
     san = cluster.layout.san_dir
     work = san / "stale-replace"
