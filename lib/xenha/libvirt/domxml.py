@@ -156,10 +156,31 @@ def parse_tree(data: bytes, source: str) -> Any:
         raise DomainXmlError(f"{source} is not well-formed XML ({error}): fix the file") from error
     except ValueError as error:
         raise DomainXmlError(f"{source} cannot be parsed: {error}") from error
+    _refuse_entities(root, source, etree)
     if root is None or root.tag != "domain":
         tag = getattr(root, "tag", None)
         raise DomainXmlError(f"{source} is not a libvirt domain definition (root element {tag!r}, expected 'domain')")
     return root
+
+
+def _refuse_entities(root: Any, source: str, etree: Any) -> None:
+    """Refuse a DOCTYPE and any entity reference the byte check above could not see.
+
+    That check looks for ASCII bytes; in a UTF-16 or UTF-32 file a DOCTYPE is not ASCII. The
+    parser does not resolve entities, it keeps them as nodes that ``findtext`` skips: the
+    agent would read ``<name>web&suffix;</name>`` as ``web`` while libvirt names it otherwise.
+    """
+    if root is None:
+        return
+    if root.getroottree().docinfo.internalDTD is not None or root.getroottree().docinfo.doctype:
+        raise DomainXmlError(f"{source} declares a DOCTYPE or entities; domain XML needs neither: remove them")
+    for entity in root.iter(etree.Entity):
+        parent = entity.getparent()
+        where = f"<{parent.tag}>" if parent is not None else "the document"
+        raise DomainXmlError(
+            f"{source}: {where} contains the entity reference {entity.text}, which this agent and libvirt "
+            f"would read differently (the domain's name, too): write the text out"
+        )
 
 
 def parse_domain(data: bytes, source: str) -> DomainSpec:
