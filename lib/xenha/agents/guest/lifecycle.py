@@ -199,9 +199,7 @@ def _wait_running(action: GuestAction, domain: Domain) -> None:
 def _graceful_deadline(action: GuestAction) -> Deadline:
     """When stop's graceful wait ends: set once per action, from the time left when it starts.
 
-    ``shutdown_timeout`` if set, but never more than two thirds of what is left, and destroy
-    always keeps ``max(DESTROY_MIN_S, a third)`` of it. A retry after a reconnect continues
-    the same wait (it is a deadline, not a duration).
+    A retry after a reconnect continues the same wait (it is a deadline, not a duration).
     """
     if action.graceful_until is None:
         ctx = action.ctx
@@ -209,9 +207,22 @@ def _graceful_deadline(action: GuestAction) -> Deadline:
             configured = 0.0 if ctx.params.boolean("force_stop") else ctx.params.integer("shutdown_timeout")
         except OcfError:
             configured = None  # a broken value must not keep stop from stopping
-        remaining = ctx.deadline.remaining()
-        graceful_s = remaining - max(DESTROY_MIN_S, remaining * DESTROY_SHARE)
-        if configured is not None:
-            graceful_s = min(float(configured), graceful_s)
-        action.graceful_until = ctx.deadline.within(max(0.0, graceful_s))
+        action.graceful_until = ctx.deadline.within(graceful_seconds(ctx.deadline.remaining(), configured))
     return action.graceful_until
+
+
+def graceful_seconds(remaining_s: float, configured_s: float | None) -> float:
+    """How long stop waits for a graceful shutdown, with ``remaining_s`` left in the action.
+
+    ``shutdown_timeout`` when set, but destroy always keeps ``max(DESTROY_MIN_S, a third)``
+    of the time left (time-budget-and-settling.md).
+
+    >>> graceful_seconds(30.0, None), graceful_seconds(30.0, 5), graceful_seconds(12.0, None)
+    (20.0, 5.0, 7.0)
+    >>> graceful_seconds(4.0, None), graceful_seconds(30.0, 0)
+    (0.0, 0.0)
+    """
+    graceful_s = remaining_s - max(DESTROY_MIN_S, remaining_s * DESTROY_SHARE)
+    if configured_s is not None:
+        graceful_s = min(float(configured_s), graceful_s)
+    return max(0.0, graceful_s)
