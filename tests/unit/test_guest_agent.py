@@ -331,7 +331,7 @@ def test_another_resources_domain_is_a_configuration_error_and_never_stopped(hos
     other = FakeDomain(host.hypervisor, "web1", owner="web2")
     host.hypervisor.domains["web1"] = other
     assert host.run("monitor", CRM_meta_interval="0") == OcfExit.ERR_CONFIGURED
-    assert "web2 owns domain web1 on node1" in host.log
+    assert "belongs to cluster resource web2, not to web1: domain web1 on node1" in host.log
     assert host.run("stop") == OcfExit.SUCCESS
     assert host.run("start") == OcfExit.ERR_CONFIGURED
     assert other.calls.count("shutdown") == other.calls.count("destroy") == 0

@@ -68,8 +68,8 @@ class Intruder(NamedTuple):
         """Why the resource cannot use that name; the names come first (Pacemaker keeps 128 characters)."""
         if self.owner is not None:
             return (
-                f"{self.owner} owns domain {self.name} on {here} (xenha owner metadata), not {instance}: "
-                "two resources name the same domain; give one of them another <name>"
+                f"the domain belongs to cluster resource {self.owner}, not to {instance}: domain {self.name} on "
+                f"{here} (its xenha owner metadata); two resources name the same domain: give one another <name>"
             )
         return (
             f"domain {self.name} on {here} was not started by the cluster (no xenha owner metadata), so it is "
@@ -125,7 +125,7 @@ def _by_owner(action: GuestAction, hypervisor: Hypervisor) -> Domain | None:
     instance = action.ctx.env.instance
     owned = hypervisor.find_owned_by(instance)
     if owned is not None:
-        action.ctx.log.info(f"found the guest of {instance} as domain {owned.name} by its owner metadata")
+        action.ctx.log.info(f"found the guest of {instance} by its metadata: domain {owned.name}")
         _remember(action, owned)
     return owned
 
