@@ -10,6 +10,7 @@ through ``GuestAgent(services=...)``, as the planner's tests use ``PlanEnvironme
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -43,6 +44,8 @@ class FakeDomain:
         self.calls: list[str] = []
         self.owner_resource = owner
         self.owner_reads = 0
+        self.drop_at: float | None = None  # when (monotonic) libvirtd drops the connection, once
+        self.drop_after_shutdown_s: float | None = None
         hypervisor.next_id += 1
         self.domain_id = hypervisor.next_id
         self._uuid = uuid or f"00000000-0000-4000-8000-{self.domain_id:012d}"
@@ -55,6 +58,9 @@ class FakeDomain:
 
     def status(self) -> DomainStatus | None:
         self.hypervisor.fault("read the state")
+        if self.drop_at is not None and time.monotonic() >= self.drop_at:
+            self.drop_at = None
+            raise lost(f"read the state of {self.name}")
         return self.state
 
     def active(self) -> bool:
@@ -71,6 +77,9 @@ class FakeDomain:
 
     def shutdown(self) -> None:
         self.calls.append("shutdown")
+        if self.drop_after_shutdown_s is not None:
+            self.drop_at = time.monotonic() + self.drop_after_shutdown_s
+            self.drop_after_shutdown_s = None
         if self.obeys_shutdown:
             self.state = SHUTOFF
 
@@ -355,3 +364,14 @@ def test_a_domain_with_the_configured_uuid_and_no_owner_is_adopted(host: Host) -
     assert host.run("monitor", CRM_meta_interval="0") == OcfExit.SUCCESS
     assert by_hand.owner_resource == "web1"
     assert "adopting domain web1" in host.log
+
+
+def test_a_reconnect_continues_stops_graceful_wait_instead_of_starting_it_again(host: Host) -> None:
+    domain = FakeDomain(host.hypervisor, "web1", obeys_shutdown=False)
+    domain.drop_after_shutdown_s = 1.0  # libvirtd drops the connection halfway through the wait
+    host.hypervisor.domains["web1"] = domain
+    assert host.run("stop", shutdown_timeout="2") == OcfExit.SUCCESS
+    assert "reconnecting once" in host.log
+    waits = [line.rpartition("(waiting up to ")[2] for line in host.log.splitlines() if "shutting down" in line]
+    assert waits == ["2 s)", "1 s)"], waits  # the second attempt waits what was left, not 2 s more
+    assert domain.calls == ["shutdown", "shutdown", "destroy"]
