@@ -61,8 +61,16 @@ class Move:
         # section every CIB has, so that an unreadable CIB fails instead of passing as empty.
         crm_config = query(self.cib, "//crm_config")
         assert crm_config, f"cibadmin cannot read {self.cib}"
-        ids = [nvpair.get("id", "") for nvpair in ElementTree.fromstring(crm_config).iter("nvpair")]
-        return " ".join(id_ for id_ in ids if "-rsv-" in id_)
+        # Every nvpair of a ledger set but its version nvpair (exactly "<set id>-version", if the
+        # protocol has one) is a reservation, however reservation ids are spelled.
+        ids = [
+            nvpair.get("id", "")
+            for ledger in ElementTree.fromstring(crm_config).iter("cluster_property_set")
+            if ledger.get("id", "").startswith("xenha-ledger-")
+            for nvpair in ledger.iter("nvpair")
+            if nvpair.get("id") != ledger.get("id", "") + "-version"
+        ]
+        return " ".join(ids)
 
 
 def destroy_everywhere(hosts: HostSet, name: str) -> None:
