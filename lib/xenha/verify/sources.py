@@ -34,6 +34,7 @@ from xenha.verify.model import ClusterConfig
 CMAPCTL_TIMEOUT_S = 10.0
 DOMAIN_READ_BUDGET_S = 30.0
 FILE_READ_S = 10.0  # one file on shared storage: a hung server costs this, once
+FILE_READ_FLOOR_S = 1.0  # a file started inside the budget gets at least this long
 T = TypeVar("T")
 TWO_NODE_KEYS = ("runtime.votequorum.two_node", "quorum.two_node")
 
@@ -164,7 +165,8 @@ def read_domains(
                 f"(stopped after {count} of {len(config.guests)}): check that the storage answers",
             )
         else:
-            found[guest.resource] = read_domain(guest.resource, path, Deadline.after(min(FILE_READ_S, budget_s - spent)))
+            share = min(FILE_READ_S, max(FILE_READ_FLOOR_S, budget_s - spent))
+            found[guest.resource] = read_domain(guest.resource, path, Deadline.after(share))
     return found
 
 
