@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import libvirt
-import pytest
 
 from tests.support.guests import domain_xml
 from tests.support.libvirt_hosts import LibvirtHost
@@ -65,7 +64,6 @@ def second_resource(case: AgentCase, tmp_path: Path) -> AgentCase:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 finding 1: monitor looks up the new <name> only and answers 7; stop answers 0 with the guest still running")
 def test_renamed_guest_is_still_found_by_monitor_and_stopped(test_guest: AgentCase, local_host: LibvirtHost) -> None:
     old = guest_name(test_guest)
     assert test_guest.run("start").code == SUCCESS
@@ -81,7 +79,6 @@ def test_renamed_guest_is_still_found_by_monitor_and_stopped(test_guest: AgentCa
         destroy(local_host, old)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 finding 1: a probe without remembered state looks up the new <name> only and answers 7 while the guest runs")
 def test_renamed_guest_is_found_by_a_probe_without_state(test_guest: AgentCase, local_host: LibvirtHost, tmp_path: Path) -> None:
     """A probe on a node that remembers nothing (another node's HA_RSCTMP) still finds it."""
     old = guest_name(test_guest)
@@ -98,7 +95,6 @@ def test_renamed_guest_is_found_by_a_probe_without_state(test_guest: AgentCase, 
         destroy(local_host, old)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 finding 2: the probe ignores the owner metadata and claims another resource's domain (0)")
 def test_another_resources_domain_is_not_ours(test_guest: AgentCase, local_host: LibvirtHost, tmp_path: Path) -> None:
     name = guest_name(test_guest)
     assert test_guest.run("start").code == SUCCESS
@@ -117,7 +113,6 @@ def test_another_resources_domain_is_not_ours(test_guest: AgentCase, local_host:
         test_guest.run("stop")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 finding 2: stop destroys a domain started by hand under the guest's name (no owner metadata)")
 def test_domain_started_by_hand_under_the_guests_name_is_never_stopped(test_guest: AgentCase, local_host: LibvirtHost) -> None:
     name = guest_name(test_guest)
     create_by_hand(local_host, name)

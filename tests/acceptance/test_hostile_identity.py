@@ -17,12 +17,6 @@ from tests.support.ocf import AgentCase
 SUCCESS, ERR_CONFIGURED = 0, 6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 finding 13: the DOCTYPE check looks for ASCII bytes, so a UTF-16 file with an entity "
-    "in <name> passes; lxml (resolve_entities=False) keeps the entity unresolved and findtext() drops it: "
-    "the agent names the guest 'web', while the XML it hands libvirt says 'web&suffix;'",
-)
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
 def test_entity_in_the_name_is_refused_whatever_the_encoding(test_guest: AgentCase, encoding: str) -> None:
     config = Path(test_guest.params["config"])
@@ -48,11 +42,6 @@ SECRETS = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 finding 13: mask() splits the authority at the first '/', so a raw '/' in a password "
-    "leaves it in clear, and it masks only keys named exactly password/passwd/secret/pass/key",
-)
 @pytest.mark.parametrize("case", sorted(SECRETS))
 def test_no_secret_of_a_uri_reaches_the_log_or_the_exit_reason(test_guest: AgentCase, case: str) -> None:
     uri, secret = SECRETS[case]

@@ -4,7 +4,7 @@ Each test runs xen-guest's start as separate processes, as Pacemaker's executor 
 real libvirtd (test driver), with the cluster played by a CIB file that Pacemaker's own
 ``cibadmin`` reads and writes. Faults are faults of the real tools: ``cibadmin`` replaced in
 the agent's private mount namespace by a script that fails or hangs and leaves a marker
-(tests/harness/faults.py), ``faketime`` for a node whose clock runs ahead. A reservation
+(tests/support/faults.py), ``faketime`` for a node whose clock runs ahead. A reservation
 held by "another node" is made by a real agent whose start is frozen right after its
 booking and then killed, as a crashed holder would leave it.
 

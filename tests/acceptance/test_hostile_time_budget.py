@@ -1,7 +1,7 @@
 """Every wait is carved from the action's own remaining time (issue 12, finding 5).
 
 The guest's configuration lives on shared storage that hangs (a FUSE mount whose server
-never answers: tests/harness/storage.py), as a dead NFS server makes it. A stop that runs
+never answers: tests/support/storage.py), as a dead NFS server makes it. A stop that runs
 past its timeout gets the node fenced; a monitor that does gets the guest recovered. Both
 must answer inside their timeouts, from the hypervisor, which still answers.
 
@@ -61,12 +61,6 @@ def qemu_guest(local_host: LibvirtHost, tmp_path: Path) -> Iterator[AgentCase]:
     destroy(local_host.qemu_uri, "budget-stop")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 finding 5: with shutdown_timeout unset the graceful wait is 2/3 of the timeout whatever "
-    "was already spent, and reading the config costs a fixed 10 s per read, not the action's time: a stop "
-    "with a 45 s timeout on hung storage overruns it",
-)
 def test_stop_on_hung_storage_destroys_the_guest_inside_its_timeout(
     qemu_guest: AgentCase, local_host: LibvirtHost
 ) -> None:
@@ -78,11 +72,6 @@ def test_stop_on_hung_storage_destroys_the_guest_inside_its_timeout(
     assert not active(local_host.qemu_uri, "budget-stop"), "stop returned with the guest still running"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 finding 5: the graceful wait does not keep destroy's share of the time left after "
-    "a slow config read: a 20 s stop on hung storage cannot destroy in time",
-)
 def test_short_stop_on_hung_storage_still_keeps_time_to_destroy(
     qemu_guest: AgentCase, local_host: LibvirtHost
 ) -> None:
@@ -93,12 +82,6 @@ def test_short_stop_on_hung_storage_still_keeps_time_to_destroy(
     assert not active(local_host.qemu_uri, "budget-stop")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 finding 5: the config is read under a fixed 10 s bound per read (stat, then read: "
-    "20 s), not under the monitor's deadline: a monitor with Pacemaker's default 20 s timeout on hung "
-    "storage answers after its timeout",
-)
 @pytest.mark.parametrize("interval_ms", [0, 10000], ids=["probe", "recurring"])
 def test_monitor_on_hung_storage_answers_from_the_hypervisor_inside_its_timeout(
     local_host: LibvirtHost, tmp_path: Path, interval_ms: int

@@ -10,7 +10,7 @@ guest:
 1. a stale copy of the configuration is taken (as pcs reads the CIB before an edit);
 2. admission A (xen-guest start of ``stale-a``) reads the ledger and libvirt, decides "fits"
    and calls ``cibadmin`` to book - where a replacement ``cibadmin`` (bind-mounted in A's
-   private mount namespace, tests/harness/faults.py) holds the call until the test says go;
+   private mount namespace, tests/support/faults.py) holds the call until the test says go;
 3. admission B (``stale-b``) books, starts its guest and releases: the node is full;
 4. the stale copy is pushed back (``cibadmin --replace --scope configuration``, what pcs
    does): the ledger is back to what A read (a version nvpair would be too), the epoch is not;

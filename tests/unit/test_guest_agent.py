@@ -10,6 +10,7 @@ through ``GuestAgent(services=...)``, as the planner's tests use ``PlanEnvironme
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from xenha.libvirt.connection import NodeFacts
 from xenha.libvirt.domain import DomainStatus, FoundDomain
 from xenha.libvirt.drivers import traits
 from xenha.libvirt.errors import ErrorKind, HypervisorError
+from xenha.libvirt.owner import Owner
 from xenha.ocf import Context, OcfExit, run_agent
 
 RUNNING = DomainStatus(states.RUNNING, 1)
@@ -30,26 +32,55 @@ SHUTOFF = DomainStatus(states.SHUTOFF, 1)
 
 
 class FakeDomain:
-    def __init__(self, hypervisor: FakeHypervisor, name: str, obeys_shutdown: bool = True) -> None:
+    """A running domain; ``owner`` is the resource its metadata names (None: started by hand)."""
+
+    def __init__(
+        self, hypervisor: FakeHypervisor, name: str, obeys_shutdown: bool = True, owner: str | None = "web1",
+        uuid: str = "",
+    ) -> None:  # fmt: skip
         self.hypervisor = hypervisor
         self.name = name
         self.obeys_shutdown = obeys_shutdown
         self.state = RUNNING
         self.calls: list[str] = []
+        self.owner_resource = owner
+        self.owner_reads = 0
+        self.drop_at: float | None = None  # when (monotonic) libvirtd drops the connection, once
+        self.drop_after_shutdown_s: float | None = None
+        hypervisor.next_id += 1
+        self.domain_id = hypervisor.next_id
+        self._uuid = uuid or f"00000000-0000-4000-8000-{self.domain_id:012d}"
+
+    def uuid(self) -> str:
+        return self._uuid
+
+    def id(self) -> int:
+        return self.domain_id if self.state != SHUTOFF else -1
 
     def status(self) -> DomainStatus | None:
         self.hypervisor.fault("read the state")
+        if self.drop_at is not None and time.monotonic() >= self.drop_at:
+            self.drop_at = None
+            raise lost(f"read the state of {self.name}")
         return self.state
 
     def active(self) -> bool:
         status = self.status()
         return status is not None and status.state != states.SHUTOFF
 
-    def owner(self) -> None:
-        return None
+    def owner(self) -> Owner | None:
+        self.owner_reads += 1
+        return Owner(self.owner_resource) if self.owner_resource is not None else None
+
+    def record_owner(self, owner: Owner) -> None:
+        self.calls.append("record_owner")
+        self.owner_resource = owner.resource
 
     def shutdown(self) -> None:
         self.calls.append("shutdown")
+        if self.drop_after_shutdown_s is not None:
+            self.drop_at = time.monotonic() + self.drop_after_shutdown_s
+            self.drop_after_shutdown_s = None
         if self.obeys_shutdown:
             self.state = SHUTOFF
 
@@ -69,6 +100,8 @@ class FakeHypervisor:
         self.domains: dict[str, FakeDomain] = {}
         self.faults: list[HypervisorError] = []
         self.memory_mib = 16384
+        self.next_id = 0
+        self.scans = 0
 
     def fault(self, operation: str) -> None:
         if self.faults:
@@ -77,6 +110,14 @@ class FakeHypervisor:
     def lookup(self, name: str) -> FakeDomain | None:
         self.fault(f"look up domain {name}")
         return self.domains.get(name)
+
+    def lookup_uuid(self, uuid: str) -> FakeDomain | None:
+        return next((domain for domain in self.domains.values() if domain.uuid() == uuid), None)
+
+    def find_owned_by(self, resource: str) -> FakeDomain | None:
+        self.scans += 1
+        running = [domain for domain in self.domains.values() if domain.active()]
+        return next((domain for domain in running if domain.owner_resource == resource), None)
 
     def find(self, name: str) -> FoundDomain | None:
         domain = self.lookup(name)
@@ -293,3 +334,62 @@ def test_start_is_refused_on_a_host_without_room(host: Host) -> None:
     assert "cannot start web1 on node1: needs 1036 MiB" in host.log
     assert host.ledger.booked == []
     assert "web1" not in host.hypervisor.domains
+
+
+# ---- identity: the guest is found by every identity it has, and only its own is touched -----
+def test_usual_monitor_reads_no_metadata_and_scans_nothing(host: Host) -> None:
+    assert host.run("start") == OcfExit.SUCCESS
+    domain = host.hypervisor.domains["web1"]
+    host.hypervisor.scans = 0
+    assert host.run("monitor") == OcfExit.SUCCESS
+    assert domain.owner_reads == 0  # recognised by its remembered name, UUID and ID
+    assert host.hypervisor.scans == 0
+
+
+def test_monitor_finds_a_renamed_guest_by_its_owner_metadata_without_memo(host: Host) -> None:
+    host.hypervisor.domains["web1-old"] = FakeDomain(host.hypervisor, "web1-old")
+    assert host.run("monitor", CRM_meta_interval="0") == OcfExit.SUCCESS
+    assert host.hypervisor.scans == 1
+    assert host.run("stop") == OcfExit.SUCCESS
+    assert host.hypervisor.domains["web1-old"].state == SHUTOFF
+
+
+def test_another_resources_domain_is_a_configuration_error_and_never_stopped(host: Host) -> None:
+    other = FakeDomain(host.hypervisor, "web1", owner="web2")
+    host.hypervisor.domains["web1"] = other
+    assert host.run("monitor", CRM_meta_interval="0") == OcfExit.ERR_CONFIGURED
+    assert "belongs to cluster resource web2, not to web1: domain web1 on node1" in host.log
+    assert host.run("stop") == OcfExit.SUCCESS
+    assert host.run("start") == OcfExit.ERR_CONFIGURED
+    assert other.calls.count("shutdown") == other.calls.count("destroy") == 0
+    assert host.ledger.booked == []
+
+
+def test_a_domain_started_by_hand_is_not_adopted_without_the_configured_uuid(host: Host) -> None:
+    by_hand = FakeDomain(host.hypervisor, "web1", owner=None)
+    host.hypervisor.domains["web1"] = by_hand
+    assert host.run("monitor", CRM_meta_interval="0") == OcfExit.ERR_CONFIGURED
+    assert "not started by the cluster" in host.log
+    assert host.run("stop") == OcfExit.SUCCESS
+    assert by_hand.state == RUNNING and "record_owner" not in by_hand.calls
+
+
+def test_a_domain_with_the_configured_uuid_and_no_owner_is_adopted(host: Host) -> None:
+    uuid = "6b1e5c3a-1111-4000-8000-000000000001"
+    host.config.write_text(host.config.read_text().replace("<name>web1</name>", f"<name>web1</name><uuid>{uuid}</uuid>"))
+    by_hand = FakeDomain(host.hypervisor, "web1", owner=None, uuid=uuid)
+    host.hypervisor.domains["web1"] = by_hand
+    assert host.run("monitor", CRM_meta_interval="0") == OcfExit.SUCCESS
+    assert by_hand.owner_resource == "web1"
+    assert "adopting domain web1" in host.log
+
+
+def test_a_reconnect_continues_stops_graceful_wait_instead_of_starting_it_again(host: Host) -> None:
+    domain = FakeDomain(host.hypervisor, "web1", obeys_shutdown=False)
+    domain.drop_after_shutdown_s = 1.0  # libvirtd drops the connection halfway through the wait
+    host.hypervisor.domains["web1"] = domain
+    assert host.run("stop", shutdown_timeout="2") == OcfExit.SUCCESS
+    assert "reconnecting once" in host.log
+    waits = [line.rpartition("(waiting up to ")[2] for line in host.log.splitlines() if "shutting down" in line]
+    assert waits == ["2 s)", "1 s)"], waits  # the second attempt waits what was left, not 2 s more
+    assert domain.calls == ["shutdown", "shutdown", "destroy"]

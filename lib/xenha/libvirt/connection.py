@@ -137,6 +137,20 @@ class Hypervisor:
             raise
         return Domain(self, handle)
 
+    def lookup_uuid(self, uuid: str) -> Domain | None:
+        """The domain whose UUID is ``uuid``, or None when this host has none (or it is no UUID)."""
+        digits = uuid.replace("-", "")
+        if len(digits) != 32 or any(char not in "0123456789abcdefABCDEF" for char in digits):
+            return None  # libvirt would refuse it: no domain can have it
+        connection = self._open()
+        try:
+            handle = self.call(f"look up the domain with UUID {uuid}", lambda: connection.lookupByUUIDString(uuid))
+        except HypervisorError as error:
+            if error.kind is ErrorKind.NO_DOMAIN:
+                return None
+            raise
+        return Domain(self, handle)
+
     def find(self, name: str) -> FoundDomain | None:
         """The domain called ``name`` and its state; None when this host has no such domain."""
         domain = self.lookup(name)

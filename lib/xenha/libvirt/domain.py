@@ -127,6 +127,10 @@ class Domain:
         """The hypervisor's ID of the running domain (0: Xen's Domain-0); local to the binding."""
         return int(self._handle.ID())
 
+    def uuid(self) -> str:
+        """The domain's UUID; local to the binding (the lookup returned it)."""
+        return str(self._handle.UUIDString())
+
     def info(self) -> tuple[int, int]:
         """Maximum memory (KiB) and vCPUs."""
         info = self._call(f"read {self.name}", self._handle.info)
@@ -151,6 +155,18 @@ class Domain:
                 return None
             raise
         return owner_metadata.decode(text)
+
+    def record_owner(self, owner: Owner) -> None:
+        """Write the suite's metadata into the running domain (adopting it; the live definition only)."""
+        libvirt = libvirt_module()
+        element = owner_metadata.element(owner)
+        self._call(
+            f"record the owner of {self.name}",
+            lambda: self._handle.setMetadata(
+                libvirt.VIR_DOMAIN_METADATA_ELEMENT, element, owner_metadata.METADATA_PREFIX, METADATA_URI,
+                libvirt.VIR_DOMAIN_AFFECT_LIVE,
+            ),
+        )  # fmt: skip
 
     # ---- lifecycle --------------------------------------------------------------------------
     def shutdown(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from xenha.libvirt.uri import mask
+from xenha.libvirt.uri import mask, scrub
 
 _libvirt_module: Any = None
 
@@ -53,7 +53,7 @@ class HypervisorError(Exception):
         self.operation = operation
         self.uri = mask(uri)
         self.node = node
-        self.detail = " ".join(detail.split())
+        self.detail = " ".join(scrub(detail, uri).split())  # libvirt's messages may repeat the URI
         self.code = code
 
     def reason(self) -> str:

@@ -14,7 +14,10 @@ SUPPORTED_DRIVERS = ("xen", "qemu", "test")
 SUPPORTED_TRANSPORTS = ("unix", "ssh", "libssh", "libssh2", "tcp", "tls", "ext")
 NODE_PLACEHOLDER = "%n"
 
-_SECRET_QUERY = re.compile(r"(?i)((?:^|[?&;])(?:password|passwd|secret|pass|key)=)[^&;]*")
+# A query field is a secret when its key says so: auth_pass, client_secret, api_key, token...
+# (keyfile, a path, is not: it helps to see it).
+_QUERY_FIELD = re.compile(r"((?:^|[?&;])([^=&;?]*)=)([^&;]*)")
+_SECRET_WORDS = ("pass", "pwd", "secret", "token", "cred")
 
 
 class UriError(ValueError):
@@ -63,8 +66,8 @@ def parse(text: str, parameter: str = "hypervisor", placeholder: bool = False) -
             f"{parameter}={mask(stripped)!r} uses the transport {transport!r}; "
             f"libvirt knows {', '.join(SUPPORTED_TRANSPORTS)}"
         )
-    authority, slash, remainder = rest.partition("/")
-    host = authority.rpartition("@")[2]
+    _userinfo, authority, slash, remainder = _split(rest)
+    host = authority
     if host.startswith("["):
         host = host[1 : host.find("]")] if "]" in host else host
     else:
@@ -82,20 +85,74 @@ def mask(text: str) -> str:
     'xen+ssh://root:***@node2/system?keyfile=/k'
     >>> mask("qemu+tcp://n/system?password=x&a=b")
     'qemu+tcp://n/system?password=***&a=b'
+    >>> mask("qemu+tcp://admin:pa/ss@node2:16509/system?auth_pass=x;client_secret=y")
+    'qemu+tcp://admin:***@node2:16509/system?auth_pass=***;client_secret=***'
     >>> mask("xen:///system")
     'xen:///system'
     """
     scheme, separator, rest = text.partition("://")
     if not separator:
-        return _SECRET_QUERY.sub(r"\1***", text)
-    authority, slash, remainder = rest.partition("/")
-    credentials, at, location = authority.rpartition("@")
-    if at and ":" in credentials:
-        authority = f"{credentials.split(':', 1)[0]}:***@{location}"
+        return _mask_query(text)
+    userinfo, authority, slash, remainder = _split(rest)
+    if userinfo is not None:
+        user, colon, _password = userinfo.partition(":")
+        authority = f"{user}:***@{authority}" if colon else f"{userinfo}@{authority}"
     path, question, query = remainder.partition("?")
-    if question:
-        query = _SECRET_QUERY.sub(r"\1***", query)
-    return f"{scheme}{separator}{authority}{slash}{path}{question}{query}"
+    return f"{scheme}{separator}{authority}{slash}{path}{question}{_mask_query(query) if question else ''}"
+
+
+def scrub(text: str, uri: str) -> str:
+    """``text`` (e.g. libvirt's error message, which may repeat the URI) with ``uri``'s secrets hidden.
+
+    >>> scrub("Unable to parse URI qemu+tcp://a:pa/ss@h/system (pa/ss)", "qemu+tcp://a:pa/ss@h/system")
+    'Unable to parse URI qemu+tcp://a:***@h/system (***)'
+    """
+    masked = mask(uri)
+    if masked == uri:
+        return text
+    text = text.replace(uri, masked)
+    for secret in _secrets(uri):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _secrets(uri: str) -> list[str]:
+    """The values ``mask`` hides in ``uri``, longest first; values too short to search for are left out."""
+    _scheme, _separator, rest = uri.partition("://")
+    userinfo, _authority, _slash, remainder = _split(rest)
+    found = [userinfo.partition(":")[2]] if userinfo is not None else []
+    query = remainder.partition("?")[2] if rest else uri
+    found += [field.group(3) for field in _QUERY_FIELD.finditer(query) if _is_secret(field.group(2))]
+    return sorted((value for value in found if len(value) >= 3), key=len, reverse=True)
+
+
+def _split(rest: str) -> tuple[str | None, str, str, str]:
+    """The part of a URI after ``://`` as (userinfo or None, host[:port], "/" or "", the rest).
+
+    The userinfo ends at the last ``@`` before the query, not at the first ``/``: a password
+    may hold a raw ``/`` (libvirt's own parser takes it so).
+
+    >>> _split("admin:pa/ss@node2:16509/system?x=1")
+    ('admin:pa/ss', 'node2:16509', '/', 'system?x=1')
+    >>> _split("/system")
+    (None, '', '/', 'system')
+    """
+    at = rest.partition("?")[0].rfind("@")
+    userinfo = rest[:at] if at >= 0 else None
+    authority, slash, remainder = rest[at + 1 :].partition("/")
+    return userinfo, authority, slash, remainder
+
+
+def _mask_query(query: str) -> str:
+    def hide(field: re.Match[str]) -> str:
+        return field.group(1) + ("***" if _is_secret(field.group(2)) else field.group(3))
+
+    return _QUERY_FIELD.sub(hide, query)
+
+
+def _is_secret(key: str) -> bool:
+    key = key.lower()
+    return any(word in key for word in _SECRET_WORDS) or key == "key" or key.endswith(("_key", "-key", "apikey"))
 
 
 def default_remote(hypervisor: LibvirtUri) -> str:

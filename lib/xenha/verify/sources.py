@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+from xenha.deadline import Deadline
 from xenha.libvirt.domxml import ConfigUnreadable, DomainXmlError, load_config, parse_domain, parse_tree
 from xenha.planner.model import CibError
 from xenha.planner.preparation import Prepared, check_plannable, require_scheduler
@@ -32,6 +33,8 @@ from xenha.verify.model import ClusterConfig
 
 CMAPCTL_TIMEOUT_S = 10.0
 DOMAIN_READ_BUDGET_S = 30.0
+FILE_READ_S = 10.0  # one file on shared storage: a hung server costs this, once
+FILE_READ_FLOOR_S = 1.0  # a file started inside the budget gets at least this long
 T = TypeVar("T")
 TWO_NODE_KEYS = ("runtime.votequorum.two_node", "quorum.two_node")
 
@@ -129,11 +132,12 @@ def writable_disks(data: bytes, source: str) -> tuple[str, ...]:
     return tuple(found)
 
 
-def read_domain(resource: str, path: str) -> DomainFile:
+def read_domain(resource: str, path: str, budget: Deadline | None = None) -> DomainFile:
+    """One guest's domain XML, read before ``budget`` passes (by default one file's share)."""
     if not path:
         return DomainFile(resource, path, error=f"{resource} has no config parameter: it cannot start")
     try:
-        data = load_config(path).data
+        data = load_config(path, budget or Deadline.after(FILE_READ_S)).data
         return DomainFile(resource, path, parse_domain(data, path), writable_disks(data, path))
     except (ConfigUnreadable, DomainXmlError) as error:
         return DomainFile(resource, path, error=f"{error} (on this node)")
@@ -152,7 +156,8 @@ def read_domains(
     found = {}
     for count, guest in enumerate(config.guests):
         path = guest.params.get("config", "").strip()
-        if clock() - started > budget_s:
+        spent = clock() - started
+        if spent > budget_s:
             found[guest.resource] = DomainFile(
                 guest.resource,
                 path,
@@ -160,7 +165,8 @@ def read_domains(
                 f"(stopped after {count} of {len(config.guests)}): check that the storage answers",
             )
         else:
-            found[guest.resource] = read_domain(guest.resource, path)
+            share = min(FILE_READ_S, max(FILE_READ_FLOOR_S, budget_s - spent))
+            found[guest.resource] = read_domain(guest.resource, path, Deadline.after(share))
     return found
 
 

@@ -2,6 +2,7 @@
 
 * :mod:`.agent` — the OCF adapter: validation, dispatch, outcomes to exit codes;
 * :mod:`.lifecycle` — start, stop, monitor;
+* :mod:`.identity` — which domain is this resource's guest (never another's);
 * :mod:`.migration` — migrate_to as one :class:`~.migration.Migration` object, migrate_from;
   :mod:`.migration_plan` its pure decisions;
 * :mod:`.booking` — reserving room on a node through :mod:`xenha.admission`;

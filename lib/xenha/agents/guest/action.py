@@ -6,8 +6,9 @@ and utilization modules act on it.
 
 from __future__ import annotations
 
-from xenha.agents.guest.memo import Memo, MemoFile
+from xenha.agents.guest.memo import Memo, MemoFile, RunningDomain
 from xenha.agents.guest.services import GuestServices
+from xenha.deadline import Deadline
 from xenha.libvirt.connection import Hypervisor
 from xenha.libvirt.domain import Domain
 from xenha.libvirt.domxml import ConfigFile, DomainSpec
@@ -22,6 +23,9 @@ class GuestAction:
         self.memo = memo
         self.config: ConfigFile | None = None  # set when the file was read in this action
         self.spec: DomainSpec | None = None  # from the file, or remembered with its unchanged fingerprint
+        # When stop's graceful wait ends: set once, so that a retry after a reconnect
+        # continues the wait instead of starting it again (time-budget-and-settling.md).
+        self.graceful_until: Deadline | None = None
 
     @property
     def here(self) -> str:
@@ -59,20 +63,12 @@ class GuestAction:
             return self.spec.name
         return self.memo.load().domain_name(self.config_path())
 
-    def locate(self, hypervisor: Hypervisor) -> Domain | None:
-        name = self.domain_name()
-        if name is not None:
-            return hypervisor.lookup(name)
-        # Neither the configuration nor a remembered name: ask the hypervisor which domain
-        # records this resource as its owner.
-        self.ctx.log.warning(
-            f"looking for the guest of {self.ctx.env.instance} by its metadata: its configuration "
-            "cannot be read and no name is remembered on this node"
-        )
-        return hypervisor.find_owned_by(self.ctx.env.instance)
-
-    def remember(self, config: ConfigFile, spec: DomainSpec) -> None:
-        self.memo.save(self.memo.load().remembering(config, spec))
+    def remember(self, config: ConfigFile, spec: DomainSpec, started: Domain | None = None) -> None:
+        """Remember the configuration as read; and ``started``, the domain this action started."""
+        memo = self.memo.load().remembering(config, spec)
+        if started is not None:
+            memo = memo._replace(running=RunningDomain(started.name, started.uuid(), started.id()))
+        self.memo.save(memo)
 
     def update_memo(self, memo: Memo) -> None:
         self.memo.save(memo)

@@ -23,9 +23,11 @@ from xenha.agents.guest.services import GuestServices
 from xenha.agents.guest.spec import AGENT_NAME, SPEC
 from xenha.agents.guest.utilization import publish_utilization
 from xenha.agents.parameters import hypervisor_problems
+from xenha.deadline import Deadline
 from xenha.libvirt.domxml import (
     ConfigUnreadable,
     DomainXmlError,
+    StorageHung,
     file_fingerprint,
     load_config,
     parse_domain,
@@ -38,6 +40,11 @@ from xenha.ocf import Agent, Context, OcfError, OcfExit
 # Actions that may use the spec remembered with the file's fingerprint instead of parsing
 # the file again (start and migrate_from need the file itself).
 REMEMBERED_SPEC_ACTIONS = frozenset({"monitor", "status", "stop", "migrate_to", "reload-agent"})
+# What validation may spend reading files on shared storage (the configuration, save_dir),
+# all reads together: a share of the action's remaining time, at most CONFIG_READ_MAX_S
+# (time-budget-and-settling.md). Storage that does not answer in it is taken as hung.
+CONFIG_READ_SHARE = 0.25
+CONFIG_READ_MAX_S = 10.0
 # After libvirtd went away mid-action: how long to wait for it to listen again.
 RECONNECT_GRACE_S = 15.0
 RECONNECT_POLL_S = 0.5
@@ -61,21 +68,15 @@ class GuestAgent(Agent):
     # ---- validation (no hypervisor) ---------------------------------------------------------
     def validate(self, ctx: Context) -> list[OcfError]:
         action = self._begin(ctx)
-        problems = [*ctx.params.problems(), *hypervisor_problems(ctx.params), *_migration_problems(ctx)]
+        budget = ctx.deadline.within(min(CONFIG_READ_MAX_S, ctx.deadline.remaining() * CONFIG_READ_SHARE))
+        problems = [*ctx.params.problems(), *hypervisor_problems(ctx.params), *_migration_problems(ctx, budget)]
         path = action.config_path()
         if path is None:
             return problems
-        if ctx.env.action in REMEMBERED_SPEC_ACTIONS:
-            memo = action.memo.load()
-            try:
-                if memo.config == path:
-                    action.spec = memo.spec_of(path, file_fingerprint(stat_config(path)))
-            except (ConfigUnreadable, ValueError):
-                action.spec = None  # read it afresh
-            if action.spec is not None:
-                return problems  # unchanged since the last good read: no lxml needed
         try:
-            action.config = load_config(path)
+            if ctx.env.action in REMEMBERED_SPEC_ACTIONS and _remembered_spec(action, path, budget):
+                return problems  # unchanged since the last good read: no lxml needed
+            action.config = load_config(path, budget)
             action.spec = parse_domain(action.config.data, path)
         except ConfigUnreadable as error:
             problems.append(
@@ -139,6 +140,24 @@ def _reconnecting(action: GuestAction, handler: GuestHandler) -> OcfExit:
             action.services.sleep(RECONNECT_POLL_S)
 
 
+def _remembered_spec(action: GuestAction, path: str, budget: Deadline) -> bool:
+    """True when the memo holds the spec of ``path`` as the file is now (one stat, no parse).
+
+    StorageHung passes through: the file is not read a second time on storage that did not
+    answer the first.
+    """
+    memo = action.memo.load()
+    if memo.config != path:
+        return False
+    try:
+        action.spec = memo.spec_of(path, file_fingerprint(stat_config(path, budget)))
+    except StorageHung:
+        raise
+    except (ConfigUnreadable, ValueError):
+        action.spec = None  # read it afresh
+    return action.spec is not None
+
+
 def _reload_agent(action: GuestAction) -> OcfExit:
     spec = action.require_spec()
     action.ctx.log.info("reloaded the agent's parameters; nothing in the running guest changes")
@@ -164,7 +183,7 @@ def _migrate_from(action: GuestAction) -> OcfExit:
     return code
 
 
-def _migration_problems(ctx: Context) -> list[OcfError]:
+def _migration_problems(ctx: Context, budget: Deadline) -> list[OcfError]:
     """Checks of the migration and reservation parameters that their types cannot express."""
     problems = []
     remote = ctx.params.string("remoteuri")
@@ -183,11 +202,11 @@ def _migration_problems(ctx: Context) -> list[OcfError]:
     except OcfError:
         return problems  # already among the parameter problems
     if policy == "save-restore":
-        problems.extend(_save_dir_problems(ctx))
+        problems.extend(_save_dir_problems(ctx, budget))
     return problems
 
 
-def _save_dir_problems(ctx: Context) -> list[OcfError]:
+def _save_dir_problems(ctx: Context, budget: Deadline) -> list[OcfError]:
     save_dir = ctx.params.string("save_dir")
     if not save_dir:
         return [
@@ -197,7 +216,7 @@ def _save_dir_problems(ctx: Context) -> list[OcfError]:
             )
         ]
     try:
-        is_directory = stat.S_ISDIR(stat_config(save_dir).st_mode)  # bounded: shared storage can hang
+        is_directory = stat.S_ISDIR(stat_config(save_dir, budget).st_mode)  # bounded: shared storage can hang
     except (ConfigUnreadable, ValueError):  # ValueError: a path os.stat refuses, as os.path.isdir counts it
         is_directory = False
     if is_directory:

@@ -3,8 +3,11 @@
 The guest's spec is remembered with the configuration file's fingerprint, so that a monitor,
 a stop or a migrate_to whose file has not changed needs no XML parser (performance.md);
 the utilization last published is remembered so that an unchanged monitor costs no
-cluster call. The memo is a cache, never the truth: a file that cannot be read counts as
-empty, and its absence only costs a re-read.
+cluster call. The domain this resource runs here is remembered by its identity (name,
+UUID, ID), so that a monitor recognises its own guest without asking for its owner
+metadata, and still finds it after the operator renamed it in the configuration
+(docs/decisions/owner-metadata.md). The memo is a cache, never the truth: a file that
+cannot be read counts as empty, and its absence only costs a re-read or a search.
 """
 
 from __future__ import annotations
@@ -16,12 +19,26 @@ from xenha.libvirt.domxml import ConfigFile, DomainSpec, GuestType
 from xenha.statefile import StateFile
 
 
+class RunningDomain(NamedTuple):
+    """The domain this resource was last seen running here as, verified to be its own.
+
+    ``domain_id`` is the hypervisor's ID of that running instance: a domain of the same name
+    and UUID started later (by hand, from the same file) gets another ID, so it is never
+    taken for this one without its owner metadata being read.
+    """
+
+    name: str
+    uuid: str
+    domain_id: int
+
+
 class Memo(NamedTuple):
     config: str | None = None  # the path the spec was read from
     config_fingerprint: str | None = None  # that file's identity when it was read
     spec: DomainSpec | None = None
     published: Mapping[str, int] = {}  # utilization last written to the CIB
     published_checked_at: float | None = None  # when it was last compared with the CIB (wall clock)
+    running: RunningDomain | None = None  # the domain verified as this resource's, while it runs here
 
     def spec_of(self, path: str, fingerprint: str) -> DomainSpec | None:
         """The remembered spec, if it was read from ``path`` as it is now."""
@@ -50,6 +67,9 @@ class Memo(NamedTuple):
                         video_mib=spec.video_mib)  # fmt: skip
         if self.published_checked_at is not None:
             data.update(published=dict(self.published), published_checked_at=self.published_checked_at)
+        if self.running is not None:
+            data.update(running_name=self.running.name, running_uuid=self.running.uuid,
+                        running_id=self.running.domain_id)  # fmt: skip
         return data
 
     @classmethod
@@ -66,7 +86,15 @@ class Memo(NamedTuple):
             spec=_spec(data),
             published=published if valid and isinstance(published, dict) else {},
             published_checked_at=float(checked_at) if valid and isinstance(checked_at, (int, float)) else None,
+            running=_running(data),
         )
+
+
+def _running(data: Mapping[str, Any]) -> RunningDomain | None:
+    name, uuid, domain_id = data.get("running_name"), data.get("running_uuid"), data.get("running_id")
+    if not isinstance(name, str) or not isinstance(uuid, str) or not isinstance(domain_id, int):
+        return None
+    return RunningDomain(name, uuid, domain_id)
 
 
 def _spec(data: Mapping[str, Any]) -> DomainSpec | None:

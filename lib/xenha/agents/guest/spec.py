@@ -31,8 +31,9 @@ PARAMETERS = (
         "shutdown_timeout",
         "Seconds of graceful shutdown before the guest is destroyed.",
         "How long stop waits for the guest to shut down after an ACPI/PV shutdown request before "
-        "destroying it. Unset, it is two thirds of the stop operation's timeout, so that "
-        "destroying and verifying always fit in the remaining third. 0 destroys at once. "
+        "destroying it. Never more than the stop operation's time left when the wait starts, "
+        "less what destroying and verifying keep (a third of it, at least 5 s); unset, it is "
+        "all of that. 0 destroys at once. "
         "Example: 60",
         type=ParamType.INTEGER,
         minimum=0,
