@@ -1,8 +1,9 @@
 """Fault-matrix scenarios from issue 12: a hostile operator, on the real 3-node cluster.
 
-WRITTEN, NOT YET RUN: the 3-node cluster belonged to another helper while these were
-written (issue 12 report). Each is a strict xfail naming the finding it pins; the fixer of
-that finding runs it, and removes the mark once it passes.
+Each pins an issue 12 finding: a renamed guest (1) and a foreign domain under a guest's
+name (2), fixed on branch fix-identity; stale replaces of the configuration during
+concurrent moves (8), fixed on branch fix-ledger. All three ran and passed on the 3-node
+cluster with both fixes merged.
 
 They reuse the fault matrix's fixtures and its end-state check (:meth:`Scenario.assert_final`:
 no guest on two hosts at once, capacity respected, no action out of time, no reservation
@@ -48,11 +49,6 @@ def domain_uuid(cluster: Cluster, node: str, name: str) -> str | None:
         connection.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 finding 1: after a rename in the shared XML, the probe looks up the new name only, "
-    "answers 7, and Pacemaker starts a second copy from the same disks",
-)
 def test_renamed_guest_never_runs_twice(scenario: Scenario) -> None:
     """The operator renames a running guest in its shared XML (documented as taking effect at
     the next start), then something makes Pacemaker probe it again (here: a refresh)."""
@@ -75,11 +71,6 @@ def test_renamed_guest_never_runs_twice(scenario: Scenario) -> None:
     scenario.note = f"rename detected; ren1 stays one guest on {status.started_on('ren1')}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 finding 2: a probe takes a domain started by hand under the guest's name for the "
-    "resource's own; Pacemaker then stops it (or starts the guest a second time)",
-)
 def test_foreign_domain_under_a_guests_name_is_never_touched(scenario: Scenario) -> None:
     """A domain started by hand on node2 under the name a new resource's XML gives: the
     cluster must report a configuration problem, never adopt it, never stop it."""
