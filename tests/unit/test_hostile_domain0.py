@@ -16,14 +16,18 @@ value or fails the action with the reason.
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import libvirt
 import pytest
 
+from xenha.agents.host import _domain0_mib
 from xenha.deadline import Deadline
 from xenha.libvirt.connection import Hypervisor
-from xenha.libvirt.errors import HypervisorError
+from xenha.libvirt.errors import ErrorKind, HypervisorError
+from xenha.ocf import OcfError, OcfExit
 
 
 def libxl_error(code: int, message: str) -> libvirt.libvirtError:
@@ -81,3 +85,43 @@ def test_libxl_down_is_raised_too() -> None:
     connection = Domain0Fails(libxl_error(libvirt.VIR_ERR_INTERNAL_ERROR, message))
     with pytest.raises(HypervisorError):
         hypervisor_with(connection).domain0_memory_mib()
+
+
+class Domain0Answers:
+    """A hypervisor whose Domain-0 lookups give these answers in turn (an int, or an error)."""
+
+    def __init__(self, *answers: int | HypervisorError) -> None:
+        self.answers = list(answers)
+
+    def domain0_memory_mib(self) -> int | None:
+        answer = self.answers.pop(0)
+        if isinstance(answer, HypervisorError):
+            raise answer
+        return answer
+
+
+class Log:
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warning(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def busy_libxl() -> HypervisorError:
+    return HypervisorError(ErrorKind.FAILED, "look up Domain-0", "xen:///system", "node2", "cannot acquire lock")
+
+
+def test_xen_host_keeps_domain0s_last_known_memory_on_a_passing_error(tmp_path: Path) -> None:
+    """xen-host, the caller the contract above serves: a passing error keeps the last value
+    measured (it does not shrink the reserve to the default); with none, the action fails."""
+    ctx: Any = SimpleNamespace(env=SimpleNamespace(rsctmp=str(tmp_path), instance="xen-host"), log=Log())
+    hypervisor: Any = Domain0Answers(8192, busy_libxl())
+    assert _domain0_mib(ctx, hypervisor) == 8192
+    assert _domain0_mib(ctx, hypervisor) == 8192
+    assert "keeps Domain-0's last known 8192 MiB" in ctx.log.warnings[0]
+    fresh: Any = SimpleNamespace(env=SimpleNamespace(rsctmp=str(tmp_path / "new"), instance="xen-host"), log=Log())
+    with pytest.raises(OcfError) as failed:
+        _domain0_mib(fresh, Domain0Answers(busy_libxl()))
+    assert failed.value.code == OcfExit.ERR_GENERIC
+    assert "cannot size the host reserve: look up Domain-0 failed on node2" in failed.value.reason
