@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -147,6 +147,8 @@ class FakeLedger:
         self.node = node
         self.conflicts = conflicts
         self.failure: Exception | None = None  # raised by the next read (a CIB error)
+        self.lapsed: list[Reservation] = []  # in the ledger, their hold run out on this node
+        self.cleared: list[Reservation] = []
         self.epoch = (0, 3)
         self.booked: list[Reservation] = []
         self.released: list[Reservation] = []
@@ -156,7 +158,8 @@ class FakeLedger:
         self.reads += 1
         if self.failure is not None:
             raise self.failure
-        return LedgerState(self.node, self.epoch, tuple(self.booked), {})
+        lapsed = tuple(self.lapsed)
+        return LedgerState(self.node, self.epoch, (*self.booked, *lapsed), {}, expired=frozenset(r.key for r in lapsed))
 
     def book(self, state: LedgerState, reservation: Reservation, deadline: object) -> bool:
         if self.conflicts:
@@ -170,9 +173,10 @@ class FakeLedger:
     def abandon(self) -> None:
         pass
 
-    def release(self, reservation: Reservation | None, expired: object, deadline: object) -> None:
+    def release(self, reservation: Reservation | None, expired: Sequence[Reservation], deadline: object) -> None:
         if reservation is not None:
             self.released.append(reservation)
+        self.cleared.extend(expired)
 
 
 class FakeCluster:
@@ -326,6 +330,18 @@ def test_a_ledger_error_fails_the_start_with_its_reason_and_never_falls_back(hos
     assert "cannot reserve room on node1: cibadmin exited with status 102" in host.log
     assert host.ledger.reads == 1 and host.ledger.booked == []
     assert "web1" not in host.hypervisor.domains
+
+
+def test_a_refused_admission_still_deletes_the_reservations_that_lapsed(host: Host) -> None:
+    """Issue 12, finding 6: an expired entry can always be cleared, even when no booking into
+    that node succeeds; and a lapsed reservation does not count against the guest."""
+    dead = Reservation("node1", "dead", 400, 1, 60, "node3:7:ab")
+    host.ledger.lapsed = [dead]
+    host.hypervisor.memory_mib = 1500  # minus Domain-0's 1024 MiB: less than the guest's 1036
+    assert host.run("start") == OcfExit.ERR_GENERIC
+    assert "reserved 0" in host.log  # the lapsed 400 MiB are not counted
+    assert host.ledger.cleared == [dead]
+    assert "deleted expired reservations on node1: dead" in host.log
 
 
 def test_start_is_refused_on_a_host_without_room(host: Host) -> None:
