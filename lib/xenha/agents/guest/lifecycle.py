@@ -82,13 +82,38 @@ def stop(action: GuestAction) -> OcfExit:
         ctx.log.info(f"guest {action.domain_name() or ctx.env.instance} is not running on {action.here}")
         return OcfExit.SUCCESS
     graceful_s = _graceful_seconds(action)
-    active = domain.active()
+    active = domain.active() or _wait_for_arrival(action, hypervisor, domain)
     if graceful_s > 0 and active:
         active = _shut_down(action, hypervisor, domain, graceful_s)
     if active:
         _destroy(action, hypervisor, domain)
     ctx.log.info(f"guest {domain.name} is stopped on {action.here}")
     return OcfExit.SUCCESS
+
+
+def _wait_for_arrival(action: GuestAction, hypervisor: Hypervisor, domain: Domain) -> bool:
+    """A shut-off domain still being received here is not stopped: wait for it to settle.
+
+    libxl keeps an arriving domain inactive (SHUTOFF) until its restore finishes, and it
+    cannot be destroyed while the migration's job holds it; if the migration then completes,
+    the guest runs here. Wait, leaving destroy its share of the time, until it is gone or
+    active (True: destroy it); fail if it is still arriving then.
+    """
+    if not domain.is_arriving():
+        return False
+    action.ctx.log.warning(f"guest {domain.name} is being received on {action.here}: waiting for it to settle")
+    settle = hypervisor.deadline.within(hypervisor.deadline.remaining() * (1.0 - DESTROY_SHARE))
+    while not settle.expired():
+        action.services.sleep(POLL_INTERVAL_S)
+        if domain.active():
+            return True
+        if not domain.is_arriving():
+            return False
+    raise OcfError(
+        OcfExit.ERR_GENERIC,
+        f"guest {domain.name} is still being received on {action.here} (an incoming migration holds it, shut off "
+        "until it completes, when it would run here): it is not stopped; the node needs fencing if this persists",
+    )
 
 
 def _shut_down(action: GuestAction, hypervisor: Hypervisor, domain: Domain, graceful_s: float) -> bool:
