@@ -89,6 +89,12 @@ class XenHypervisor(FakeHypervisor):
         super().__init__(node)
         self.events = events
         self.restore_fault: HypervisorError | None = None
+        self.down = False  # libvirtd does not listen: every call is refused
+
+    def fault(self, operation: str) -> None:
+        if self.down:
+            raise unreachable(self.node)
+        super().fault(operation)
 
     def connect_in_background(self) -> None:
         pass
@@ -205,7 +211,7 @@ def test_a_guest_paused_before_the_move_is_not_resumed_by_it(nodes: TwoNodes) ->
 def test_an_unverifiable_target_leaves_the_source_paused(nodes: TwoNodes) -> None:
     def migrate(domain: XenDomain) -> None:
         domain.state = PAUSED_BY_LIBXL
-        nodes.target.faults = [unreachable("node2")] * 50
+        nodes.target.down = True
         raise JobFailed("Failed to send migration data to destination host")
 
     nodes.guest.on_migrate = migrate
@@ -216,6 +222,20 @@ def test_an_unverifiable_target_leaves_the_source_paused(nodes: TwoNodes) -> Non
     assert "web1 is left paused for an unknown reason on node1, not resumed" in nodes.log
     assert "Pacemaker will stop web1 on both nodes" in nodes.log
     assert nodes.released
+
+
+def test_a_target_libvirtd_that_comes_back_is_asked_again(nodes: TwoNodes) -> None:
+    def migrate(domain: XenDomain) -> None:
+        domain.state = PAUSED_BY_LIBXL
+        nodes.target.down = True  # killed; its init restarts it
+        threading.Timer(0.3, lambda: setattr(nodes.target, "down", False)).start()
+        raise JobFailed("Failed to send migration data to destination host")
+
+    nodes.guest.on_migrate = migrate
+    assert nodes.migrate() == OcfExit.ERR_GENERIC
+    assert "asking again" in nodes.log
+    assert nodes.events == ["resume on node1"]
+    assert "failed, it runs on node1 only" in nodes.log
 
 
 def test_a_job_still_active_after_the_failure_touches_neither_copy(nodes: TwoNodes) -> None:
@@ -318,7 +338,7 @@ def test_a_failed_restore_with_the_target_unverifiable_keeps_the_saved_state(nod
 
     def restore_then_vanish(path: str, name: str) -> None:
         nodes.events.append("restore on node2")
-        nodes.target.faults = [unreachable("node2")] * 50
+        nodes.target.down = True
         raise unreachable("node2")
 
     nodes.target.restore = restore_then_vanish  # type: ignore[method-assign]

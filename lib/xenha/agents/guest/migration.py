@@ -38,7 +38,7 @@ from xenha.agents.guest.migration_plan import (
 from xenha.deadline import Deadline
 from xenha.libvirt import states
 from xenha.libvirt.connection import Hypervisor
-from xenha.libvirt.domain import Domain, DomainStatus, JobFailed, JobStillActive
+from xenha.libvirt.domain import Domain, DomainStatus, FoundDomain, JobFailed, JobStillActive
 from xenha.libvirt.domxml import DomainSpec
 from xenha.libvirt.errors import ErrorKind, HypervisorError
 from xenha.libvirt.uri import MigrationTarget, mask, migration_target, parse
@@ -46,6 +46,7 @@ from xenha.ocf import OcfError, OcfExit
 
 SAVE_SUFFIX = ".xenha-save"
 POLL_INTERVAL_S = 0.25
+RECONNECT_S = 0.5
 SETTLE_S = 10.0
 # How long a guest that libvirt reports running must be seen using no CPU time to be called
 # frozen (drivers that do not report a frozen source: xenha.libvirt.drivers).
@@ -74,6 +75,8 @@ class Migration:
         # Every settle step ends here: what follows is the release's alone.
         self.release_by = action.ctx.deadline.minus(release_reserve_s(timeout_s))
         self.abort_at = action.ctx.deadline.minus(abort_reserve_s(timeout_s))
+        # A settle step's share: the reserve's time before the release, in three.
+        self.step_s = (abort_reserve_s(timeout_s) - release_reserve_s(timeout_s)) / 3
         self.paused_before = False
 
     def run(self) -> OcfExit:
@@ -226,8 +229,7 @@ class Migration:
     def _settle(self, detail: str, target_may_hold_copy: bool) -> bool:
         """After a failed job: leave the guest running on the source only. True if it had in fact moved."""
         name, there = self.spec.name, self.target.node
-        step_s = self.release_by.remaining() / 3
-        source = self.source.reopened(self.release_by.minus(2 * step_s))  # fresh: the old one may be stuck
+        source = self.source.reopened(self._step(steps_after=2))  # fresh: the old one may be stuck
         status = self._job_ended(source, detail)
         if target_may_hold_copy:
             if status is None or status.state == states.SHUTOFF:
@@ -276,12 +278,11 @@ class Migration:
         time, the move is reported unsettled (``source_state`` says what was left here).
         """
         name, there = self.spec.name, self.target.node
-        step_s = self.release_by.remaining() / 2
-        target = self.destination.reopened(self.release_by.minus(step_s))
+        target = self.destination.reopened(self._step(steps_after=1))
         destroyed = False
         try:
             while True:
-                found = target.find(name)
+                found = self._look_up(target)
                 if found is None:
                     return TargetCopy.NONE
                 domain, status = found
@@ -313,6 +314,22 @@ class Migration:
                 f"a copy could not be verified ({error.reason()}); {source_state}: Pacemaker will stop "
                 f"{name} on both nodes",
             ) from None
+
+    def _look_up(self, target: Hypervisor) -> FoundDomain | None:
+        """The guest on the target; a libvirtd that is not listening is asked again until the
+        step's deadline (its init may be restarting it: failing now would get the node fenced)."""
+        while True:
+            try:
+                return target.find(self.spec.name)
+            except HypervisorError as error:
+                if error.kind is not ErrorKind.UNREACHABLE or target.deadline.remaining() < RECONNECT_S:
+                    raise
+                self.log.warning(f"{error.reason()}: asking again for {target.deadline.remaining():.0f} s")
+                self.action.services.sleep(RECONNECT_S)
+
+    def _step(self, steps_after: int) -> Deadline:
+        """The deadline of a settle step: its share from now, leaving theirs to the ``steps_after`` that follow."""
+        return self.release_by.within(min(self.step_s, self.release_by.remaining() / (steps_after + 1)))
 
     def _source_runs(self, source: Hypervisor, detail: str) -> None:
         """The target holds no copy: make sure the guest runs here (resumed if the move paused it)."""
@@ -354,16 +371,18 @@ class Migration:
     def _not_frozen(self, domain: Domain, detail: str) -> None:
         """Fail when the guest, which libvirt reports running, uses no CPU time: frozen by the move."""
         first = domain.cpu_time_ns()
-        for _ in range(FROZEN_SAMPLES):
+        samples = 0
+        while samples < FROZEN_SAMPLES and domain.hypervisor.deadline.remaining() > 2 * POLL_INTERVAL_S:
             self.action.services.sleep(POLL_INTERVAL_S)
+            samples += 1
             if domain.cpu_time_ns() != first:
                 return
         raise OcfError(
             OcfExit.ERR_GENERIC,
             f"migration of {self.spec.name} to {self.target.node} failed ({detail}) and left it frozen on "
-            f"{self.here}: libvirt reports it running, but it used no CPU time in "
-            f"{FROZEN_SAMPLES * POLL_INTERVAL_S:.0f} s (the {domain.hypervisor.driver.name} driver does not resume "
-            f"a guest after a failure past its final suspend); Pacemaker will stop and start it",
+            f"{self.here}: libvirt reports it running, but it used no CPU time in {samples * POLL_INTERVAL_S:.1f} s "
+            f"(the {domain.hypervisor.driver.name} driver does not resume a guest after a failure past its final "
+            "suspend); Pacemaker will stop and start it",
         )
 
 
