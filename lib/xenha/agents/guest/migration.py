@@ -47,6 +47,9 @@ from xenha.ocf import OcfError, OcfExit
 SAVE_SUFFIX = ".xenha-save"
 POLL_INTERVAL_S = 0.25
 RECONNECT_S = 0.5
+# How long the target's check may wait for a libvirtd that refuses connections, when the
+# action's time allows: an init restarting it (systemd's Restart=on-failure) and its start.
+RESTART_GRACE_S = 10.0
 SETTLE_S = 10.0
 # How long a guest that libvirt reports running must be seen using no CPU time to be called
 # frozen (drivers that do not report a frozen source: xenha.libvirt.drivers).
@@ -278,7 +281,7 @@ class Migration:
         time, the move is reported unsettled (``source_state`` says what was left here).
         """
         name, there = self.spec.name, self.target.node
-        target = self.destination.reopened(self._step(steps_after=1))
+        target = self.destination.reopened(self._step(steps_after=1, up_to_s=RESTART_GRACE_S))
         destroyed = False
         try:
             while True:
@@ -327,9 +330,12 @@ class Migration:
                 self.log.warning(f"{error.reason()}: asking again for {target.deadline.remaining():.0f} s")
                 self.action.services.sleep(RECONNECT_S)
 
-    def _step(self, steps_after: int) -> Deadline:
-        """The deadline of a settle step: its share from now, leaving theirs to the ``steps_after`` that follow."""
-        return self.release_by.within(min(self.step_s, self.release_by.remaining() / (steps_after + 1)))
+    def _step(self, steps_after: int, up_to_s: float = 0.0) -> Deadline:
+        """The deadline of a settle step: its share from now, leaving theirs to the ``steps_after``
+        that follow; up to ``up_to_s`` when the time left covers that and their shares."""
+        left = self.release_by.remaining()
+        share = max(min(self.step_s, left / (steps_after + 1)), min(up_to_s, left - steps_after * self.step_s))
+        return self.release_by.within(share)
 
     def _source_runs(self, source: Hypervisor, detail: str) -> None:
         """The target holds no copy: make sure the guest runs here (resumed if the move paused it)."""
