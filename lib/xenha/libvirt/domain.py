@@ -285,7 +285,7 @@ class Domain:
         thread = threading.Thread(target=worker, name=what, daemon=True)
         thread.start()
         last_report = time.monotonic()
-        aborted = False
+        aborted: bool | None = None  # None: no abort was tried
         while thread.is_alive():
             thread.join(max(0.0, min(JOB_POLL_INTERVAL_S, abort_at.remaining())))
             if not thread.is_alive():
@@ -303,10 +303,10 @@ class Domain:
                 on_progress()
         failure = outcome[0] if outcome else None
         if failure is None:
-            if abort_at.expired():
+            if aborted is not None:
                 log.warning(f"{what} finished after all, while its abort was awaited")
             return
-        if abort_at.expired():
+        if aborted is not None:
             raise JobFailed("it did not finish in time and was aborted" if aborted else
                             "it did not finish in time, could not be aborted, and failed")  # fmt: skip
         if isinstance(failure, libvirt.libvirtError):
