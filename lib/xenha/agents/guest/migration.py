@@ -117,9 +117,10 @@ class Migration:
                 release_booking()
 
     def _move(self, method: Method, domain: Domain, moved: Callable[[], None]) -> OcfExit:
-        # An aborted job gets two thirds of the settle time to end (QEMU's abort takes a second
-        # or two to land under load); the target's check and the source's resume share the rest.
-        job_end_by = self.release_by.minus((self.release_by.expires_at - self.abort_at.expires_at) / 3)
+        # An aborted job gets three quarters of the settle time to end (QEMU's abort takes a
+        # second or two to land under load); the target's check and the source's resume, a few
+        # quick calls once the job has ended, share the rest.
+        job_end_by = self.release_by.minus((self.release_by.expires_at - self.abort_at.expires_at) / 4)
         started = time.monotonic()
         try:
             if method is Method.LIVE:
