@@ -91,12 +91,6 @@ def netns_run(hosts: HostSet, host: str, *argv: str) -> None:
     subprocess.run(["ip", "netns", "exec", netns, *argv], check=True, capture_output=True, text=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 finding 3: when the restore on the target errors (here: the connection to the target "
-    "drops while the target completes the restore), the agent restores on the source without checking the "
-    "target: the guest runs on both hosts",
-)
 def test_failed_restore_on_the_target_never_restores_the_source_while_the_target_may_hold_a_copy(
     hosts: HostSet, tmp_path: Path
 ) -> None:
@@ -132,13 +126,6 @@ def test_failed_restore_on_the_target_never_restores_the_source_while_the_target
         destroy_everywhere(hosts, move.name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 finding 4: with the target's libvirtd frozen after the data is sent, the settle step "
-    "tries to resume the source while the target is unverifiable (libvirt 9's job lock makes the resume "
-    "time out, so no double run here) and spends the action's last seconds on it: the booking on the "
-    "target is never released",
-)
 def test_failed_live_migration_never_resumes_the_source_while_the_target_may_hold_a_copy(
     hosts: HostSet, tmp_path: Path
 ) -> None:

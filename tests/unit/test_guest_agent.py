@@ -68,6 +68,9 @@ class FakeDomain:
         status = self.status()
         return status is not None and status.state != states.SHUTOFF
 
+    def is_arriving(self) -> bool:
+        return False  # never the target of an incoming migration (test_guest_migration_settle has those)
+
     def owner(self) -> Owner | None:
         self.owner_reads += 1
         return Owner(self.owner_resource) if self.owner_resource is not None else None

@@ -41,7 +41,7 @@ def test_op_defaults_timeout_counts_for_operations_without_their_own() -> None:
     cib = verify_cibs.clean().remove_ops("db1", "migrate_to")
     (finding,) = checks_found(cib)
     assert finding.check == "migrate-timeout"
-    assert finding.problem.startswith("migrate_to timeout 20 s (Pacemaker's default: no timeout set) leaves 15 s")
+    assert finding.problem.startswith("migrate_to timeout 20 s (Pacemaker's default: no timeout set) leaves 14 s")
     cib.root.find("configuration").append(
         cib.root.makeelement("op_defaults", {})
     )  # an empty op_defaults changes nothing
@@ -58,7 +58,7 @@ def test_migrate_timeout_uses_migration_speed_when_set() -> None:
     cib = verify_cibs.clean().op("db1", "migrate_to", timeout="60s")
     (finding,) = checks_found(cib)
     assert "needs 133 s at 100 MiB/s (assumed; --bandwidth states it)" in finding.problem
-    assert "a timeout of 160 s is enough" in finding.problem
+    assert "a timeout of 170 s is enough" in finding.problem
     assert checks_found(cib.param("db1", "migration_speed", "500")) == []
 
 
@@ -218,8 +218,8 @@ def test_the_bandwidth_stated_on_the_command_line_is_said_to_be_stated() -> None
     assert checks_found(cib, Facts(bandwidth_mib_s=1000, bandwidth_stated=True)) == []
     (finding,) = checks_found(cib, Facts(bandwidth_mib_s=50, bandwidth_stated=True))
     assert "needs 256 s at 50 MiB/s (stated with --bandwidth)" in finding.problem
-    assert Fix.shown(finding.fix.pcs) == ["pcs resource update db1 op migrate_to timeout=310s"]
-    assert Fix.shown(finding.fix.crmsh) == ["crm configure set db1.migrate_to.timeout 310s"]
+    assert Fix.shown(finding.fix.pcs) == ["pcs resource update db1 op migrate_to timeout=320s"]
+    assert Fix.shown(finding.fix.crmsh) == ["crm configure set db1.migrate_to.timeout 320s"]
 
 
 def test_the_table_groups_one_check_over_several_objects() -> None:

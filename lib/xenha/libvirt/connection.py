@@ -67,9 +67,10 @@ class Hypervisor:
         """What this host's libvirt driver can and cannot do."""
         return traits(self.uri.partition(":")[0].partition("+")[0])
 
-    def reopened(self) -> Hypervisor:
-        """A fresh connection to the same host, under the same deadline (the old one may be stuck)."""
-        return Hypervisor(self.uri, self.deadline, self.node)
+    def reopened(self, deadline: Deadline | None = None) -> Hypervisor:
+        """A fresh connection to the same host (the old one may be stuck), under ``deadline``
+        (by default this one's)."""
+        return Hypervisor(self.uri, deadline or self.deadline, self.node)
 
     # ---- plumbing ---------------------------------------------------------------------------
     def call(self, operation: str, function: Callable[[], T], connecting: bool = False) -> T:

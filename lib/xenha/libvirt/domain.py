@@ -3,7 +3,8 @@
 In the style of OpenStack nova's ``Guest``: callers say what they want done to the guest
 (``migrate``, ``save``, ``resume``, ``destroy``...) and never see a ``virDomain``. Long jobs
 (a migration, a save) run in a worker thread, are polled, and are aborted when their own
-deadline passes — where the driver can abort them (:mod:`xenha.libvirt.drivers`).
+deadline passes — where the driver can abort them (:mod:`xenha.libvirt.drivers`); a job
+that outlives its abort is reported as still running, never as ended.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ MIGRATE_LIVE = 1
 MIGRATE_PEER2PEER = 2
 MIGRATE_PERSIST_DEST = 8
 MIGRATE_UNDEFINE_SOURCE = 16
+JOB_NONE = 0  # virDomainJobType: no job
 
 JOB_POLL_INTERVAL_S = 0.25
 PROGRESS_INTERVAL_S = 2.0
@@ -40,6 +42,10 @@ class DomainStatus(NamedTuple):
 
 class JobFailed(Exception):
     """A long job (migration, save) failed or was aborted; the text says how."""
+
+
+class JobStillActive(JobFailed):
+    """A long job outlived its abort (or could not be aborted): it may still complete."""
 
 
 class JobLog(Protocol):
@@ -123,6 +129,34 @@ class Domain:
         status = self.status()
         return status is not None and status.state != SHUTOFF
 
+    def is_arriving(self) -> bool:
+        """True for a shut-off domain that a job holds: an incoming migration or a restart.
+
+        libvirt's libxl driver adds an arriving domain in the migration's Prepare phase as an
+        inactive object (SHUTOFF) holding a job until Finish (src/libxl/libxl_migration.c,
+        ``libxlDomainMigrationDstPrepare``); a transient domain is never shut off otherwise,
+        since it disappears when it stops. Such a domain may still start running here.
+        """
+        status = self.status()
+        if status is None or status.state != SHUTOFF:
+            return False
+        return not self.is_persistent() or self.job_active()
+
+    def job_active(self) -> bool:
+        """True while libvirt runs a job (a migration, a save) on the domain."""
+        try:
+            info = self._call(f"read the job of {self.name}", self._handle.jobInfo)
+        except HypervisorError as error:
+            if error.kind in (ErrorKind.NO_DOMAIN, ErrorKind.INVALID_STATE):
+                return False  # gone, or inactive with no job to report
+            raise
+        return int(info[0]) != JOB_NONE
+
+    def cpu_time_ns(self) -> int:
+        """The CPU time the guest has used so far (all its vCPUs)."""
+        info = self._call(f"read the CPU time of {self.name}", self._handle.info)
+        return int(info[4])
+
     def id(self) -> int:
         """The hypervisor's ID of the running domain (0: Xen's Domain-0); local to the binding."""
         return int(self._handle.ID())
@@ -202,10 +236,13 @@ class Domain:
                     raise
                 log.warning(f"cannot {what} on this hypervisor ({error.detail}); migrating without it")
 
-    def migrate(
-        self, target: MigrationTarget, abort_at: Deadline, log: JobLog, on_progress: Callable[[], None]
-    ) -> None:
-        """Live-migrate peer to peer to ``target``; JobFailed when it fails or is aborted."""
+    def migrate(self, target: MigrationTarget, abort_at: Deadline, ended_by: Deadline, log: JobLog,
+                on_progress: Callable[[], None]) -> None:  # fmt: skip
+        """Live-migrate peer to peer to ``target``; JobFailed when it fails or is aborted.
+
+        ``abort_at``: when the job is aborted; ``ended_by``: how long an aborted job may take to
+        end before it is reported as :class:`JobStillActive`.
+        """
         libvirt = libvirt_module()
         params: dict[str, object] = {}
         if target.data:
@@ -214,14 +251,15 @@ class Domain:
         self._job(
             f"migration of {self.name} to {target.node}",
             lambda: self._handle.migrateToURI3(target.remote, params, flags),
-            abort_at,
+            (abort_at, ended_by),
             log,
             on_progress,
         )
 
-    def save(self, path: str, abort_at: Deadline, log: JobLog) -> None:
+    def save(self, path: str, abort_at: Deadline, ended_by: Deadline, log: JobLog) -> None:
         """Save the guest's memory to ``path`` (the domain goes away); JobFailed when it fails."""
-        self._job(f"save of {self.name} to {path}", lambda: self._handle.save(path), abort_at, log, lambda: None)
+        what = f"save of {self.name} to {path}"
+        self._job(what, lambda: self._handle.save(path), (abort_at, ended_by), log, lambda: None)
 
     def abort_job(self, what: str) -> None:
         if not self.hypervisor.driver.can_abort_job:
@@ -242,10 +280,15 @@ class Domain:
             return None
         return JobProgress.from_stats(stats, self.hypervisor.driver.reports_job_data)
 
-    def _job(self, what: str, job: Callable[[], object], abort_at: Deadline, log: JobLog,
+    def _job(self, what: str, job: Callable[[], object], limits: tuple[Deadline, Deadline], log: JobLog,
              on_progress: Callable[[], None]) -> None:  # fmt: skip
-        """Run a long libvirt job in a worker; poll it; abort it when ``abort_at`` passes."""
+        """Run a long libvirt job in a worker; poll it; abort it when ``limits[0]`` passes.
+
+        The job has ended only when libvirt's call has returned: after an abort this waits for
+        that until ``limits[1]`` and raises :class:`JobStillActive` if it has not.
+        """
         libvirt = libvirt_module()
+        abort_at, ended_by = limits
         outcome: list[BaseException | None] = []
 
         def worker() -> None:
@@ -258,30 +301,43 @@ class Domain:
         thread = threading.Thread(target=worker, name=what, daemon=True)
         thread.start()
         last_report = time.monotonic()
+        aborted: bool | None = None  # None: no abort was tried
         while thread.is_alive():
             thread.join(max(0.0, min(JOB_POLL_INTERVAL_S, abort_at.remaining())))
             if not thread.is_alive():
                 break
             if abort_at.expired():
-                self._abort(what, thread, log)
+                aborted = self._abort(what, log)
+                thread.join(ended_by.remaining())
+                if thread.is_alive():
+                    how = "was aborted" if aborted else "could not be aborted"
+                    raise JobStillActive(f"it did not finish in time, {how} and is still running on "
+                                         f"{self.hypervisor.node}")  # fmt: skip
+                break
             if time.monotonic() - last_report >= PROGRESS_INTERVAL_S:
                 last_report = time.monotonic()
                 on_progress()
         failure = outcome[0] if outcome else None
         if failure is None:
+            if aborted is not None:
+                log.warning(f"{what} finished after all, while its abort was awaited")
             return
+        if aborted is not None:
+            raise JobFailed("it did not finish in time and was aborted" if aborted else
+                            "it did not finish in time, could not be aborted, and failed")  # fmt: skip
         if isinstance(failure, libvirt.libvirtError):
             raise JobFailed(classify(failure, what, self.hypervisor.uri, self.hypervisor.node, False).detail)
         raise failure
 
-    def _abort(self, what: str, thread: threading.Thread, log: JobLog) -> None:
+    def _abort(self, what: str, log: JobLog) -> bool:
+        """Ask libvirt to abort the job; True if it accepted (the job may still take time to end)."""
         log.warning(f"{what} did not finish in time: aborting it")
         try:
             self.abort_job(what)
         except HypervisorError as error:
-            log.error(f"could not abort {what}: {error.reason()}")
-        thread.join(max(0.0, self.hypervisor.deadline.remaining() / 2))
-        raise JobFailed("it did not finish in time and was aborted")
+            log.error(f"could not abort {what}: {error.reason()}; waiting for it to end")
+            return False
+        return True
 
 
 class FoundDomain(NamedTuple):

@@ -16,10 +16,16 @@ class DriverTraits(NamedTuple):
     can_limit_migration_speed: bool = True  # virDomainMigrateSetMaxSpeed
     can_limit_migration_downtime: bool = True  # virDomainMigrateSetMaxDowntime
     reports_job_data: bool = True  # virDomainGetJobStats has data totals, not only elapsed time
+    # After a failed migration the source's state in libvirt says whether the guest runs
+    # (QEMU: it is running, or paused for the migration until resumed).
+    reports_frozen_source: bool = True
 
 
 # libvirt's libxl driver (src/libxl/libxl_driver.c) implements none of these: its jobs cannot
-# be aborted or tuned, and its job statistics carry the elapsed time only.
+# be aborted or tuned, and its job statistics carry the elapsed time only. When a migration's
+# perform phase fails, libxlDoMigrateSrcP2P skips the confirm phase and nothing resumes the
+# guest that libxl_domain_suspend may have suspended, while its libvirt state stays RUNNING
+# (src/libxl/libxl_migration.c): a frozen source looks like a running one.
 _TRAITS = {
     "xen": DriverTraits(
         "xen",
@@ -27,6 +33,7 @@ _TRAITS = {
         can_limit_migration_speed=False,
         can_limit_migration_downtime=False,
         reports_job_data=False,
+        reports_frozen_source=False,
     ),
 }
 

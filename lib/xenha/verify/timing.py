@@ -44,7 +44,7 @@ def copy_window_s(timeout_s: float) -> float:
     """What migrate_to's timeout leaves for the copy once the agent's abort reserve is kept.
 
     >>> copy_window_s(120), copy_window_s(20), copy_window_s(1000)
-    (102.0, 15.0, 940.0)
+    (96.0, 14.0, 940.0)
     """
     return timeout_s - abort_reserve_s(timeout_s)
 

@@ -93,7 +93,7 @@ def stop(action: GuestAction) -> OcfExit:
     hypervisor = action.hypervisor()
     located = locate(action, hypervisor)
     stopped: list[str] = []
-    while located.domain is not None and located.domain.active():
+    while located.domain is not None and _to_be_stopped(action, hypervisor, located.domain):
         domain = located.domain
         _stop_domain(action, hypervisor, domain)
         stopped.append(domain.name)
@@ -107,6 +107,11 @@ def stop(action: GuestAction) -> OcfExit:
         ctx.log.info(f"guest {', '.join(stopped)} is stopped on {action.here}")
     forget(action)
     return OcfExit.SUCCESS
+
+
+def _to_be_stopped(action: GuestAction, hypervisor: Hypervisor, domain: Domain) -> bool:
+    """True for a domain that runs here, or that is still being received and then would."""
+    return domain.active() or _wait_for_arrival(action, hypervisor, domain)
 
 
 def _stop_domain(action: GuestAction, hypervisor: Hypervisor, domain: Domain) -> None:
@@ -123,6 +128,31 @@ def _refuse_intruder(action: GuestAction, located: Located) -> None:
     """A running domain under our name that is not ours: a configuration error, never ours to use."""
     if located.intruder is not None:
         raise OcfError(OcfExit.ERR_CONFIGURED, located.intruder.reason(action.ctx.env.instance, action.here))
+
+
+def _wait_for_arrival(action: GuestAction, hypervisor: Hypervisor, domain: Domain) -> bool:
+    """A shut-off domain still being received here is not stopped: wait for it to settle.
+
+    libxl keeps an arriving domain inactive (SHUTOFF) until its restore finishes, and it
+    cannot be destroyed while the migration's job holds it; if the migration then completes,
+    the guest runs here. Wait, leaving destroy its share of the time, until it is gone or
+    active (True: destroy it); fail if it is still arriving then.
+    """
+    if not domain.is_arriving():
+        return False
+    action.ctx.log.warning(f"guest {domain.name} is being received on {action.here}: waiting for it to settle")
+    settle = hypervisor.deadline.within(hypervisor.deadline.remaining() * (1.0 - DESTROY_SHARE))
+    while not settle.expired():
+        action.services.sleep(POLL_INTERVAL_S)
+        if domain.active():
+            return True
+        if not domain.is_arriving():
+            return False
+    raise OcfError(
+        OcfExit.ERR_GENERIC,
+        f"guest {domain.name} is still being received on {action.here} (an incoming migration holds it, shut off "
+        "until it completes, when it would run here): it is not stopped; the node needs fencing if this persists",
+    )
 
 
 def _shut_down(action: GuestAction, domain: Domain, graceful: Deadline) -> bool:

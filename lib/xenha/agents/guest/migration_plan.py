@@ -60,14 +60,26 @@ class MigrationSettings(NamedTuple):
 
 
 def abort_reserve_s(timeout_s: float) -> float:
-    """Time kept, at the end of migrate_to, to abort the job, verify and clean up.
+    """Time kept, at the end of migrate_to, to abort the job, settle both hosts and release the booking.
+
+    The settle steps share it in order (docs/decisions/time-budget-and-settling.md); the
+    release's own part (:func:`release_reserve_s`) is never theirs.
 
     >>> abort_reserve_s(120)
-    18.0
+    24.0
     >>> abort_reserve_s(20)
-    5.0
+    6.0
     """
-    return min(60.0, max(5.0, 0.15 * timeout_s))
+    return min(60.0, max(6.0, 0.2 * timeout_s))
+
+
+def release_reserve_s(timeout_s: float) -> float:
+    """The part of :func:`abort_reserve_s` that only the release of the booking may use.
+
+    >>> release_reserve_s(120), release_reserve_s(20)
+    (6.0, 2.0)
+    """
+    return max(2.0, 0.05 * timeout_s)
 
 
 def progress_line(guest: str, target: str, progress: JobProgress) -> str:
