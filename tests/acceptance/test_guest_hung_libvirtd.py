@@ -58,6 +58,38 @@ def test_stop_of_a_running_guest_fails_truthfully_when_libvirtd_freezes(
     assert test_guest.run("stop").code == 0
 
 
+def test_a_connection_whose_libvirtd_froze_is_dropped_at_once(local_host: LibvirtHost) -> None:
+    """Dropping a connection must not wait for its libvirtd: the binding's finalizer closes it
+    with an RPC that has no deadline (virConnectClose), and an agent drops its connections
+    when its action ends, after it has logged its result (issue 12's settle test: a migrate_to
+    that failed at 24 s returned after 120 s, when the frozen target was thawed)."""
+    import gc
+
+    from xenha.deadline import Deadline
+    from xenha.libvirt.connection import Hypervisor
+
+    holder = [Hypervisor(local_host.test_uri, Deadline.after(10), "testhost")]
+    holder[0].connect()  # answered: the connection is open before libvirtd freezes
+    pid = local_host.libvirtd_pid()
+    assert pid is not None
+
+    def drop() -> None:
+        holder.clear()
+        gc.collect()
+
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        dropping = threading.Thread(target=drop, daemon=True)
+        started = time.monotonic()
+        dropping.start()
+        dropping.join(5)
+        blocked = dropping.is_alive()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert not blocked, "dropping a connection waited for its frozen libvirtd (virConnectClose without a deadline)"
+    assert time.monotonic() - started < 5
+
+
 def test_libvirtd_restarted_during_stop(tmp_path: Path) -> None:
     """libvirtd restarts while stop waits for a graceful shutdown: the guest is still stopped."""
     from tests.acceptance.conftest import QEMU_CAPS_SEED, REPO, unique_prefix

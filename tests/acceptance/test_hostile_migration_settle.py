@@ -143,7 +143,10 @@ def test_failed_live_migration_never_resumes_the_source_while_the_target_may_hol
         finally:
             hosts.thaw_libvirtd("hostB")
             hosts.shape("hostA", None)
+        assert results, "migrate_to did not answer in 120 s with the target's libvirtd frozen"
         result = results[0]
+        # Pacemaker kills an action that outlives its timeout and counts it failed (fencing, for a stop).
+        assert result.seconds < 30, f"migrate_to outlived its 30 s timeout:\n{result}"
         assert result.code != 0, f"migrate_to claimed success with the target's libvirtd frozen: {result}"
         # Whatever the target does once it answers again, the guest must not run on both.
         seen: list[list[str]] = []

@@ -8,7 +8,8 @@ Everything the suite asks a hypervisor goes through :class:`Hypervisor` (the hos
   queueing behind it;
 * libvirt errors are classified at the boundary (:mod:`xenha.libvirt.errors`) and carry the
   masked URI, the node and a hint;
-* Xen's Domain-0 is never reported as a guest.
+* Xen's Domain-0 is never reported as a guest;
+* a connection is never closed: see :data:`_NEVER_CLOSED`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,20 @@ from xenha.libvirt.errors import ErrorKind, HypervisorError, classify, libvirt_m
 from xenha.libvirt.owner import Owner
 
 T = TypeVar("T")
+
+# Every connection this process opened, kept until it exits. The binding closes a connection
+# it drops (``virConnect.__del__`` → ``virConnectClose``) with an RPC that has no deadline: a
+# frozen libvirtd holds it for ever, in whatever thread drops the last reference — the
+# agent's main thread, after it has logged its result (a migrate_to that failed at 24 s
+# returned after 120 s, when the frozen target was thawed). Agents leave with ``os._exit``
+# (xenha.ocf.entry), which runs no finalizer: the kernel closes the sockets.
+_NEVER_CLOSED: list[Any] = []
+
+
+def _kept(connection: T) -> T:
+    """``connection``, never to be closed by the garbage collector (see :data:`_NEVER_CLOSED`)."""
+    _NEVER_CLOSED.append(connection)
+    return connection
 
 
 class ActiveDomain(NamedTuple):
@@ -103,7 +118,7 @@ class Hypervisor:
         try:
             if self._connection is None:
                 libvirt = libvirt_module()
-                self._connection = self.call("connect", lambda: libvirt.open(self.uri), connecting=True)
+                self._connection = self.call("connect", lambda: _kept(libvirt.open(self.uri)), connecting=True)
             return self._connection
         finally:
             self._opening.release()
