@@ -108,6 +108,15 @@ def test_invalid_configuration_stops_strict_actions_but_not_lenient_ones() -> No
     assert [problem.code for problem in agent.seen[0].problems] == [OcfExit.ERR_CONFIGURED]
 
 
+def test_deadline_counts_the_time_the_process_ran_before_the_action() -> None:
+    """Pacemaker's timer starts at fork: the interpreter's start and the imports count too."""
+    agent = DemoAgent()
+    environ = {"OCF_RESOURCE_INSTANCE": "r1", "OCF_RESKEY_CRM_meta_timeout": "30000"}
+    run_agent(agent, ["demo", "stop"], environ, io.StringIO(), io.StringIO(), spent_before_s=12.0)
+    full = 30 - action_margin_s(30)
+    assert full - 12 - 1 < agent.seen[0].deadline.remaining() <= full - 12
+
+
 def test_deadline_follows_the_pacemaker_timeout() -> None:
     _, _, _, agent = run(["stop"], {"OCF_RESKEY_CRM_meta_timeout": "30000"})
     ctx = agent.seen[0]

@@ -129,10 +129,15 @@ def run_agent(
     environ: Mapping[str, str],
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
-    clock: Callable[[], float] = time.monotonic,
+    spent_before_s: float = 0.0,
 ) -> int:
-    """Run one action as Pacemaker asked for it and return the exit code."""
-    started = clock()
+    """Run one action as Pacemaker asked for it and return the exit code.
+
+    ``spent_before_s``: how long the process already ran before this call (the interpreter's
+    start and the imports): Pacemaker's timer started when it forked the agent.
+    """
+    clock = time.monotonic
+    started = clock() - max(0.0, spent_before_s)
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
     spec = agent.spec
