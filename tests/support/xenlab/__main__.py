@@ -1,7 +1,7 @@
 """``make xen-lab``: bring the Xen lab up with timings; ``KEEP=1`` leaves it up.
 
-    python3 -m tests.support.xenlab up [--hosts N] [--keep] DEB...
-    python3 -m tests.support.xenlab down
+python3 -m tests.support.xenlab up [--hosts N] [--keep] DEB...
+python3 -m tests.support.xenlab down
 """
 
 from __future__ import annotations

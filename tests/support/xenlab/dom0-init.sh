@@ -43,11 +43,11 @@ done
 
 mount -t 9p -o trans=virtio,version=9p2000.L,rw san /srv/san || fail "cannot mount the shared storage (9p tag san)"
 
-mkdir -p /var/run/xen /var/lib/xen /var/log/xen /run/xenstored /run/libvirt /var/lib/libvirt /var/log/libvirt /run/sshd
+mkdir -p /var/run/xen /var/lib/xen /var/log/xen/console /run/xenstored /run/libvirt /var/lib/libvirt /var/log/libvirt /run/sshd
 /usr/sbin/xenstored --pid-file /run/xenstored.pid || fail "xenstored did not start"
 sleep 1
 /usr/lib/xen-4.17/bin/xen-init-dom0 >/var/log/xen/xen-init-dom0.log 2>&1 || fail "xen-init-dom0 failed"
-/usr/sbin/xenconsoled --pid-file=/run/xenconsoled.pid || fail "xenconsoled did not start"
+/usr/sbin/xenconsoled --log=guest --pid-file=/run/xenconsoled.pid || fail "xenconsoled did not start"
 
 mkdir -p /root/.ssh
 cp /srv/xenlab/ssh/authorized_keys /root/.ssh/authorized_keys

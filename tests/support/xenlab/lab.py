@@ -57,7 +57,8 @@ class Timings:
     total_s: float = 0.0
 
     def lines(self) -> list[str]:
-        out = [f"root filesystem image: {'built in %.0f s' % self.image_build_s if self.image_build_s else 'cached'}"]
+        image = f"built in {self.image_build_s:.0f} s" if self.image_build_s else "cached"
+        out = [f"root filesystem image: {image}"]
         out += [f"{name}: ready {seconds:.0f} s after QEMU started" for name, seconds in self.boot_s.items()]
         out.append(f"lab up in {self.total_s:.0f} s")
         return out
@@ -220,11 +221,27 @@ def _record_pids(lab_dir: Path, hosts: Sequence[XenHost]) -> None:
     (lab_dir / "pids.json").write_text(json.dumps(pids))
 
 
+def attach_lab(build: Path = BUILD) -> Lab | None:
+    """The lab left up by ``make xen-lab KEEP=1``, if its dom0s still answer (for working on
+    the tests without booting for every run: XENLAB_ATTACH=1)."""
+    record = build / "run" / "lab.json"
+    if not record.exists():
+        return None
+    saved = json.loads(record.read_text())
+    hosts = [XenHost(index, HostConfig(), build / "run", port) for index, port in saved["ssh_ports"]]
+    lab = Lab(hosts, build / "run", Image(Path(saved["image"])), Timings())
+    if any(not host.control_path.exists() or host.sh("test -e /run/xenlab-ready", 30).returncode for host in hosts):
+        return None
+    return lab
+
+
 def _qemu_argv(host: XenHost, image: Image, lab_port: int, count: int, listen: bool) -> list[str]:
     xen_line = "console=com1 loglvl=info"
     if host.config.dom0_mem_mib is not None:
         xen_line += f" dom0_mem={host.config.dom0_mem_mib}M,max:{host.config.dom0_mem_mib}M"
-    dom0_line = f"console=hvc0 root=/dev/vda rw init=/sbin/xenlab-boot quiet xenlab.host={host.index} xenlab.hosts={count}"
+    dom0_line = (
+        f"console=hvc0 root=/dev/vda rw init=/sbin/xenlab-boot quiet xenlab.host={host.index} xenlab.hosts={count}"
+    )
     lab_netdev = f"listen=127.0.0.1:{lab_port}" if listen else f"connect=127.0.0.1:{lab_port}"
     mac_suffix = f"{host.index:02x}"
     return [
@@ -344,6 +361,9 @@ def start_lab(
         stop_lab(lab, keep_logs=True)
         raise
     lab.timings.total_s = time.monotonic() - begun
+    (run_dir / "lab.json").write_text(
+        json.dumps({"image": str(image.directory), "ssh_ports": [[host.index, host.ssh_port] for host in hosts]})
+    )
     return lab
 
 
