@@ -85,7 +85,7 @@ xen-lab-down:
 xen-test: packages
 	$(PYTEST) -q -rA tests/xen
 
-test: deps lint typecheck unit fuzz-ci acceptance package-test cluster-test
+test: deps lint typecheck unit fuzz-ci acceptance package-test cluster-test xen-test
 
 # The planner on the example pool (examples/planner/, a five-host running cluster): its
 # N+k plan, what one more guest would do to it, the hosts' usage, and a pool too tight.
