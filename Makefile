@@ -8,7 +8,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 LINT_VERSIONS := ruff==0.17.6 mypy==2.4.1 lxml-stubs==0.5.1
 
-.PHONY: all deps packaging-deps tools lint typecheck unit fuzz-ci fuzz acceptance cluster-test demo demo-plan bench bench-plan bench-verify man packages package-test test clean
+.PHONY: all deps packaging-deps tools lint typecheck unit fuzz-ci fuzz acceptance cluster-test demo demo-plan bench bench-plan bench-verify man packages package-test xen-lab xen-lab-down xen-test test clean
 
 all: test
 
@@ -73,7 +73,20 @@ packages: packaging-deps
 package-test: packages
 	$(PYTEST) -q tests/packaging
 
-test: deps lint typecheck unit fuzz-ci acceptance package-test cluster-test
+# The Xen lab (tests/support/xenlab, docs/decisions/xen-lab.md): Xen 4.17 hosts as QEMU/TCG
+# VMs, a Debian 12 dom0 (cached under build/xenlab/cache) with xenha's .deb installed at boot.
+# Prints its timings; KEEP=1 leaves it up and prints how to reach each dom0.
+xen-lab: packages
+	$(PYTHON) -m tests.support.xenlab up $(if $(KEEP),--keep) dist/xenha-agents_*.deb
+
+xen-lab-down:
+	$(PYTHON) -m tests.support.xenlab down
+
+# The suite on real Xen (the lab booted once for the session); -rA shows what each saw.
+xen-test: packages
+	$(PYTEST) -q -rA tests/xen
+
+test: deps lint typecheck unit fuzz-ci acceptance package-test cluster-test xen-test
 
 # The planner on the example pool (examples/planner/, a five-host running cluster): its
 # N+k plan, what one more guest would do to it, the hosts' usage, and a pool too tight.

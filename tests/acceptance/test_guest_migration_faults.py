@@ -96,7 +96,9 @@ def test_target_libvirtd_killed_mid_migration(slow_move: Move, fragile_hosts: Ho
 
 def test_migration_is_aborted_before_the_timeout(slow_move: Move, fragile_hosts: HostSet) -> None:
     fragile_hosts.shape("hostA", "200kbit")  # the migration would need about half a minute
-    timeout_ms = 12000
+    # 20 s: the agent aborts at 20 - 2 (answer margin) - 6 (abort reserve) = 12 s, after several
+    # progress lines (one every 2 s), well before the copy could end
+    timeout_ms = 20000
     started = time.monotonic()
     thread, results = migrate_in_background(slow_move, timeout_ms=timeout_ms)
     thread.join(60)
