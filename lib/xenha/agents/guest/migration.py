@@ -13,7 +13,9 @@ migrate_to, on the source node:
    After a failure, settle in a fixed order (docs/decisions/time-budget-and-settling.md):
    the job has ended; the target holds no copy (an incomplete one is destroyed); only then
    is the source resumed or restored. A step that cannot be completed in time is reported,
-   and nothing after it is done: Pacemaker's stop on both nodes settles it.
+   and nothing after it is done: Pacemaker's stop on both nodes settles it. While the target
+   may hold a copy, a source that runs (libvirt may resume it by itself) is paused first, so
+   that the guest cannot run on both.
 The reservation is released in every case, in time kept for it alone.
 """
 
@@ -341,8 +343,10 @@ class Migration:
                 )
                 domain.suspend()
                 paused = domain.status()
-                if paused is None or paused.state != states.PAUSED:
-                    seen = "gone" if paused is None else states.describe(paused.state, paused.reason)
+                if paused is None or paused.state == states.SHUTOFF:
+                    return f"{name} is gone from {here}"
+                if paused.state != states.PAUSED:
+                    seen = states.describe(paused.state, paused.reason)
                     return f"{name} is {seen} on {here} after it was paused: it may run on both nodes"
                 return f"{name} is paused on {here} so that it cannot run twice"
             return f"{name} is left {states.describe(status.state, status.reason)} on {here}, not resumed"
