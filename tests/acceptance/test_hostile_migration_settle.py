@@ -207,10 +207,13 @@ def test_a_source_libvirt_resumes_while_the_target_is_frozen_is_paused_before_mi
                 f"the source was not paused:\n{result}"
             )
             assert move.state("hostA") == libvirt.VIR_DOMAIN_PAUSED, f"the source is not paused:\n{result}"
+            # The case under test: libvirt had resumed the source (or never paused it), the agent paused it.
+            assert "keepalive is running on hostA while hostB may hold a running copy" in result.stderr, result
         finally:
             hosts.thaw_libvirtd("hostB")
             hosts.shape("hostA", None)
-        # The thawed target finishes what it received; the source must stay paused meanwhile.
+        # The thawed target may finish what it received (in most runs here it starts its copy within
+        # a second; in some its Finish had not arrived): the source must stay paused meanwhile.
         seen: list[list[str]] = []
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -218,8 +221,6 @@ def test_a_source_libvirt_resumes_while_the_target_is_frozen_is_paused_before_mi
             time.sleep(0.5)
         assert ["hostA", "hostB"] not in seen, f"the guest executed on both hosts:\n{seen}\n{result}"
         assert ["hostA"] not in seen, f"the source ran again after migrate_to:\n{seen}\n{result}"
-        # What the pause is for: the thawed target finished the copy it had received.
-        assert ["hostB"] in seen, f"the target never ran its copy: the case was not reproduced\n{seen}\n{result}"
         assert move.reservations() == "", f"the booking on hostB outlived the action:\n{result}"
         # Pacemaker's stop on the source destroys the paused guest, well inside its timeout.
         stop = move.at("hostA").run("stop", timeout_ms=20000)
