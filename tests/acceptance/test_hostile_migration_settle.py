@@ -25,6 +25,7 @@ from tests.support.cluster.invariants import counts_as_running
 from tests.support.guests import domain_xml
 from tests.support.libvirt_hosts import HostSet
 from tests.support.ocf import AgentCase, AgentRun
+from xenha.libvirt import states
 
 pytestmark = pytest.mark.qemu
 
@@ -157,5 +158,73 @@ def test_failed_live_migration_never_resumes_the_source_while_the_target_may_hol
         assert ["hostA", "hostB"] not in seen, f"the guest ran on both hosts after the failed migration:\n{result}"
         # The settle step may not spend the time the release of the booking needs.
         assert move.reservations() == "", f"the booking on hostB outlived the action:\n{result}"
+    finally:
+        destroy_everywhere(hosts, move.name)
+
+
+def executing_on(move: Move) -> list[str]:
+    """Hosts where a copy of the guest executes (running, not paused in any way)."""
+    executing = []
+    for host in ("hostA", "hostB"):
+        connection = libvirt.open(move.hosts.hosts[host].qemu_uri)
+        try:
+            state, reason = connection.lookupByName(move.name).state()
+        except libvirt.libvirtError:
+            continue
+        finally:
+            connection.close()
+        if states.running(state, reason):
+            executing.append(host)
+    return executing
+
+
+def test_a_source_libvirt_resumes_while_the_target_is_frozen_is_paused_before_migrate_to_fails(
+    hosts: HostSet, tmp_path: Path
+) -> None:
+    """libvirt's keepalive (5 probes 5 s apart) gives up on the frozen target inside a 60 s migrate_to:
+    the job fails, libvirt resumes the source ("migration canceled"), and the target, once
+    thawed, finishes the incoming copy. The agent, unable to verify the target, pauses the
+    source: the guest never executes on both hosts. (The paused source still counts as live
+    for the cluster's conservative invariant, tests/support/cluster/invariants.py: it could be
+    resumed by hand; Pacemaker's stop on both nodes destroys it.)"""
+    move = guest_move(hosts, tmp_path, "keepalive", hvm_migration="live")
+    try:
+        assert move.at("hostA").run("start").code == 0
+        hosts.shape("hostA", "1mbit")
+        thread, results = migrate_in_background(move, timeout_ms=60000)
+        wait_until(lambda: move.state("hostB") is not None, 30, "the migration never reached the target")
+        time.sleep(0.5)
+        assert move.state("hostB") == libvirt.VIR_DOMAIN_PAUSED, "the migration ended before the fault: nothing tested"
+        hosts.freeze_libvirtd("hostB")
+        try:
+            thread.join(120)
+            assert results, "migrate_to did not answer in 120 s with the target's libvirtd frozen"
+            result = results[0]
+            assert result.seconds < 60, f"migrate_to outlived its 60 s timeout:\n{result}"
+            assert result.code != 0, f"migrate_to claimed success with the target's libvirtd frozen: {result}"
+            assert "could not be verified" in result.stderr, f"not the unverifiable target:\n{result}"
+            assert "keepalive is paused on hostA so that it cannot run twice" in result.stderr, (
+                f"the source was not paused:\n{result}"
+            )
+            assert move.state("hostA") == libvirt.VIR_DOMAIN_PAUSED, f"the source is not paused:\n{result}"
+            # The case under test: libvirt had resumed the source (or never paused it), the agent paused it.
+            assert "keepalive is running on hostA while hostB may hold a running copy" in result.stderr, result
+        finally:
+            hosts.thaw_libvirtd("hostB")
+            hosts.shape("hostA", None)
+        # The thawed target may finish what it received (in most runs here it starts its copy within
+        # a second; in some its Finish had not arrived): the source must stay paused meanwhile.
+        seen: list[list[str]] = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            seen.append(executing_on(move))
+            time.sleep(0.5)
+        assert ["hostA", "hostB"] not in seen, f"the guest executed on both hosts:\n{seen}\n{result}"
+        assert ["hostA"] not in seen, f"the source ran again after migrate_to:\n{seen}\n{result}"
+        assert move.reservations() == "", f"the booking on hostB outlived the action:\n{result}"
+        # Pacemaker's stop on the source destroys the paused guest, well inside its timeout.
+        stop = move.at("hostA").run("stop", timeout_ms=20000)
+        assert stop.code == 0 and stop.seconds < 10, f"stop of the paused source:\n{stop}"
+        assert move.state("hostA") is None, "the paused source outlived its stop"
     finally:
         destroy_everywhere(hosts, move.name)

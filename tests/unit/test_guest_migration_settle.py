@@ -29,6 +29,8 @@ from xenha.ocf import Context, OcfExit
 
 PAUSED_BY_LIBXL = DomainStatus(states.PAUSED, states.PAUSED_UNKNOWN)  # not QEMU's "for a migration"
 INCOMING = DomainStatus(states.PAUSED, states.PAUSED_MIGRATION)
+PAUSED_BY_USER = DomainStatus(states.PAUSED, states.PAUSED_USER)  # what virDomainSuspend leaves
+RESUMED_BY_LIBVIRT = DomainStatus(states.RUNNING, 3)  # VIR_DOMAIN_RUNNING_MIGRATION_CANCELED
 
 
 class XenDomain(FakeDomain):
@@ -61,6 +63,11 @@ class XenDomain(FakeDomain):
         self.xen.events.append(f"resume on {self.xen.node}")
         self.state = RUNNING
 
+    def suspend(self) -> None:
+        self.xen.fault("suspend")
+        self.xen.events.append(f"suspend on {self.xen.node}")
+        self.state = PAUSED_BY_USER
+
     def status(self) -> DomainStatus | None:
         self.xen.fault("read the state")
         return self.state if self.xen.domains.get(self.name) is self else None  # transient: gone when stopped
@@ -90,10 +97,16 @@ class XenHypervisor(FakeHypervisor):
         self.events = events
         self.restore_fault: HypervisorError | None = None
         self.down = False  # libvirtd does not listen: every call is refused
+        self.frozen = False  # libvirtd listens but does not answer: every call times out
+        self.refuses: set[str] = set()  # operations libvirtd answers with an error
 
     def fault(self, operation: str) -> None:
         if self.down:
             raise unreachable(self.node)
+        if self.frozen:
+            raise HypervisorError(ErrorKind.TIMEOUT, operation, "xen:///system", self.node, "did not answer in time")
+        if operation in self.refuses:
+            raise HypervisorError(ErrorKind.FAILED, operation, "xen:///system", self.node, "internal error")
         super().fault(operation)
 
     def connect_in_background(self) -> None:
@@ -238,6 +251,56 @@ def test_a_target_libvirtd_that_comes_back_is_asked_again(nodes: TwoNodes) -> No
     assert "failed, it runs on node1 only" in nodes.log
 
 
+def libvirt_resumes_the_source_and_the_target_freezes(nodes: TwoNodes) -> Callable[[XenDomain], None]:
+    """QEMU's source libvirtd giving up on a frozen target by its keepalive: the job fails and
+    the source runs again ("migration canceled"), while the target holds the incoming copy
+    and, once it answers again, would finish it."""
+
+    def migrate(domain: XenDomain) -> None:
+        domain.state = RESUMED_BY_LIBVIRT
+        nodes.arrive(INCOMING)
+        nodes.target.frozen = True
+        raise JobFailed("operation failed: migration out job: canceled by client")
+
+    return migrate
+
+
+def test_a_source_running_while_the_target_is_unverifiable_is_paused(nodes: TwoNodes) -> None:
+    nodes.guest.on_migrate = libvirt_resumes_the_source_and_the_target_freezes(nodes)
+    started = time.monotonic()
+    assert nodes.migrate() == OcfExit.ERR_GENERIC
+    assert time.monotonic() - started < 8  # inside migrate_to's timeout
+    assert nodes.events == ["suspend on node1"]  # nothing on the target: it could not be verified
+    assert nodes.guest.state == PAUSED_BY_USER
+    assert "whether node2 holds a copy could not be verified" in nodes.log
+    assert "web1 is paused on node1 so that it cannot run twice: Pacemaker will stop web1 on both nodes" in nodes.log
+    assert "runs on node1" not in nodes.log
+    assert nodes.released
+
+
+def test_a_source_that_cannot_be_paused_is_reported_as_possibly_running_twice(nodes: TwoNodes) -> None:
+    nodes.guest.on_migrate = libvirt_resumes_the_source_and_the_target_freezes(nodes)
+    nodes.source.refuses.add("suspend")
+    assert nodes.migrate() == OcfExit.ERR_GENERIC
+    assert nodes.events == []
+    assert "web1 could not be paused on node1" in nodes.log
+    assert "it may run on both nodes: Pacemaker will stop web1 on both nodes" in nodes.log
+    assert "Traceback" not in nodes.log
+    assert nodes.released
+
+
+def test_a_source_running_while_the_target_runs_too_is_paused(nodes: TwoNodes) -> None:
+    def migrate(domain: XenDomain) -> None:
+        domain.state = RESUMED_BY_LIBVIRT
+        nodes.arrive(RUNNING)
+        raise JobFailed("operation failed: migration out job: canceled by client")
+
+    nodes.guest.on_migrate = migrate
+    assert nodes.migrate() == OcfExit.ERR_GENERIC
+    assert nodes.events == ["suspend on node1"]
+    assert "web1 runs on node2, and web1 is paused on node1 so that it cannot run twice" in nodes.log
+
+
 def test_a_job_still_active_after_the_failure_touches_neither_copy(nodes: TwoNodes) -> None:
     def migrate(domain: XenDomain) -> None:
         domain.state = PAUSED_BY_LIBXL
@@ -372,6 +435,18 @@ def test_stop_destroys_an_arriving_domain_once_it_runs(tmp_path: Path) -> None:
     threading.Thread(target=restore_completes).start()
     assert host.run("stop", CRM_meta_timeout="5000", force_stop="true") == OcfExit.SUCCESS
     assert host.events == ["destroy on node1"]
+
+
+def test_stop_destroys_a_paused_guest_without_waiting_for_a_shutdown(tmp_path: Path) -> None:
+    host = TwoNodes(tmp_path)
+    host.guest.state = PAUSED_BY_USER  # as a failed migration's settle leaves it
+    host.guest.obeys_shutdown = False  # a paused guest cannot act on the request
+    started = time.monotonic()
+    assert host.run("stop", CRM_meta_timeout="20000") == OcfExit.SUCCESS
+    assert time.monotonic() - started < 5  # not 2/3 of the timeout spent on a graceful wait
+    assert host.events == ["destroy on node1"]
+    assert "shutdown" not in host.guest.calls
+    assert "web1" not in host.source.domains
 
 
 def test_stop_of_a_defined_inactive_domain_is_stopped_at_once(tmp_path: Path) -> None:

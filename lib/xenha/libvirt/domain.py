@@ -213,6 +213,10 @@ class Domain:
     def resume(self) -> None:
         self._call(f"resume {self.name}", self._handle.resume)
 
+    def suspend(self) -> None:
+        """Pause the guest's CPUs (it keeps its memory; destroy or resume ends the pause)."""
+        self._call(f"suspend {self.name}", self._handle.suspend)
+
     # ---- migration and save -----------------------------------------------------------------
     def limit_migration(self, speed_mib_s: int, downtime_ms: int, log: JobLog) -> None:
         """Cap the next migration's bandwidth and downtime (0: no cap), where the driver can."""

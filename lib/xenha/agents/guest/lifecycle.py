@@ -118,10 +118,19 @@ def _stop_domain(action: GuestAction, hypervisor: Hypervisor, domain: Domain) ->
     """Shut ``domain`` down within the graceful wait, then destroy it if it is still active."""
     active = True
     graceful = _graceful_deadline(action)
-    if not graceful.expired():
+    if _paused(domain):
+        # A paused guest cannot act on a shutdown request (a failed migration's settle may
+        # have paused it so that it cannot run twice): the graceful wait would only delay destroy.
+        action.ctx.log.info(f"guest {domain.name} is paused: it cannot shut down, it is destroyed")
+    elif not graceful.expired():
         active = _shut_down(action, domain, graceful)
     if active:
         _destroy(action, hypervisor, domain)
+
+
+def _paused(domain: Domain) -> bool:
+    status = domain.status()
+    return status is not None and status.state == states.PAUSED
 
 
 def _refuse_intruder(action: GuestAction, located: Located) -> None:

@@ -13,7 +13,9 @@ migrate_to, on the source node:
    After a failure, settle in a fixed order (docs/decisions/time-budget-and-settling.md):
    the job has ended; the target holds no copy (an incomplete one is destroyed); only then
    is the source resumed or restored. A step that cannot be completed in time is reported,
-   and nothing after it is done: Pacemaker's stop on both nodes settles it.
+   and nothing after it is done: Pacemaker's stop on both nodes settles it. While the target
+   may hold a copy, a source that runs (libvirt may resume it by itself) is paused first, so
+   that the guest cannot run on both.
 The reservation is released in every case, in time kept for it alone.
 """
 
@@ -179,8 +181,13 @@ class Migration:
             self.destination.restore(path, name)
         except HypervisorError as error:
             self.log.error(f"restoring {name} on {there} failed ({error.reason()}): checking {there} for a copy")
-            kept = f"{name} stays saved in {path}, not restored on {self.here}"
-            if self._clear_target(error.detail, kept) is TargetCopy.RUNNING:
+            try:
+                copy = self._clear_target()
+            except TargetUnsettled as unsettled:
+                # Nothing runs here: the saved state is only restored once the target is verified.
+                kept = f"{name} stays saved in {path}, not restored on {self.here}"
+                raise self._unsettled(error.detail, str(unsettled), kept) from None
+            if copy is TargetCopy.RUNNING:
                 self.log.warning(f"{name} arrived on {there} although the restore reported: {error.detail}")
                 self._remove(path)
                 return
@@ -236,19 +243,17 @@ class Migration:
         source = self.source.reopened(self._step(steps_after=2))  # fresh: the old one may be stuck
         status = self._job_ended(source, detail)
         if target_may_hold_copy:
-            if status is None or status.state == states.SHUTOFF:
-                left = f"{name} is gone from {self.here}"
-            elif states.running(status.state, status.reason):
-                left = f"{name} runs on {self.here} (as libvirt reports it)"
-            else:
-                left = f"{name} is left {states.describe(status.state, status.reason)} on {self.here}, not resumed"
-            if self._clear_target(detail, left) is TargetCopy.RUNNING:
+            try:
+                copy = self._clear_target()
+            except TargetUnsettled as unsettled:
+                raise self._unsettled(detail, str(unsettled), self._paused_here()) from None
+            if copy is TargetCopy.RUNNING:
                 if status is None or status.state == states.SHUTOFF:
                     return True
                 raise OcfError(
                     OcfExit.ERR_GENERIC,
                     f"migration of {name} to {there} failed ({detail}) and could not be settled: {name} runs on "
-                    f"{there}, and {left}; Pacemaker will stop {name} on both nodes",
+                    f"{there}, and {self._paused_here()}; Pacemaker will stop {name} on both nodes",
                 )
         self._source_runs(source.reopened(self.release_by), detail)
         return False
@@ -275,11 +280,11 @@ class Migration:
                 f"{error.reason()}; neither copy was touched: Pacemaker will stop {name} on both nodes",
             ) from None
 
-    def _clear_target(self, detail: str, source_state: str) -> TargetCopy:
+    def _clear_target(self) -> TargetCopy:
         """Make sure the target holds no copy of the guest (an incomplete one is destroyed).
 
         Verified only by libvirt's answer on a fresh connection; when that cannot be had in
-        time, the move is reported unsettled (``source_state`` says what was left here).
+        time, :class:`TargetUnsettled` says what is known of the target.
         """
         name, there = self.spec.name, self.target.node
         target = self.destination.reopened(self._step(steps_after=1, up_to_s=RESTART_GRACE_S))
@@ -304,20 +309,49 @@ class Migration:
                     destroyed = True
                 if target.deadline.remaining() < POLL_INTERVAL_S:
                     seen = states.describe(status.state, status.reason)
-                    raise OcfError(
-                        OcfExit.ERR_GENERIC,
-                        f"migration of {name} to {there} failed ({detail}) and could not be settled: a copy of "
-                        f"{name} is still on {there} ({seen}); {source_state}: Pacemaker will stop "
-                        f"{name} on both nodes",
-                    )
+                    raise TargetUnsettled(f"a copy of {name} is still on {there} ({seen})")
                 self.action.services.sleep(POLL_INTERVAL_S)
         except HypervisorError as error:
-            raise OcfError(
-                OcfExit.ERR_GENERIC,
-                f"migration of {name} to {there} failed ({detail}) and could not be settled: whether {there} holds "
-                f"a copy could not be verified ({error.reason()}); {source_state}: Pacemaker will stop "
-                f"{name} on both nodes",
-            ) from None
+            raise TargetUnsettled(f"whether {there} holds a copy could not be verified ({error.reason()})") from None
+
+    def _unsettled(self, detail: str, target_state: str, source_state: str) -> OcfError:
+        name = self.spec.name
+        return OcfError(
+            OcfExit.ERR_GENERIC,
+            f"migration of {name} to {self.target.node} failed ({detail}) and could not be settled: {target_state}; "
+            f"{source_state}: Pacemaker will stop {name} on both nodes",
+        )
+
+    def _paused_here(self) -> str:
+        """While the target may run the guest, a copy that runs here is paused; what this node holds then.
+
+        libvirt can resume the source by itself once its keepalive gives up on a silent target
+        (reason "migration canceled"), and that target, once it answers again, finishes the
+        incoming copy: pausing ours keeps the guest from running on both until Pacemaker's stops
+        (docs/decisions/time-budget-and-settling.md). It runs in the source step's share.
+        """
+        name, here = self.spec.name, self.here
+        try:
+            found = self.source.reopened(self.release_by).find(name)
+            if found is None or found.status.state == states.SHUTOFF:
+                return f"{name} is gone from {here}"
+            domain, status = found
+            if status.state != states.PAUSED:  # running, or in a state that may run again
+                self.log.warning(
+                    f"{name} is {states.describe(status.state, status.reason)} on {here} while {self.target.node} "
+                    "may hold a running copy: pausing it so that it cannot run twice"
+                )
+                domain.suspend()
+                paused = domain.status()
+                if paused is None or paused.state == states.SHUTOFF:
+                    return f"{name} is gone from {here}"
+                if paused.state != states.PAUSED:
+                    seen = states.describe(paused.state, paused.reason)
+                    return f"{name} is {seen} on {here} after it was paused: it may run on both nodes"
+                return f"{name} is paused on {here} so that it cannot run twice"
+            return f"{name} is left {states.describe(status.state, status.reason)} on {here}, not resumed"
+        except HypervisorError as error:
+            return f"{name} could not be paused on {here} ({error.reason()}): it may run on both nodes"
 
     def _look_up(self, target: Hypervisor) -> FoundDomain | None:
         """The guest on the target; a libvirtd that is not listening is asked again until the
@@ -391,6 +425,10 @@ class Migration:
             f"(the {domain.hypervisor.driver.name} driver does not resume a guest after a failure past its final "
             "suspend); Pacemaker will stop and start it",
         )
+
+
+class TargetUnsettled(Exception):
+    """Whether the target holds a copy could not be settled in time: what is known of it."""
 
 
 class SaveFailed(JobFailed):
