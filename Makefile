@@ -8,13 +8,13 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 LINT_VERSIONS := ruff==0.17.6 mypy==2.4.1 lxml-stubs==0.5.1
 
-.PHONY: all deps packaging-deps tools lint typecheck unit fuzz-ci fuzz acceptance cluster-test demo demo-plan bench bench-plan man packages package-test xen-lab xen-lab-down xen-test test clean
+.PHONY: all deps packaging-deps tools lint typecheck unit fuzz-ci fuzz acceptance cluster-test demo demo-plan bench bench-plan bench-verify man packages package-test xen-lab xen-lab-down xen-test test clean
 
 all: test
 
 # The main job: a real 3-node cluster, configured with pcs, narrated (KEEP=1 keeps it up).
 demo: deps
-	$(PYTHON) -m tests.cluster.demo
+	$(PYTHON) -m demo.cluster_demo
 
 deps:
 	tools/install-deps
@@ -27,20 +27,21 @@ $(VENV)/.installed: | deps
 tools: $(VENV)/.installed
 
 lint: tools
-	$(VENV)/bin/ruff check lib agents bin tests tools tests/cluster/cluster tests/cluster/fence_xenha_test $(wildcard bench)
+	$(VENV)/bin/ruff check lib agents bin tests tools demo tools/test-cluster tests/support/cluster/fence_xenha_test $(wildcard bench)
 	$(VENV)/bin/ruff format --check lib agents bin
 
 typecheck: tools
 	$(VENV)/bin/mypy
 
 unit: deps
-	$(PYTEST) -q --doctest-modules lib tests/unit
+	$(PYTEST) -q --doctest-modules lib tools tests/unit tests/support tests/cluster/scenario.py
 
 # Benchmarks against the peers (not part of `make test`): markdown tables on stdout.
 # The planner's part is long (~15 minutes); BENCH_ARGS="--sizes small" for a short run.
 bench: deps
 	$(PYTHON) bench/agents_bench.py
 	$(PYTHON) bench/plan_bench.py $(BENCH_ARGS)
+	$(PYTHON) bench/verify_bench.py
 
 # Hostile input for both agents: a few hundred cases in `make test`, over 10,000 in `make fuzz`.
 fuzz-ci: deps
@@ -102,6 +103,10 @@ demo-plan: deps
 
 # xenha plan against the naive crm_simulate loop and Ganeti's hcheck (long: ~15 minutes;
 # BENCH_ARGS="--sizes small" for a two-minute run).
+# xenha verify on synthetic clusters up to 32 hosts x 1000 guests (goal: under 2 s; ~1 minute).
+bench-verify: deps
+	$(PYTHON) bench/verify_bench.py
+
 bench-plan: deps
 	$(PYTHON) bench/plan_bench.py $(BENCH_ARGS)
 

@@ -33,10 +33,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "lib"), str(REPO)]
 
-from tests.harness.cib import write_cib
-from tests.harness.guests import domain_xml
-from tests.harness.libvirt_hosts import HostSet
-from tests.harness.ocf import AGENTS, ocf_environment
+from tests.support.cib import write_cib
+from tests.support.guests import domain_xml
+from tests.support.libvirt_hosts import HostSet
+from tests.support.ocf import AGENTS, ocf_environment
 
 VIRTUAL_DOMAIN = "/usr/lib/ocf/resource.d/heartbeat/VirtualDomain"
 REPEAT = int(os.environ.get("XENHA_BENCH_REPEAT", "21"))
@@ -153,10 +153,9 @@ domain.migrateToURI3(sys.argv[2], {}, libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIG
 
 def migration_benchmark() -> str:
     """xen-guest migrate_to (reservation in a live CIB) vs a bare migrateToURI3 process."""
-    from tests.cluster.claim import claim_free_prefix
-    from tests.cluster.cluster import Cluster
-    from tests.cluster.guests import tiny_guest_xml
-    from tests.cluster.layout import ClusterLayout
+    from tests.support.cluster.claim import claim_free_prefix
+    from tests.support.cluster.cluster import Cluster
+    from tests.support.cluster.layout import ClusterLayout
 
     claim = claim_free_prefix("xhb")
     cluster = Cluster(ClusterLayout(claim.prefix))
@@ -164,7 +163,7 @@ def migration_benchmark() -> str:
     try:
         cluster.up()
         config = cluster.layout.san_dir / "mig.xml"
-        config.write_text(tiny_guest_xml("mig"))
+        config.write_text(domain_xml("mig"))
         for node in ("node1", "node2"):
             cluster.check("node1", ["crm_attribute", "--type", "nodes", "--node", node, "--utilization",
                                     "--name", "hv_memory", "--update", "4096"])  # fmt: skip
@@ -177,6 +176,7 @@ def migration_benchmark() -> str:
                 "OCF_RESKEY_CRM_meta_timeout": "120000", "OCF_RESKEY_CRM_meta_migrate_source": source,
                 "OCF_RESKEY_CRM_meta_migrate_target": target,
                 "OCF_RESKEY_CRM_meta_on_node": target if action == "migrate_from" else source,
+                "OCF_RESKEY_crm_feature_set": "3.16.2",  # as the executor passes it: the ledger is the CIB's
                 "HA_RSCTMP": "/run/resource-agents/bench", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
             }  # fmt: skip
             return ["env", "-i", *(f"{key}={value}" for key, value in env.items()), str(AGENTS / "xen-guest"), action]

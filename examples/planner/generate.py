@@ -17,8 +17,8 @@ from xml.sax.saxutils import quoteattr
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, os.pardir, os.pardir, "lib"))
 
+from xenha.admission.ledger import Reservation, ledger_id  # noqa: E402
 from xenha.planner.synthetic import GuestSpec, HostSpec, render_cib  # noqa: E402
-from xenha.reservation import Reservation, ledger_id, reservation_id  # noqa: E402
 
 SIZES = [
     *[(f"db{i}", 16384, 8) for i in (1, 2, 3)],
@@ -44,18 +44,15 @@ def placed(host_memory_mib: int) -> list[GuestSpec]:
     return guests
 
 
-# A live migration of web3 to host3, booked by the xen-guest agent (expires far ahead, so
-# that `xenha status` shows it whenever the demo runs).
-BOOKED = Reservation(node="host3", resource="web3", memory_mib=4160, vcpus=2, expires=4102444800, holder="demo-token")
+# A live migration of web3 to host3, booked by the xen-guest agent (a migration with a
+# 180 s timeout holds its room for up to 240 s after a node first sees it).
+BOOKED = Reservation(node="host3", resource="web3", memory_mib=4160, vcpus=2, hold_s=240, holder="node1:4711:demo")
 
 
 def ledger(reservation: Reservation) -> str:
-    """The target's ledger as the agent's first booking leaves it (xenha.reservation.CibLedger.book)."""
+    """The target's ledger as the agent's first booking leaves it (xenha.admission.stores.CibLedger.book)."""
     ledger_set = ledger_id(reservation.node)
-    nvpairs = [
-        (f"{ledger_set}-version", "1"),
-        (reservation_id(reservation.node, reservation.resource), reservation.encode()),
-    ]
+    nvpairs = [(reservation.nvpair_id, reservation.encode())]
     body = "".join(
         f"<nvpair id={quoteattr(key)} name={quoteattr(key)} value={quoteattr(value)}/>" for key, value in nvpairs
     )

@@ -1,6 +1,7 @@
-"""The ``xenha`` command line: ``plan``, ``check-add``, ``status``.
+"""The ``xenha`` command line: ``plan``, ``check-add``, ``status``, ``verify``.
 
-Only parsing and rendering live here; the work is in :mod:`xenha.planner`. Each
+Only parsing and rendering live here; the work is in :mod:`xenha.planner` and
+:mod:`xenha.verify`. Each
 subcommand is one function taking the parsed arguments and a :class:`Console`, returning
 the exit code, registered in :data:`COMMANDS` with the function that declares its
 options; adding a subcommand is adding one such pair.
@@ -15,34 +16,33 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NoReturn, TextIO
 
 import xenha
-from xenha.planner.cibmodel import CibError, Resources, parse_cib
+from xenha.admission.resources import Resources
+from xenha.planner.cibmodel import parse_cib
 from xenha.planner.cibsource import CibSnapshot, query_live_cib, read_cib_file
+from xenha.planner.model import CibError
+from xenha.planner.preparation import Prepared, prepare, require_scheduler
 from xenha.planner.report import (
     UNKNOWN,
     error_json,
     exit_code,
-    now_epoch,
     plan_json,
     render_json,
     render_plan_text,
-    render_status_text,
-    status_json,
 )
 from xenha.planner.scenarios import (
     Plan,
     PlanEnvironment,
-    Prepared,
     plan_new_guest,
-    prepare,
-    require_scheduler,
     run_plan,
 )
 from xenha.planner.scheduler import SchedulerError
+from xenha.planner.status import now_epoch, render_status_text, status_json
 from xenha.runner import CommandRunner, find_tool
 
 
@@ -135,8 +135,6 @@ class _Workspace:
 
     def path(self) -> str:
         if self._directory is None:
-            import tempfile
-
             self._directory = tempfile.TemporaryDirectory(prefix="xenha-")
         return str(self._directory.name)
 
@@ -229,8 +227,74 @@ def cmd_status(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         console.out.write(render_json(status_json(model, snapshot.label, now)))
     else:
-        console.out.write(render_status_text(model, snapshot.label, now))
+        console.out.write(render_status_text(model, snapshot.label))
     return 0
+
+
+def _bandwidth(text: str) -> int:
+    value = _positive(text)
+    if value > 1_000_000:
+        raise argparse.ArgumentTypeError("give the migration network's bandwidth in MiB/s (at most 1000000)")
+    return value
+
+
+def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
+    _common(parser, failures=False)
+    parser.add_argument(
+        "--bandwidth",
+        metavar="MiB/s",
+        type=_bandwidth,
+        default=None,
+        help="the migration network's bandwidth, for guests without migration_speed (default: 100, assumed)",
+    )
+    parser.add_argument(
+        "--corosync-conf",
+        metavar="FILE",
+        help="read two_node from this corosync.conf (default: the running corosync, without --cib)",
+    )
+    parser.add_argument(
+        "--configs",
+        action="store_const",
+        const=True,
+        default=None,
+        help="read each guest's domain XML (its config file) on this node (the default without --cib)",
+    )
+    parser.add_argument(
+        "--no-configs",
+        action="store_const",
+        const=False,
+        dest="configs",
+        help="do not read the guests' domain XML (the default with --cib)",
+    )
+    parser.add_argument(
+        "--no-plan", action="store_true", help="skip the N+1 check (the planner's answer for one failed host)"
+    )
+
+
+def cmd_verify(args: argparse.Namespace, console: Console) -> int:
+    # Imported here: verify reads the agents' declarations and the libvirt layer's domain
+    # XML, ~35 ms of imports that plan, check-add and status would otherwise pay.
+    from xenha.verify.facts import DEFAULT_BANDWIDTH_MIB_S  # noqa: PLC0415 - see above
+    from xenha.verify.findings import exit_code as verify_exit_code  # noqa: PLC0415 - see above
+    from xenha.verify.report import render_text, verdict_json  # noqa: PLC0415 - see above
+    from xenha.verify.run import VerifyEnvironment, VerifyOptions, verify  # noqa: PLC0415 - see above
+
+    options = VerifyOptions(
+        live=not args.cib,
+        bandwidth_mib_s=args.bandwidth or DEFAULT_BANDWIDTH_MIB_S,
+        bandwidth_stated=args.bandwidth is not None,
+        corosync_conf=args.corosync_conf,
+        read_configs=args.configs,
+        n_plus_one=not args.no_plan,
+    )
+    environment = VerifyEnvironment(CommandRunner(), PlanEnvironment.default(), console.find_tool)
+    try:
+        with _Workspace() as workspace:
+            verdict = verify(_snapshot(args, workspace), options, environment)
+    except CibError as error:
+        return _unknown("verify", args, console, str(error))
+    console.out.write(render_json(verdict_json(verdict)) if args.json else render_text(verdict))
+    return verify_exit_code(verdict.findings)
 
 
 Command = Callable[[argparse.Namespace, Console], int]
@@ -251,11 +315,18 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Comman
         add_status_arguments,
         cmd_status,
     ),
+    "verify": (
+        "the configuration checked against the known ways a Xen HA cluster fails, with the commands that fix it",
+        add_verify_arguments,
+        cmd_verify,
+    ),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="xenha", description="xenha: capacity planning for Xen guests run by Pacemaker")
+    parser = _Parser(
+        prog="xenha", description="xenha: capacity planning and configuration checks for Xen guests run by Pacemaker"
+    )
     parser.add_argument("--version", action="version", version=f"xenha {xenha.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (summary, declare, _) in COMMANDS.items():

@@ -72,6 +72,11 @@ class CommandRunner:
         base["LC_ALL"] = "C"
         self._environ = base
 
+    @property
+    def environ(self) -> Mapping[str, str]:
+        """The environment the commands see (``CIB_file`` among it, when set)."""
+        return self._environ
+
     def run(
         self,
         argv: Sequence[str],

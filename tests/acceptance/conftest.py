@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.guests import AgentCase, domain_xml
-from tests.harness.libvirt_hosts import HostSet, LibvirtHost, leftover_libvirtds, running_hosts
+from tests.support.guests import domain_xml
+from tests.support.libvirt_hosts import HostSet, LibvirtHost, leftover_libvirtds, running_hosts
+from tests.support.ocf import AgentCase
 
 REPO = Path(__file__).resolve().parents[2]
 QEMU_CAPS_SEED = REPO / "build" / "qemu-caps"

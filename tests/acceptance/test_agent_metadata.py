@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.ocf import AGENTS, ocf_environment, run_agent
+from tests.support.ocf import AGENTS, ocf_environment, run_agent
 
 REPO = Path(__file__).resolve().parents[2]
-WITH_AGENTS = REPO / "tests" / "harness" / "with-agents"
+WITH_AGENTS = REPO / "tests" / "support" / "with-agents"
 RA_SHARE = Path("/usr/share/resource-agents")
 PCS_OCF_1_1_RNG = Path("/usr/share/pcs/data/ocf-1.1.rng")
 AGENT_NAMES = sorted(path.name for path in AGENTS.iterdir())

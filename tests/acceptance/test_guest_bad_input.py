@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.guests import AgentCase
-from tests.harness.libvirt_hosts import LibvirtHost
+from tests.support.libvirt_hosts import LibvirtHost
+from tests.support.ocf import AgentCase
 
 ERR_GENERIC, ERR_UNIMPLEMENTED, ERR_INSTALLED, ERR_CONFIGURED, NOT_RUNNING = 1, 3, 5, 6, 7
 
 
 def assert_clean_failure(result: object, code: int, *fragments: str) -> None:
-    from tests.harness.ocf import AgentRun
+    from tests.support.ocf import AgentRun
 
     assert isinstance(result, AgentRun)
     assert result.code == code, result

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.guests import AgentCase
-from tests.harness.libvirt_hosts import LibvirtHost
+from tests.support.libvirt_hosts import LibvirtHost
+from tests.support.ocf import AgentCase
 
 ERR_GENERIC = 1
 TIMEOUT_MS = 4000
@@ -61,8 +61,8 @@ def test_stop_of_a_running_guest_fails_truthfully_when_libvirtd_freezes(
 def test_libvirtd_restarted_during_stop(tmp_path: Path) -> None:
     """libvirtd restarts while stop waits for a graceful shutdown: the guest is still stopped."""
     from tests.acceptance.conftest import QEMU_CAPS_SEED, REPO, unique_prefix
-    from tests.harness.guests import domain_xml
-    from tests.harness.libvirt_hosts import HostSet
+    from tests.support.guests import domain_xml
+    from tests.support.libvirt_hosts import HostSet
 
     hosts = HostSet(unique_prefix("r"), REPO / "build" / "hosts" / unique_prefix("r"), networked=False)
     try:
@@ -97,7 +97,7 @@ def test_actions_that_do_not_need_the_hypervisor_answer_at_once(
 
 @pytest.mark.parametrize("action", ["start", "monitor", "stop"])
 def test_xen_host_answers_within_its_timeout(local_host: LibvirtHost, tmp_path: Path, action: str) -> None:
-    from tests.harness.cib import write_cib
+    from tests.support.cib import write_cib
 
     cib = write_cib(tmp_path / "cib.xml", {"testhost": {}})
     agent = AgentCase("xen-host", "xen-host", {"hypervisor": local_host.test_uri}, str(tmp_path / "rsctmp"),

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import libvirt
 
-from tests.harness.guests import AgentCase
-from tests.harness.libvirt_hosts import LibvirtHost
+from tests.support.libvirt_hosts import LibvirtHost
+from tests.support.ocf import AgentCase
 
 SUCCESS, ERR_GENERIC, ERR_INSTALLED, ERR_CONFIGURED, NOT_RUNNING, DEGRADED = 0, 1, 5, 6, 7, 190
 

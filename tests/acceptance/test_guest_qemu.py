@@ -7,8 +7,9 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from tests.harness.guests import AgentCase, domain_xml
-from tests.harness.libvirt_hosts import LibvirtHost
+from tests.support.guests import domain_xml
+from tests.support.libvirt_hosts import LibvirtHost
+from tests.support.ocf import AgentCase
 
 pytestmark = pytest.mark.qemu
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import time
 from pathlib import Path
 
 import libvirt
 import pytest
 
-from tests.harness.cib import query, write_cib
-from tests.harness.guests import AgentCase, domain_xml
-from tests.harness.libvirt_hosts import LibvirtHost
+from tests.support.cib import query, write_cib
+from tests.support.guests import domain_xml
+from tests.support.libvirt_hosts import LibvirtHost
+from tests.support.ocf import AgentCase
 
 pytestmark = pytest.mark.qemu
 
@@ -154,6 +157,33 @@ def test_health_turns_yellow_when_free_memory_drifts_below_the_cluster_figure(
     assert health(cib_of(host_agent), "testhost") == "green"
 
 
+def test_monitor_deletes_the_nodes_lapsed_reservations(host_agent: AgentCase) -> None:
+    """A reservation whose holder died lapses on this node's clock, ``hold_s`` after this node
+    first saw it, and xen-host's monitor deletes it; another node's live one stays (issue 12,
+    findings 6 and 12: an expired entry can always be cleared, without trusting a timestamp)."""
+    cib = cib_of(host_agent)
+    ledger = "xenha-ledger-testhost"
+
+    def reservation(resource: str, hold_s: int) -> str:
+        value = f"xenha-reservation/2 resource={resource} memory_mib=134 vcpus=1 hold_s={hold_s} holder=node9:1:ab"
+        return f'<nvpair id="{ledger}-{resource}" name="{ledger}-{resource}" value="{value}"/>'
+
+    subprocess.run(
+        ["cibadmin", "--create", "--scope", "crm_config", "--xml-text",
+         f'<cluster_property_set id="{ledger}">{reservation("dead", 1)}{reservation("live", 600)}'
+         "</cluster_property_set>"],
+        env={"CIB_file": str(cib), "PATH": "/usr/sbin:/usr/bin"}, check=True, capture_output=True,
+    )  # fmt: skip
+    assert host_agent.run("start").code == 0  # sees both for the first time: both count
+    assert "resource=dead" in query(cib, f"//cluster_property_set[@id='{ledger}']")
+    time.sleep(1.5)
+    monitored = host_agent.monitor()
+    assert monitored.code == 0, monitored
+    left = query(cib, f"//cluster_property_set[@id='{ledger}']")
+    assert "resource=dead" not in left and "resource=live" in left, left
+    assert "deleted lapsed reservations into testhost" in monitored.stderr
+
+
 def test_stop_withdraws_health_and_keeps_capacity(host_agent: AgentCase) -> None:
     assert host_agent.run("start").code == 0
     assert host_agent.run("stop").code == 0
@@ -183,7 +213,7 @@ def test_ocf_tester_passes_for_xen_host(local_host: LibvirtHost, tmp_path: Path)
     import os
     import subprocess
 
-    from tests.harness.ocf import AGENTS
+    from tests.support.ocf import AGENTS
 
     env = {key: value for key, value in os.environ.items() if not key.startswith(("OCF_", "HA_", "CIB_"))}
     env["HA_RSCTMP"] = str(tmp_path)

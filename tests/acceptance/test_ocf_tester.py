@@ -6,9 +6,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.harness.guests import domain_xml
-from tests.harness.libvirt_hosts import LibvirtHost
-from tests.harness.ocf import AGENTS
+from tests.support.guests import domain_xml
+from tests.support.libvirt_hosts import LibvirtHost
+from tests.support.ocf import AGENTS
 
 
 def test_ocf_tester_passes(local_host: LibvirtHost, tmp_path: Path) -> None:

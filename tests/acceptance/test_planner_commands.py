@@ -6,7 +6,6 @@ import io
 import json
 import pathlib
 import subprocess
-import time
 from typing import Any
 
 from tests.acceptance import planner_cibs
@@ -70,15 +69,16 @@ def test_a_guest_that_does_not_fit_at_all(tmp_path: pathlib.Path) -> None:
 # --- status ------------------------------------------------------------------------------
 
 
-def test_status_counts_live_reservations_only(tmp_path: pathlib.Path) -> None:
-    now = int(time.time())
+def test_status_counts_the_ledgers_reservations_only(tmp_path: pathlib.Path) -> None:
+    """What the ledger holds in the agents' format counts; anything else in the set (another
+    nvpair, a reservation in the format before issue 12) does not."""
     ledger = (
         '<cluster_property_set id="xenha-ledger-host2">'
         '<nvpair id="xenha-ledger-host2-lock" name="lock" value="free"/>'
-        '<nvpair id="xenha-ledger-host2-rsv-web1" name="rsv-web1" '
-        f'value="memory_mib=4160 vcpus=2 expires={now + 600} holder=tok1 resource=web1"/>'
+        '<nvpair id="xenha-ledger-host2-r-1" name="xenha-ledger-host2-r-1" '
+        'value="xenha-reservation/2 resource=web1 memory_mib=4160 vcpus=2 hold_s=240 holder=tok1"/>'
         '<nvpair id="xenha-ledger-host2-rsv-old" name="rsv-old" '
-        f'value="memory_mib=9999 vcpus=9 expires={now - 600} holder=tok0 resource=old"/>'
+        'value="memory_mib=9999 vcpus=9 expires=1000 holder=tok0 resource=old"/>'
         "</cluster_property_set></crm_config>"
     )
     path = planner_cibs.write(tmp_path, "ledger", planner_cibs.n_plus_one().replace("</crm_config>", ledger, 1))
@@ -107,7 +107,7 @@ def test_status_counts_live_reservations_only(tmp_path: pathlib.Path) -> None:
         "free",
     ]
     assert lines[3].split() == ["host2", "up", "1", "16384", "8192", "4160", "4032", "8", "4", "2", "2"]
-    assert "web1 -> host2: 4160 MiB, 2 vCPUs, expires in" in text.stdout
+    assert "web1 -> host2: 4160 MiB, 2 vCPUs, held up to 240 s (holder tok1)" in text.stdout
 
 
 # --- bad input ---------------------------------------------------------------------------

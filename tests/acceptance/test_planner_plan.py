@@ -281,8 +281,9 @@ def test_human_output_reads_in_five_seconds(cibs: pathlib.Path) -> None:
         "short",
         "vCPUs",
         "short",
+        "why",
     ]
-    assert lines[5].split() == ["host1", "web1", "6144", "2048", "0"]
+    assert lines[5].split() == ["host1", "web1", "6144", "2048", "0", "the", "survivors", "lack", "room"]
     assert len(lines) < 20
 
 
@@ -299,3 +300,12 @@ def test_the_environment_is_honoured_for_a_live_cib(cibs: pathlib.Path) -> None:
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "live CIB" in completed.stdout
+
+
+def test_the_table_says_quorum_is_lost_instead_of_a_shortfall(cibs: pathlib.Path) -> None:
+    # Two hosts of three lost: one node left, no majority; no-quorum-policy=stop stops everything.
+    path = planner_cibs.write(cibs, "n1", planner_cibs.n_plus_one())
+    lines = xenha("plan", "--cib", path, "--failures", "2").stdout.splitlines()
+    rows = [line for line in lines if line.startswith("host1, host2")]
+    assert len(rows) == 1, lines
+    assert rows[0].split()[-5:] == ["-", "-", "quorum", "lost", "(no-quorum-policy=stop)"]

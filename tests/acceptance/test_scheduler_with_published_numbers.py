@@ -15,9 +15,10 @@ from xml.etree import ElementTree
 import libvirt
 import pytest
 
-from tests.harness.cib import write_cib
-from tests.harness.guests import AgentCase, domain_xml
-from tests.harness.libvirt_hosts import HostSet
+from tests.support.cib import write_cib
+from tests.support.guests import domain_xml
+from tests.support.libvirt_hosts import HostSet
+from tests.support.ocf import AgentCase
 
 pytestmark = pytest.mark.qemu
 GUEST_DEMAND_MIB = 70  # a 64 MiB HVM guest with 1 vCPU, as capacity.memory_demand_mib computes it

@@ -8,15 +8,17 @@ fixture tears down what it started, also when a test fails.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.cluster import resources
-from tests.cluster.claim import PrefixClaim, claim_free_prefix
-from tests.cluster.cluster import Cluster
-from tests.cluster.invariants import InvariantMonitor
-from tests.cluster.layout import ClusterLayout
+from tests.support.cluster import resources
+from tests.support.cluster.claim import PrefixClaim, claim_free_prefix
+from tests.support.cluster.cluster import Cluster
+from tests.support.cluster.invariants import InvariantMonitor
+from tests.support.cluster.layout import ClusterLayout
+from tests.support.cluster.pacemaker_log import LOG
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -29,20 +31,39 @@ def claim_prefix() -> PrefixClaim:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    """A fresh 3-node cluster, online; killed and removed after the module's tests."""
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """A fresh 3-node cluster, online; killed and removed after the module's tests.
+
+    When a test of the module failed, the nodes' logs are kept in build/cluster-logs/<module>/
+    (the next module's cluster starts from clean state directories).
+    """
     if os.geteuid() != 0:
         pytest.skip("the cluster tests need root (namespaces, cgroups, mounts)")
     claim = claim_prefix()
     started = Cluster(ClusterLayout(claim.prefix), say=print)
+    failed_before = request.session.testsfailed
     try:
         started.up()
         yield started
     finally:
         try:
             started.teardown()
+            if request.session.testsfailed > failed_before:
+                keep_logs(started, request.module.__name__.rsplit(".", 1)[-1])
         finally:
             claim.release()
+
+
+def keep_logs(cluster: Cluster, name: str) -> None:
+    kept = cluster.layout.repo / "build" / "cluster-logs" / name
+    shutil.rmtree(kept, ignore_errors=True)
+    for node in cluster.layout.node_names:
+        for relative in (LOG, "log/pacemaker/fence_xenha_test.log"):
+            source = cluster.node_log(node, relative)
+            if source.exists():
+                (kept / node).mkdir(parents=True, exist_ok=True)
+                shutil.copy(source, kept / node / source.name)
+    print(f"the nodes' logs of the failed run are in {kept}")
 
 
 @pytest.fixture

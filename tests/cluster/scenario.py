@@ -25,26 +25,28 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import Any
 
-from tests.cluster import resources
-from tests.cluster.cluster import Cluster
-from tests.cluster.crm_mon import ClusterStatus
-from tests.cluster.fencing import FenceRecord
-from tests.cluster.guests import tiny_guest_xml
-from tests.cluster.invariants import PAUSED, PAUSED_MIGRATION, PAUSED_STARTING_UP, InvariantMonitor
-from tests.cluster.pacemaker_log import LOG, LogWindow, cannot_run_anywhere, executions, timeouts
-from tests.cluster.xenha_config import create_guest, guest_demand_mib, node_utilization
+from tests.support.cluster import resources
+from tests.support.cluster.cluster import Cluster
+from tests.support.cluster.crm_mon import ClusterStatus
+from tests.support.cluster.fencing import FenceRecord
+from tests.support.cluster.invariants import PAUSED, PAUSED_MIGRATION, PAUSED_STARTING_UP, InvariantMonitor
+from tests.support.cluster.pacemaker_log import LOG, LogWindow, cannot_run_anywhere, executions, timeouts
+from tests.support.cluster.xenha_config import create_guest, guest_demand_mib, node_utilization
+from tests.support.guests import FILLED_LAST_WORD, FILLED_MIB, FILLED_PATTERN, domain_xml
 
 # Short operation timeouts, so that a hung libvirtd costs seconds, not minutes: the agent
 # answers within each (deadlines.md), and Pacemaker's reaction to a failure comes sooner.
 FAULT_OPS = ("monitor", "interval=5s", "timeout=10s", "migrate_to", "timeout=20s", "stop", "timeout=15s")
 HOST_AGENT = "xen-host"
-RESERVATIONS = "//cluster_property_set[starts-with(@id, 'xenha-ledger-')]/nvpair[contains(@id, '-rsv-')]"
+# Every nvpair of a ledger set is a reservation (the set holds nothing else since issue 12).
+RESERVATIONS = "//cluster_property_set[starts-with(@id, 'xenha-ledger-')]/nvpair"
 LEDGERS = "//cluster_property_set[starts-with(@id, 'xenha-ledger-')]"
 VIRSH = ("virsh", "-q", "-c", "qemu:///system")
 
@@ -61,6 +63,53 @@ class Failover:
     fenced_after_s: float | None
     running_after_s: float
     running_on: str
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A filler guest's live migration, as its job on the source showed it at ``read_at``.
+
+    The proof that a fault struck mid-migration, on a machine of any speed: of the memory
+    still to send, at most ``memory_total - FILLED_MIB`` can be cheap (zero) pages; the rest
+    is the filler's pattern, which the bandwidth cap lets through at ``speed_mib_s`` at most.
+    So the job cannot end before ``read_at + surely_left_s``.
+    """
+
+    guest: str
+    source: str
+    read_at: float  # monotonic
+    memory_total: int  # bytes
+    memory_remaining: int  # bytes
+    speed_mib_s: int
+
+    @classmethod
+    def from_stats(cls, guest: str, source: str, stats: Mapping[str, Any], read_at: float, speed: int) -> InFlight:
+        return cls(guest, source, read_at, int(stats["memory_total"]), int(stats["memory_remaining"]), speed)
+
+    @property
+    def surely_left_s(self) -> float:
+        """Seconds the job needs at least to send what is left (the cap is an upper bound).
+
+        >>> InFlight("g", "n", 0.0, 64 * 2**20, 40 * 2**20, 4).surely_left_s
+        6.0
+        >>> InFlight("g", "n", 0.0, 64 * 2**20, 10 * 2**20, 4).surely_left_s
+        0.0
+        """
+        cheap = self.memory_total - FILLED_MIB * 2**20
+        return max(0, self.memory_remaining - cheap) / (self.speed_mib_s * 2**20)
+
+    def assert_struck(self, fault_at: float) -> float:
+        """Check that a fault at ``fault_at`` (monotonic) came before the job could end;
+        returns how many seconds of sending were surely left then."""
+        left = self.surely_left_s - (fault_at - self.read_at)
+        assert left > 0, f"the fault came {fault_at - self.read_at:.1f} s after {self}: the migration may have ended"
+        return left
+
+    def __str__(self) -> str:
+        return (
+            f"the migration of {self.guest} from {self.source} had {self.memory_remaining / 2**20:.1f} of "
+            f"{self.memory_total / 2**20:.1f} MiB left (>= {self.surely_left_s:.1f} s at {self.speed_mib_s} MiB/s)"
+        )
 
 
 @dataclass
@@ -150,7 +199,7 @@ class Scenario:
         TCG allocates guest RAM lazily: a guest of several GiB costs a few MiB here.
         """
         path = self.cluster.layout.san_dir / f"{name}.xml"
-        path.write_text(tiny_guest_xml(name, memory_mib=memory_mib))
+        path.write_text(domain_xml(name, memory_mib=memory_mib))
         self.by_hand.append(name)
         self.cluster.check(node, [*VIRSH, "create", str(path)], hint=f"could not start {name} by hand")
 
@@ -159,14 +208,9 @@ class Scenario:
         ``node``: total memory minus the reserve xen-host publishes, minus every domain."""
         import libvirt
 
-        uri = self.cluster.libvirt_uri(node)
-        assert uri is not None, f"{node} is down"
-        connection = libvirt.open(uri)
-        try:
+        with self.libvirt(node) as connection:
             total_mib = int(connection.getInfo()[1])
             assert not connection.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE), f"{node} is not empty"
-        finally:
-            connection.close()
         reserve = int(
             self.cluster.check(
                 node,
@@ -181,14 +225,41 @@ class Scenario:
         self.start_by_hand(node, f"byhand-{node}", memory)
         return memory
 
-    def wait_incoming(self, node: str, guest: str, timeout_s: float = 30.0) -> None:
-        """Wait until ``node`` holds the paused incoming copy of a live migration of ``guest``."""
+    # ---- a live migration in flight ----------------------------------------------------------
+    @contextmanager
+    def libvirt(self, node: str) -> Iterator[Any]:
+        """A connection to ``node``'s libvirtd from the root namespaces."""
         import libvirt
 
         uri = self.cluster.libvirt_uri(node)
         assert uri is not None, f"{node} is down"
         connection = libvirt.open(uri)
         try:
+            yield connection
+        finally:
+            connection.close()
+
+    def wait_filled(self, node: str, guest: str, timeout_s: float = 60.0) -> float:
+        """Wait until the filler guest ``guest`` on ``node`` has written all its memory
+        (guests.py: the last word it writes holds the pattern); returns the seconds waited."""
+        import libvirt
+
+        started = time.monotonic()
+        with self.libvirt(node) as connection:
+            domain = connection.lookupByName(guest)
+            while time.monotonic() - started < timeout_s:
+                if domain.memoryPeek(FILLED_LAST_WORD, len(FILLED_PATTERN), libvirt.VIR_MEMORY_PHYSICAL) == (
+                    FILLED_PATTERN
+                ):
+                    return time.monotonic() - started
+                time.sleep(0.1)
+        raise AssertionError(f"{guest} on {node} did not fill its memory within {timeout_s:.0f} s (is it a filler?)")
+
+    def wait_incoming(self, node: str, guest: str, timeout_s: float = 30.0) -> None:
+        """Wait until ``node`` holds the paused incoming copy of a live migration of ``guest``."""
+        import libvirt
+
+        with self.libvirt(node) as connection:
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline:
                 try:
@@ -200,23 +271,36 @@ class Scenario:
                     return
                 raise AssertionError(f"{guest} on {node} is in state {state}/{reason}, not an incoming migration")
             raise AssertionError(f"no incoming migration of {guest} on {node} within {timeout_s:.0f} s")
-        finally:
-            connection.close()
 
     def still_incoming(self, node: str, guest: str) -> bool:
         import libvirt
 
-        uri = self.cluster.libvirt_uri(node)
-        if uri is None:
+        if self.cluster.libvirt_uri(node) is None:
             return False
-        connection = libvirt.open(uri)
-        try:
-            state, reason = connection.lookupByName(guest).state()
-        except libvirt.libvirtError:
-            return False
-        finally:
-            connection.close()
+        with self.libvirt(node) as connection:
+            try:
+                state, reason = connection.lookupByName(guest).state()
+            except libvirt.libvirtError:
+                return False
         return bool(state == PAUSED and reason == PAUSED_MIGRATION)
+
+    def migration_in_flight(
+        self, source: str, guest: str, speed_mib_s: int, margin_s: float = 3.0, timeout_s: float = 30.0
+    ) -> InFlight:
+        """The live migration of the filler guest ``guest`` from ``source``, read from its job
+        once it sends memory; fails unless at least ``margin_s`` of sending is surely left."""
+        deadline = time.monotonic() + timeout_s
+        with self.libvirt(source) as connection:
+            domain = connection.lookupByName(guest)
+            while time.monotonic() < deadline:
+                stats = domain.jobStats(0)
+                read_at = time.monotonic()
+                if stats.get("memory_total", 0) > 0 and stats.get("memory_processed", 0) > 0:
+                    flight = InFlight.from_stats(guest, source, stats, read_at, speed_mib_s)
+                    assert flight.surely_left_s >= margin_s, f"the migration was nearly done before the fault: {flight}"
+                    return flight
+                time.sleep(0.05)
+        raise AssertionError(f"no migration of {guest} sent memory from {source} within {timeout_s:.0f} s")
 
     # ---- observing ---------------------------------------------------------------------------
     def fenced(self, victim: str, since_wall: float | None = None) -> list[FenceRecord]:
@@ -264,15 +348,17 @@ class Scenario:
         return rows
 
     def max_running_at_once(self, guests: Iterable[str], node: str) -> int:
-        """The most of ``guests`` libvirt showed running on ``node`` in one sweep."""
-        events: list[tuple[float, str, bool]] = []
+        """The most of ``guests`` libvirt showed running on ``node`` in one sweep (a sweep's
+        changes are applied together: one guest leaving as another arrives is not two)."""
+        changes: dict[float, list[tuple[str, bool]]] = {}
         for guest in guests:
             for placement in self.monitor.placements(guest):
-                events.append((placement.since, guest, node in placement.nodes))
+                changes.setdefault(placement.since, []).append((guest, node in placement.nodes))
         running: set[str] = set()
         most = 0
-        for _, guest, there in sorted(events):
-            (running.add if there else running.discard)(guest)
+        for since in sorted(changes):
+            for guest, there in changes[since]:
+                (running.add if there else running.discard)(guest)
             most = max(most, len(running))
         return most
 

@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.cluster import resources
-from tests.cluster.cluster import Cluster
-from tests.cluster.guests import tiny_guest_xml
-from tests.cluster.invariants import InvariantMonitor
-from tests.cluster.timings import Stopwatch
+from tests.support.cluster import resources
+from tests.support.cluster.cluster import Cluster
+from tests.support.cluster.invariants import InvariantMonitor
+from tests.support.cluster.timings import Stopwatch
+from tests.support.guests import domain_xml
 
 pytestmark = [pytest.mark.cluster, pytest.mark.qemu, pytest.mark.slow]
 
@@ -30,7 +30,7 @@ def stray_guests(cluster: Cluster) -> Iterator[Callable[[str, str], None]]:
 
     def start(node: str, name: str) -> None:
         config = cluster.layout.san_dir / f"{name}.xml"
-        config.write_text(tiny_guest_xml(name))
+        config.write_text(domain_xml(name))
         cluster.check(node, [*VIRSH, "create", str(config)], hint=f"could not start guest {name}")
         started.append(name)
 
@@ -46,7 +46,7 @@ def other_node(cluster: Cluster, *not_these: str) -> str:
 
 def guest_resource(cluster: Cluster, name: str) -> tuple[str, ...]:
     config = cluster.layout.san_dir / f"{name}.xml"
-    config.write_text(tiny_guest_xml(name))
+    config.write_text(domain_xml(name))
     # The tiny guest has no OS and ignores ACPI shutdown: destroy it at once on stop.
     return (
         f"config={config}",

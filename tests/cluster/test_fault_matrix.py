@@ -26,20 +26,22 @@ from datetime import timedelta
 
 import pytest
 
-from tests.cluster import resources
-from tests.cluster.cluster import Cluster
-from tests.cluster.invariants import InvariantMonitor
-from tests.cluster.pacemaker_log import Execution, Line, executions, timeouts
-from tests.cluster.scenario import Report, Scenario
-from tests.cluster.xenha_config import configure_cluster, filler_image, guest_demand_mib, pcs
+from tests.cluster.scenario import InFlight, Report, Scenario
+from tests.support.cluster import resources
+from tests.support.cluster.cluster import Cluster
+from tests.support.cluster.invariants import InvariantMonitor
+from tests.support.cluster.pacemaker_log import Execution, Line, executions, timeouts
+from tests.support.cluster.xenha_config import configure_cluster, filler_image, guest_demand_mib, pcs
 
 pytestmark = [pytest.mark.cluster, pytest.mark.qemu, pytest.mark.slow]
 
 CAPACITY_MIB = 1000  # every node's published hv_memory: 14 tiny guests
 TINY_MIB = 64
 TINY_DEMAND = guest_demand_mib(TINY_MIB)  # 70 MiB
-# A filler guest's 16 MiB of non-zero memory at 4 MiB/s: a live migration in flight for ~4 s.
-SLOW_MIGRATION = "migration_speed=4"
+# A filler guest's 48 MiB of non-zero memory at 4 MiB/s: a live migration in flight for ~12 s
+# (inside FAULT_OPS' migrate_to timeout of 20 s), of which the fault needs the first few.
+SLOW_SPEED_MIB_S = 4
+SLOW_MIGRATION = f"migration_speed={SLOW_SPEED_MIB_S}"
 
 REPORT = Report()
 
@@ -70,6 +72,18 @@ def scenario(request: pytest.FixtureRequest, xenha: Cluster, monitor: InvariantM
 
 def move(cluster: Cluster, guest: str, target: str) -> None:
     cluster.check(resources.any_node(cluster), ["crm_resource", "--move", "-r", guest, "-N", target], 30.0)
+
+
+def start_slow_migration(scenario: Scenario, guest: str, source: str, target: str) -> InFlight:
+    """Move the filler guest ``guest`` (on ``source``, filled) to ``target``; returns once its
+    migration sends memory with seconds of it surely left (scenario.InFlight)."""
+    filled_s = scenario.wait_filled(source, guest)
+    move(scenario.cluster, guest, target)
+    scenario.wait_incoming(target, guest)
+    flight = scenario.migration_in_flight(source, guest, SLOW_SPEED_MIB_S)
+    assert scenario.still_incoming(target, guest), f"the migration ended before the fault: nothing tested ({flight})"
+    scenario.note = f"filled +{filled_s:.1f} s; "
+    return flight
 
 
 def place(
@@ -104,12 +118,10 @@ def test_red_host_keeps_its_xen_host(xenha: Cluster) -> None:
 def test_target_libvirtd_killed_during_migration(scenario: Scenario) -> None:
     cluster = scenario.cluster
     place(scenario, "kill", "node1", ["kill1"], SLOW_MIGRATION, boot_image=filler_image(cluster))
-    move(cluster, "kill1", "node2")
-    scenario.wait_incoming("node2", "kill1")
-    time.sleep(0.3)
-    assert scenario.still_incoming("node2", "kill1"), "the migration ended before the fault: nothing tested"
+    flight = start_slow_migration(scenario, "kill1", "node1", "node2")
     killed_at = time.monotonic()
     cluster.kill_libvirtd("node2")
+    left_s = flight.assert_struck(time.monotonic())  # the kill has been sent by now
     status = scenario.assert_final()
     attempts = scenario.results("kill1", "migrate_to")
     assert [attempt.result for attempt in attempts] == ["error"], attempts
@@ -119,7 +131,8 @@ def test_target_libvirtd_killed_during_migration(scenario: Scenario) -> None:
     ended_on = status.started_on("kill1")[0]
     others = [node for node in cluster.layout.node_names if node != ended_on]
     arrived = scenario.monitor.first_running("kill1", after=killed_at, exclude=others)
-    scenario.note = (
+    scenario.note += (
+        f"killed with >= {left_s:.1f} s of sending left; "
         f"migrate_to failed ({attempts[0].reason.split(': ', 1)[1][:40]}); kill1 restarted on {ended_on}"
         + (f" +{arrived.since - killed_at:.1f} s" if arrived else "")
     )
@@ -128,15 +141,13 @@ def test_target_libvirtd_killed_during_migration(scenario: Scenario) -> None:
 def test_source_node_crashes_during_migration(scenario: Scenario) -> None:
     cluster = scenario.cluster
     place(scenario, "crash", "node1", ["crash1"], SLOW_MIGRATION, boot_image=filler_image(cluster))
-    move(cluster, "crash1", "node2")
-    scenario.wait_incoming("node2", "crash1")
-    time.sleep(0.3)
-    assert scenario.still_incoming("node2", "crash1"), "the migration ended before the fault: nothing tested"
+    flight = start_slow_migration(scenario, "crash1", "node1", "node2")
     fault_wall, fault_at = time.time(), time.monotonic()
     cluster.kill_node("node1")
+    left_s = flight.assert_struck(time.monotonic())  # the node is dead by now
     (row,) = scenario.failover("source crashed mid-migration", "node1", ["crash1"], fault_at, fault_wall)
     scenario.assert_final(holders_died_on=("node1",))
-    scenario.note = f"incoming copy discarded; crash1 restarted on {row.running_on} after fencing"
+    scenario.note += f"crashed with >= {left_s:.1f} s of sending left; incoming copy discarded; crash1 restarted on {row.running_on} after fencing"
 
 
 def test_network_cut_node_is_fenced(scenario: Scenario) -> None:
@@ -199,6 +210,7 @@ def test_ten_concurrent_migrations_into_room_for_three(scenario: Scenario) -> No
         list(pool.map(lambda guest: scenario.guest(guest, TINY_MIB), crowd))
     scenario.wait_started(crowd)
     scenario.leave_room("node2", 3 * TINY_DEMAND + TINY_DEMAND // 2)
+    scenario.cluster.wait_throttle_known()  # else a young (or rebooted) node runs them two by two
     scenario.rescore(away, "INFINITY")  # one CIB update: the ten moves are planned together
     status = scenario.assert_final()
     assert scenario.max_running_at_once(crowd, "node2") <= 3

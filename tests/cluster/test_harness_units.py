@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import config
-from tests.cluster.crm_mon import CrmMonError, parse_crm_mon
-from tests.cluster.invariants import (
+from tests.support.cluster import config
+from tests.support.cluster.crm_mon import CrmMonError, parse_crm_mon
+from tests.support.cluster.invariants import (
     PAUSED,
     PAUSED_MIGRATION,
     PAUSED_STARTING_UP,
@@ -17,9 +17,9 @@ from tests.cluster.invariants import (
     SHUTOFF,
     counts_as_running,
 )
-from tests.cluster.layout import ClusterLayout, LayoutError
-from tests.cluster.node_init import Mount, NodePlan, RunDir
-from tests.cluster.pacemaker_log import Line, cannot_run_anywhere, executions, op_results, stamp, timeouts
+from tests.support.cluster.layout import ClusterLayout, LayoutError
+from tests.support.cluster.node_init import Mount, NodePlan, RunDir
+from tests.support.cluster.pacemaker_log import Line, cannot_run_anywhere, executions, op_results, stamp, timeouts
 
 DATA = Path(__file__).resolve().parent / "data"
 

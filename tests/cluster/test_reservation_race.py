@@ -15,9 +15,10 @@ import time
 
 import pytest
 
-from tests.cluster.cluster import Cluster
-from tests.cluster.guests import tiny_guest_xml
-from tests.harness.ocf import AGENTS
+from tests.cluster.scenario import RESERVATIONS
+from tests.support.cluster.cluster import Cluster
+from tests.support.guests import domain_xml
+from tests.support.ocf import AGENTS
 
 pytestmark = [pytest.mark.cluster, pytest.mark.qemu, pytest.mark.slow]
 
@@ -37,6 +38,7 @@ def start_in_node(cluster: Cluster, name: str, config: str) -> tuple[int, str]:
         "OCF_RESKEY_hypervisor": "qemu:///system",
         "OCF_RESKEY_CRM_meta_timeout": "90000",
         "OCF_RESKEY_CRM_meta_on_node": NODE,
+        "OCF_RESKEY_crm_feature_set": "3.16.2",  # the executor passes it to every action: "in a cluster"
         "HA_RSCTMP": f"/run/resource-agents/race-{name}",
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
     }
@@ -56,7 +58,7 @@ def test_ten_concurrent_admissions_into_room_for_three(cluster: Cluster) -> None
                          "--name", "hv_memory", "--update", str(capacity)])  # fmt: skip
     names = [f"race{index}" for index in range(CONTENDERS)]
     for name in names:
-        (cluster.layout.san_dir / f"{name}.xml").write_text(tiny_guest_xml(name))
+        (cluster.layout.san_dir / f"{name}.xml").write_text(domain_xml(name))
     admitted_per_round = []
     try:
         for round_number in range(ROUNDS):
@@ -75,7 +77,7 @@ def test_ten_concurrent_admissions_into_room_for_three(cluster: Cluster) -> None
             assert len(running) >= 1, f"round {round_number}: nothing admitted: {refused[:2]}"
             for stderr in refused:
                 assert re.search(rf"cannot start race\d on {NODE}: needs {GUEST_DEMAND_MIB} MiB", stderr), stderr
-            ledger = cluster.run(NODE, ["cibadmin", "--query", "--xpath", "//nvpair[contains(@id, '-rsv-')]"], 30.0)
+            ledger = cluster.run(NODE, ["cibadmin", "--query", "--xpath", RESERVATIONS], 30.0)
             assert ledger.returncode == 105, f"round {round_number}: reservations left behind: {ledger.stdout}"
             admitted_per_round.append(len(running))
             print(

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster import cgroups, network
-from tests.cluster.claim import PrefixClaim
-from tests.cluster.cluster import Cluster
 from tests.cluster.conftest import claim_prefix
-from tests.cluster.guests import tiny_guest_xml
-from tests.cluster.layout import ClusterLayout
+from tests.support.cluster import cgroups, network
+from tests.support.cluster.claim import PrefixClaim
+from tests.support.cluster.cluster import Cluster
+from tests.support.cluster.layout import ClusterLayout
+from tests.support.guests import domain_xml
 
 pytestmark = [pytest.mark.cluster, pytest.mark.qemu, pytest.mark.slow]
 
@@ -64,7 +64,7 @@ def test_teardown_leaves_nothing_behind(claimed: PrefixClaim) -> None:
     try:
         cluster.up()
         for node in ("node1", "node2"):
-            started = cluster.run(node, [*virsh, "create", "/dev/stdin"], input_text=tiny_guest_xml("stray"))
+            started = cluster.run(node, [*virsh, "create", "/dev/stdin"], input_text=domain_xml("stray"))
             assert started.ok, started.explain()
         stop_s = cluster.stop_node("node1")
         stopping = [event for _, event in cluster.events("node1")]

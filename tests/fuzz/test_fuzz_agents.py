@@ -25,10 +25,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xenha.guest import GuestAgent
-from xenha.guest_spec import PARAMETERS as GUEST_PARAMETERS
-from xenha.host import PARAMETERS as HOST_PARAMETERS
-from xenha.host import HostAgent
+from xenha.agents.guest.agent import GuestAgent
+from xenha.agents.guest.spec import PARAMETERS as GUEST_PARAMETERS
+from xenha.agents.host import PARAMETERS as HOST_PARAMETERS
+from xenha.agents.host import HostAgent
 from xenha.ocf import Agent, run_agent
 
 settings.register_profile(

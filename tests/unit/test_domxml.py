@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xenha.domxml import DomainXmlError, GuestType, parse_domain, parse_tree, with_owner
+from xenha.libvirt.domxml import DomainXmlError, GuestType, parse_domain, parse_tree
+from xenha.libvirt.owner import Owner, with_owner
 
 
 def domain(body: str, kind: str = "xen") -> bytes:
@@ -65,8 +66,8 @@ def test_vcpus_and_video() -> None:
 
 def test_owner_metadata_is_added_and_replaced() -> None:
     data = domain("<memory>1024</memory>" + PV + "<metadata><other xmlns='urn:x'/></metadata>")
-    once = with_owner(data, "t", "web1", {"guest-type": "pv"})
-    twice = with_owner(once.encode(), "t", "web2", {})
+    once = with_owner(data, "t", Owner("web1", guest_type="pv"))
+    twice = with_owner(once.encode(), "t", Owner("web2"))
     root = parse_tree(twice.encode(), "t")
     owners = root.findall("metadata/{urn:xenha:guest:1}guest")
     assert [owner.get("resource") for owner in owners] == ["web2"]
@@ -74,7 +75,7 @@ def test_owner_metadata_is_added_and_replaced() -> None:
 
 
 def test_owner_with_markup_characters_is_escaped() -> None:
-    text = with_owner(domain("<memory>1</memory>" + PV), "t", 'a"<b>&', {})
+    text = with_owner(domain("<memory>1</memory>" + PV), "t", Owner('a"<b>&'))
     assert parse_tree(text.encode(), "t").find("metadata/{urn:xenha:guest:1}guest").get("resource") == 'a"<b>&'
 
 

@@ -57,8 +57,8 @@ def test_declaration_with_a_bad_default_is_refused() -> None:
 
 
 def test_the_agents_declarations_are_consistent() -> None:
-    from xenha.guest_spec import SPEC as GUEST
-    from xenha.host import SPEC as HOST
+    from xenha.agents.guest.spec import SPEC as GUEST
+    from xenha.agents.host import SPEC as HOST
 
     for spec in (GUEST, HOST):
         assert spec.check() is spec

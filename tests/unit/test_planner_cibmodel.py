@@ -7,15 +7,11 @@ import re
 
 import pytest
 
-from xenha.planner.cibmodel import (
-    CibError,
-    Resources,
-    ledger_id,
-    parse_cib,
-    parse_ledger,
-    parse_utilization_value,
-    read_cib_document,
-)
+from xenha.admission.ledger import ledger_id
+from xenha.admission.resources import Resources
+from xenha.planner.cibdocument import read_cib_document
+from xenha.planner.cibmodel import parse_cib, parse_ledger
+from xenha.planner.model import CibError, parse_utilization_value
 from xenha.planner.synthetic import GuestSpec, HostSpec, render_cib
 
 DATA = pathlib.Path(__file__).parent / "data" / "planner"
@@ -170,19 +166,21 @@ def test_ledger_reservations() -> None:
         '<cluster_property_set id="cib-bootstrap-options"/>'
         f'<cluster_property_set id="{ledger_id("node.a")}">'
         '<nvpair id="xenha-ledger-node.a-lock" name="lock" value="free"/>'
-        '<nvpair id="xenha-ledger-node.a-rsv-web1" name="rsv-web1" '
-        'value="memory_mib=4160 vcpus=2 expires=1000 holder=t1 resource=web1"/>'
-        '<nvpair id="xenha-ledger-node.a-rsv-bad" name="rsv-bad" value="memory_mib=x"/>'
+        '<nvpair id="xenha-ledger-node.a-r-1" name="xenha-ledger-node.a-r-1" '
+        'value="xenha-reservation/2 resource=web%3A1 memory_mib=4160 vcpus=2 hold_s=240 holder=t1"/>'
+        '<nvpair id="xenha-ledger-node.a-rsv-old" name="rsv-old" '
+        'value="memory_mib=4160 vcpus=2 expires=1000 holder=t0 resource=old"/>'  # format 1: not read
+        '<nvpair id="xenha-ledger-node.a-r-2" name="r-2" value="xenha-reservation/2 memory_mib=x"/>'
         "</cluster_property_set></crm_config>"
     )
     (reservation,) = parse_ledger(crm_config, ["node.a"])
     assert (reservation.node, reservation.resource, reservation.memory_mib, reservation.vcpus) == (
         "node.a",
-        "web1",
+        "web:1",
         4160,
         2,
     )
-    assert reservation.expired(1001) and not reservation.expired(1000)
+    assert reservation.hold_s == 240
 
 
 def test_utilization_values() -> None:

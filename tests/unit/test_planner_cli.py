@@ -51,6 +51,6 @@ def test_arguments() -> None:
 
 
 def test_every_command_is_one_declaration_and_one_function() -> None:
-    assert sorted(COMMANDS) == ["check-add", "plan", "status"]
+    assert sorted(COMMANDS) == ["check-add", "plan", "status", "verify"]
     for summary, declare, run in COMMANDS.values():
         assert summary and callable(declare) and callable(run)

@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from xenha.planner.cibmodel import Resources, parse_cib
+from xenha.admission.resources import Resources
+from xenha.planner.cibmodel import parse_cib
 from xenha.planner.cibsource import CibSnapshot
 from xenha.planner.fastpath import (
     DemandProfile,
@@ -29,7 +30,8 @@ from xenha.planner.fastpath import (
     proves_every_guest_fits,
 )
 from xenha.planner.naive import run_naive
-from xenha.planner.scenarios import PlanEnvironment, prepare, run_plan
+from xenha.planner.preparation import prepare
+from xenha.planner.scenarios import PlanEnvironment, run_plan
 from xenha.planner.synthetic import GuestSpec, HostSpec, render_cib
 from xenha.runner import CommandRunner
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from xenha.planner.cibmodel import Resources, parse_cib
+from xenha.admission.load import HostLoad
+from xenha.admission.resources import Resources
+from xenha.planner.cibmodel import parse_cib
 from xenha.planner.report import (
     CRITICAL,
     OK,
@@ -10,13 +12,11 @@ from xenha.planner.report import (
     WARNING,
     error_json,
     headline,
-    host_usage,
     plan_exit_code,
     plan_json,
     render_plan_text,
 )
 from xenha.planner.scenarios import (
-    HostLoad,
     Plan,
     Scenario,
     ScenarioResult,
@@ -24,6 +24,7 @@ from xenha.planner.scenarios import (
     enumerate_scenarios,
     keeps_quorum,
 )
+from xenha.planner.status import host_usage
 from xenha.planner.synthetic import GuestSpec, HostSpec, render_cib
 
 MODEL = parse_cib(
@@ -117,7 +118,8 @@ def test_text_output_lists_scenarios_and_hosts_after_recovery() -> None:
         lines[0]
         == "XENHA PLAN CRITICAL - tolerates no host failure; losing h1 would leave web1 stopped: 2048 MiB short"
     )
-    assert lines[5].split() == ["h1", "web1", "4096", "2048", "0"]
+    assert lines[4].split()[-1] == "why"
+    assert lines[5].split() == ["h1", "web1", "4096", "2048", "0", "the", "survivors", "lack", "room"]
     assert lines[-1].split() == ["h3", "8192", "6144", "2048", "4", "2", "2"]
 
 
@@ -137,15 +139,18 @@ def test_json_of_a_plan_and_of_an_error() -> None:
     }
 
 
-def test_host_usage_counts_live_reservations() -> None:
+def test_host_usage_counts_the_ledgers_reservations() -> None:
+    """Every reservation of the ledger counts (only a node that watched one knows it lapsed);
+    an nvpair in an older format is no reservation."""
     cib = render_cib([HostSpec("h1", 8192, 4)], [GuestSpec("web1", 4096, 2, "h1")]).replace(
         "</crm_config>",
         '<cluster_property_set id="xenha-ledger-h1">'
-        '<nvpair id="xenha-ledger-h1-rsv-db1" name="r" value="memory_mib=2048 vcpus=1 expires=2000 holder=t resource=db1"/>'
+        '<nvpair id="xenha-ledger-h1-r-1" name="r" value="xenha-reservation/2 resource=db1 memory_mib=2048 vcpus=1 '
+        'hold_s=240 holder=t"/>'
         '<nvpair id="xenha-ledger-h1-rsv-old" name="r" value="memory_mib=1024 vcpus=1 expires=1000 holder=t resource=old"/>'
         "</cluster_property_set></crm_config>",
     )
-    (usage,), live = host_usage(parse_cib(cib.encode()), now=1500.0)
+    (usage,), live = host_usage(parse_cib(cib.encode()))
     assert (usage.used, usage.reserved, usage.free) == (
         Resources(4096, 2),
         Resources(2048, 1),
@@ -159,10 +164,11 @@ def test_host_usage_counts_an_arrived_guest_once() -> None:
     cib = render_cib([HostSpec("h1", 8192, 4)], [GuestSpec("web1", 4096, 2, "h1")]).replace(
         "</crm_config>",
         '<cluster_property_set id="xenha-ledger-h1">'
-        '<nvpair id="xenha-ledger-h1-rsv-web1" name="r" value="memory_mib=4096 vcpus=2 expires=2000 holder=t resource=web1"/>'
+        '<nvpair id="xenha-ledger-h1-r-1" name="r" value="xenha-reservation/2 resource=web1 memory_mib=4096 vcpus=2 '
+        'hold_s=240 holder=t"/>'
         "</cluster_property_set></crm_config>",
     )
-    (usage,), live = host_usage(parse_cib(cib.encode()), now=1500.0)
+    (usage,), live = host_usage(parse_cib(cib.encode()))
     assert (usage.used, usage.reserved, usage.free) == (Resources(4096, 2), Resources(), Resources(4096, 2))
     assert [reservation.resource for reservation in live] == ["web1"]
 
@@ -175,3 +181,24 @@ def test_scenarios_and_their_quorum() -> None:
     assert [s.failed for s in scenarios[1:5]] == [("h1",), ("h2",), ("h3",), ("h4",)]  # h5 is down already
     assert all(s.quorum for s in scenarios[1:5])  # 3 of 5 left
     assert len(scenarios) == 1 + 4 + 6 and not any(s.quorum for s in scenarios[5:])  # 2 of 5 left
+
+
+def test_a_scenario_that_loses_quorum_says_so_instead_of_a_shortfall() -> None:
+    lost = result(
+        ("h1", "h2"),
+        (WEB1,),
+        reason="the survivors lose quorum (no-quorum-policy=stop)",
+    )
+    fragmented = result(("h1",), (WEB1,))
+    lines = render_plan_text(plan(2, result(()), fragmented, lost)).splitlines()
+    rows = [line.split() for line in lines if line.startswith("h1")]
+    assert rows[0] == ["h1", "web1", "4096", "0", "0", "no", "single", "host", "has", "room"]
+    assert rows[1] == ["h1,", "h2", "web1", "4096", "-", "-", "quorum", "lost", "(no-quorum-policy=stop)"]
+
+
+def test_no_fencing_device_is_the_reason_not_capacity() -> None:
+    unfenced = result(
+        ("h1",), (WEB1,), reason="no fencing device: the failed hosts cannot be fenced, so nothing is recovered"
+    )
+    lines = render_plan_text(plan(1, result(()), unfenced)).splitlines()
+    assert lines[5].split()[3:] == ["-", "-", "no", "fencing", "device:", "nothing", "is", "recovered"]

@@ -10,7 +10,7 @@ import pathlib
 
 import pytest
 
-from xenha.planner.cibmodel import Resources
+from xenha.admission.resources import Resources
 from xenha.planner.naive import naive_argv, parse_revised_status, stopped_guests
 from xenha.planner.scheduler import (
     GraphAction,

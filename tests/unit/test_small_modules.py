@@ -12,9 +12,9 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from xenha import domstate
 from xenha.deadline import Deadline, DeadlineExceeded, call_with_deadline
-from xenha.libvirt_uri import UriError, default_remote, for_node, mask, parse
+from xenha.libvirt import states as domstate
+from xenha.libvirt.uri import UriError, default_remote, for_node, mask, parse
 from xenha.ocf import OcfExit
 from xenha.statefile import StateFile
 
@@ -119,8 +119,8 @@ def test_state_file(tmp_path: Path) -> None:
 
 
 def test_hvm_policy_names_match_the_migration_methods() -> None:
-    from xenha.guest_spec import HVM_POLICIES
-    from xenha.migration import Method
+    from xenha.agents.guest.migration_plan import Method
+    from xenha.agents.guest.spec import HVM_POLICIES
 
     assert set(HVM_POLICIES) == {method.value for method in Method}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.cib import write_cib
+from tests.support.cib import write_cib
 from tests.support.xenlab.guests import destroy_everywhere
 from tests.support.xenlab.lab import REPO, Lab, attach_lab, start_lab, stop_lab
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.cib import query
+from tests.support.cib import query
 from tests.support.xenlab.guests import Dom0Agent
 from tests.support.xenlab.lab import Lab, XenHost
 

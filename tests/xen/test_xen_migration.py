@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.cib import query
+from tests.support.cib import query
 from tests.support.xenlab.guests import (
     Dom0Agent,
     DomainView,

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple, TextIO
 
+from xenha import __version__
 from xenha.deadline import Deadline
 from xenha.ocf.codes import OcfError, OcfExit
 from xenha.ocf.environment import OcfEnvironment
@@ -82,8 +83,6 @@ class AgentSpec(NamedTuple):
         return DEFAULT_TIMEOUT_S
 
     def metadata(self, ocf_version: tuple[int, int]) -> str:
-        from xenha import __version__
-
         return render(
             self.name,
             __version__,
@@ -150,29 +149,29 @@ def run_agent(
         out.write(spec.usage())
         return OcfExit.SUCCESS
 
-    prefix = environ.get("OCF_EXIT_REASON_PREFIX") or "ocf-exit-reason:"
-    log = OcfLog(spec.name, env, stderr=err)
+    reply = _Reply(OcfLog(spec.name, env, stderr=err), err, environ.get("OCF_EXIT_REASON_PREFIX") or "ocf-exit-reason:")
     handler = agent.handlers().get(action)
     if handler is None:
-        return _finish(
-            log,
-            err,
-            prefix,
-            OcfError(OcfExit.ERR_UNIMPLEMENTED, f"{spec.name} does not implement the action {action!r}"),
-        )
-
+        return reply.fail(OcfError(OcfExit.ERR_UNIMPLEMENTED, f"{spec.name} does not implement the action {action!r}"))
     if not _usable_instance(env.instance):
-        return _finish(
-            log, err, prefix,
+        return reply.fail(
             OcfError(
                 OcfExit.ERR_CONFIGURED,
                 f"OCF_RESOURCE_INSTANCE={env.instance[:40]!r} cannot be a Pacemaker resource id "
                 "(it contains control characters): name the resource with letters, digits, '-', '_' and '.'",
-            ),
-        )  # fmt: skip
+            )
+        )
     timeout_s = (env.timeout_ms / 1000.0) if env.timeout_ms else spec.action_timeout_s(action)
     deadline = Deadline(started + timeout_s - action_margin_s(timeout_s), clock)
-    ctx = Context(env, ParameterValues(spec.parameters, env.params), log, deadline, timeout_s)
+    ctx = Context(env, ParameterValues(spec.parameters, env.params), reply.log, deadline, timeout_s)
+    code = _run_handler(agent, ctx, handler, reply)
+    reply.log.debug(f"{action} returned {int(code)} after {clock() - started:.3f} s")
+    return code
+
+
+def _run_handler(agent: Agent, ctx: Context, handler: Handler, reply: _Reply) -> int:
+    """Validate, then run the handler; every outcome becomes an exit code (and a reason)."""
+    spec, log, action = agent.spec, ctx.log, ctx.action
     try:
         for name in ctx.params.unknown():
             log.warning(f"ignoring parameter {name!r}: {spec.name} has no such parameter")
@@ -180,31 +179,26 @@ def run_agent(
         for problem in problems[1:]:
             log.error(f"also: {problem.reason}")
         if problems and (action == "validate-all" or action not in spec.lenient_actions):
-            return _finish(log, err, prefix, problems[0])
+            return reply.fail(problems[0])
         ctx.problems = problems
-        code = handler(ctx)
+        return int(handler(ctx))
     except OcfError as error:
-        return _finish(log, err, prefix, error)
+        return reply.fail(error)
     except Exception as error:  # noqa: BLE001 - the last line of defence: no bare tracebacks
         translated = agent.translate(error)
         if translated is not None:
-            return _finish(log, err, prefix, translated)
-        import traceback
+            return reply.fail(translated)
+        import traceback  # noqa: PLC0415 - only after an internal error: it loads linecache and more
 
         for line in traceback.format_exc().splitlines():
             log.error(line)
-        return _finish(
-            log,
-            err,
-            prefix,
+        return reply.fail(
             OcfError(
                 OcfExit.ERR_GENERIC,
                 f"internal error in {spec.name} {action}: {type(error).__name__}: {error} "
                 "(traceback in the log; please report it)",
-            ),
+            )
         )
-    log.debug(f"{action} returned {int(code)} after {clock() - started:.3f} s")
-    return int(code)
 
 
 def _usable_instance(instance: str) -> bool:
@@ -214,6 +208,19 @@ def _usable_instance(instance: str) -> bool:
 
 # Pacemaker keeps the first 128 characters of an exit reason; the full text goes to the log.
 EXIT_REASON_MAX = 128
+
+
+class _Reply:
+    """How an action answers Pacemaker: the log, stderr, and the exit-reason prefix."""
+
+    def __init__(self, log: OcfLog, err: TextIO, prefix: str) -> None:
+        self.log = log
+        self._err = err
+        self._prefix = prefix
+
+    def fail(self, error: OcfError) -> int:
+        """Log ``error``, write its exit reason, and return its code."""
+        return _finish(self.log, self._err, self._prefix, error)
 
 
 def _finish(log: OcfLog, err: TextIO, prefix: str, error: OcfError) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -88,6 +89,4 @@ class OcfEnvironment(NamedTuple):
     @property
     def node_name(self) -> str:
         """The node this action runs on: as Pacemaker names it, else the host name."""
-        import os
-
         return self.meta.get("on_node") or os.uname().nodename

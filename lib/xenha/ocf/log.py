@@ -78,7 +78,7 @@ class OcfLog:
             self._write_stderr(self._file_line(level, message))
 
     def _syslog(self, level: str, message: str) -> None:
-        import syslog  # small C module, imported only when syslog is configured
+        import syslog  # noqa: PLC0415 - small C module, imported only when syslog is configured
 
         assert self._facility is not None
         if not self._syslog_open:
@@ -102,7 +102,7 @@ def _is_tty(stream: TextIO) -> bool:
 
 
 def _facility_code(name: str) -> int | None:
-    import syslog
+    import syslog  # noqa: PLC0415 - only when syslog is configured (performance.md)
 
     codes: dict[str, int] = {
         "kern": syslog.LOG_KERN,

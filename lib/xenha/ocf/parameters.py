@@ -64,19 +64,25 @@ class Parameter(NamedTuple):
             return text
         stripped = text.strip()
         if self.type is ParamType.BOOLEAN:
-            word = stripped.lower()
-            if word in TRUE_WORDS:
-                return True
-            if word in FALSE_WORDS:
-                return False
-            raise self._error(f"{self._shown(text)} is not a boolean: use true or false")
+            return self._parse_boolean(text, stripped)
         if self.type is ParamType.SELECT:
-            if stripped in self.choices:
-                return stripped
-            raise self._error(f"{self._shown(text)} is not one of: {', '.join(self.choices)}")
+            return self._parse_choice(text, stripped)
         if self.type is ParamType.DECIMAL:
             return self._parse_decimal(text, stripped)
         return self._parse_integer(text, stripped)
+
+    def _parse_boolean(self, text: str, stripped: str) -> bool:
+        word = stripped.lower()
+        if word in TRUE_WORDS:
+            return True
+        if word in FALSE_WORDS:
+            return False
+        raise self._error(f"{self._shown(text)} is not a boolean: use true or false")
+
+    def _parse_choice(self, text: str, stripped: str) -> str:
+        if stripped in self.choices:
+            return stripped
+        raise self._error(f"{self._shown(text)} is not one of: {', '.join(self.choices)}")
 
     def _parse_decimal(self, text: str, stripped: str) -> float:
         allowed = set("0123456789.")

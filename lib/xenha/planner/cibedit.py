@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from xenha.planner.cibmodel import CPU, MEMORY, CibError, Resources
+from lxml import etree
+
+from xenha.admission.resources import Resources
+from xenha.planner.model import CPU, MEMORY, CibError
 
 NEW_GUEST = "xenha-check-add"
 
@@ -35,7 +38,6 @@ def operation_digest(parameters: dict[str, str]) -> str:
 
 
 def _parse(data: bytes) -> Any:
-    from lxml import etree
 
     parser = etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
     try:
@@ -54,7 +56,6 @@ def unused_id(root: Any, wanted: str) -> str:
 
 
 def _nvpair(parent: Any, owner: str, name: str, value: str) -> None:
-    from lxml import etree
 
     etree.SubElement(parent, "nvpair", {"id": f"{owner}-{name}", "name": name, "value": value})
 
@@ -64,7 +65,6 @@ def add_guest(data: bytes, demand: Resources, running_on: str | None, name: str 
 
     Raises CibError when the CIB has no resources section or the host has no status.
     """
-    from lxml import etree
 
     root = _parse(data)
     resources = root.find("configuration/resources")
@@ -83,7 +83,6 @@ def add_guest(data: bytes, demand: Resources, running_on: str | None, name: str 
 
 
 def _record_running(root: Any, resource: str, host: str) -> None:
-    from lxml import etree
 
     feature_set = root.get("crm_feature_set", "3.16.1")
     digest = operation_digest({})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from xenha.planner.cibmodel import CibError
+from xenha.planner.model import CibError
 from xenha.runner import CommandRunner
 
 QUERY_TIMEOUT_S = 60.0

@@ -109,7 +109,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from xenha.planner.cibmodel import CibModel, Resources, total
+from xenha.admission.resources import Resources, total
+from xenha.planner.model import CibModel
 
 PROVABLE_STRATEGIES = ("utilization", "balanced", "minimal")
 # The refined test checks every distinct guest size (it has no monotonicity to lean on).

@@ -13,7 +13,7 @@ groups, nodes, instances, cluster tags, instance policies.
 
 from __future__ import annotations
 
-from xenha.planner.cibmodel import CibModel
+from xenha.planner.model import CibModel
 
 GROUP_UUID = "00000000-0000-0000-0000-00000000cafe"
 # Instance policy: no limit on instance sizes that could trip hcheck; vCPU ratio 64 (CPU

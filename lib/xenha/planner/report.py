@@ -13,20 +13,22 @@ The first line of the text output is the monitoring headline (``XENHA PLAN OK - 
 
 from __future__ import annotations
 
-import time
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from xenha.planner.cibmodel import CibModel, Resources, total
-from xenha.planner.scenarios import HostLoad, Plan, ScenarioResult
-from xenha.reservation import Reservation
+from xenha.admission.load import HostLoad
+from xenha.admission.resources import Resources, total
+from xenha.planner.scenarios import Plan, ScenarioResult
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 STATUS_WORDS = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 JSON_SCHEMA = "xenha-plan/1"
-STATUS_SCHEMA = "xenha-status/1"
+STATUS_SCHEMA = "xenha-status/2"  # 2: a reservation has hold_s (a duration), no expires
+ERROR_SCHEMAS = {"status": STATUS_SCHEMA, "verify": "xenha-verify/1"}
 MAX_NAMES = 5
+# Scenario reasons (xenha.planner.scenarios.scheduler_result) in which room is what decides.
+CAPACITY_REASONS = ("the scheduler finds no host with room", "not for lack of room", "the scheduler places")
 MAX_ROWS = 10
 
 
@@ -75,7 +77,7 @@ def shortfall_phrase(result: ScenarioResult) -> str:
     if short.memory_mib > 0:
         parts.append(f"{short.memory_mib} MiB")
     if short.vcpus > 0:
-        parts.append(_count(short.vcpus, "vCPU"))
+        parts.append(count_phrase(short.vcpus, "vCPU"))
     if parts:
         return " and ".join(parts) + " short"
     if all(guest.room_on for guest in result.stopped):
@@ -86,9 +88,31 @@ def shortfall_phrase(result: ScenarioResult) -> str:
         )
     needed = result.stopped_demand
     return (
-        f"{needed.memory_mib} MiB and {_count(needed.vcpus, 'vCPU')} needed: enough spare in total, "
+        f"{needed.memory_mib} MiB and {count_phrase(needed.vcpus, 'vCPU')} needed: enough spare in total, "
         "but no single host has room"
     )
+
+
+def reason_cell(result: ScenarioResult) -> str:
+    """Why a scenario leaves guests stopped, in a few words, for the table's last column.
+
+    The shortfall columns only speak of capacity; a scenario that stops everything because
+    quorum is lost, or because nothing can be fenced, must say so instead of "0 MiB short".
+    """
+    if result.reason.startswith("the survivors lose quorum"):
+        return "quorum lost" + result.reason[len("the survivors lose quorum") :]
+    if result.reason.startswith("no fencing device"):
+        return "no fencing device: nothing is recovered"
+    if result.shortfall.memory_mib > 0 or result.shortfall.vcpus > 0:
+        return "the survivors lack room"
+    if all(guest.room_on for guest in result.stopped):
+        return "not room: a constraint, failure or ordering"
+    return "no single host has room"
+
+
+def _capacity_cell(result: ScenarioResult, value: int) -> str:
+    """A shortfall figure, or "-" when capacity is not why the guests stop."""
+    return str(value) if result.reason.startswith(CAPACITY_REASONS) else "-"
 
 
 def headline(plan: Plan) -> str:
@@ -106,11 +130,11 @@ def headline(plan: Plan) -> str:
     return f"{prefix}; {scenario_phrase(worst)} would leave {stopped} stopped: {shortfall_phrase(worst)}"
 
 
-def _count(number: int, word: str) -> str:
+def count_phrase(number: int, word: str) -> str:
     return f"{number} {word}" + ("" if number == 1 else "s")
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]], right: Sequence[bool]) -> list[str]:
+def table(header: Sequence[str], rows: Sequence[Sequence[object]], right: Sequence[bool]) -> list[str]:
     cells = [[str(cell) for cell in row] for row in rows]
     widths = [len(title) for title in header]
     for row in cells:
@@ -134,17 +158,17 @@ def _hosts_after(result: ScenarioResult) -> list[str]:
 def _host_table(hosts: Sequence[HostLoad]) -> list[str]:
     rows = [
         (
-            host.name,
+            host.node,
             host.capacity.memory_mib,
-            host.load.memory_mib,
+            host.used.memory_mib,
             host.free.memory_mib,
             host.capacity.vcpus,
-            host.load.vcpus,
+            host.used.vcpus,
             host.free.vcpus,
         )
         for host in hosts
     ]
-    return _table(
+    return table(
         ("host", "MiB", "used", "free", "vCPUs", "used", "free"),
         rows,
         (False, True, True, True, True, True, True),
@@ -157,8 +181,8 @@ def _cluster_line(plan: Plan) -> str:
     demand = total(guest.demand for guest in model.running_guests)
     capacity = total(host.capacity for host in model.hosts if host.available)
     return (
-        f"{up} of {_count(len(model.hosts), 'host')} up ({capacity.memory_mib} MiB, {capacity.vcpus} vCPUs); "
-        f"{_count(len(model.running_guests), 'guest')} ({demand.memory_mib} MiB, {demand.vcpus} vCPUs); "
+        f"{up} of {count_phrase(len(model.hosts), 'host')} up ({capacity.memory_mib} MiB, {capacity.vcpus} vCPUs); "
+        f"{count_phrase(len(model.running_guests), 'guest')} ({demand.memory_mib} MiB, {demand.vcpus} vCPUs); "
         f"placement-strategy={model.options.placement_strategy}; {plan.source}"
     )
 
@@ -174,7 +198,7 @@ def render_plan_text(plan: Plan) -> str:
         )
     lines.append(_cluster_line(plan))
     lines.append(
-        f"{_count(len(plan.results), 'scenario')} (0 to {plan.failures} failed hosts): "
+        f"{count_phrase(len(plan.results), 'scenario')} (0 to {plan.failures} failed hosts): "
         f"{plan.proved} proved safe without the scheduler, {plan.scheduler_runs} run through it; "
         f"{plan.seconds:.1f} s"
     )
@@ -186,22 +210,23 @@ def render_plan_text(plan: Plan) -> str:
                 result.scenario.label,
                 names([guest.resource for guest in result.stopped], 4),
                 result.stopped_demand.memory_mib,
-                result.shortfall.memory_mib,
-                result.shortfall.vcpus,
+                _capacity_cell(result, result.shortfall.memory_mib),
+                _capacity_cell(result, result.shortfall.vcpus),
+                reason_cell(result),
             )
             for result in failing[:MAX_ROWS]
         ]
         lines.extend(
-            _table(
-                ("failed hosts", "guests left stopped", "MiB", "MiB short", "vCPUs short"),
+            table(
+                ("failed hosts", "guests left stopped", "MiB", "MiB short", "vCPUs short", "why"),
                 rows,
-                (False, False, True, True, True),
+                (False, False, True, True, True, False),
             )
         )
         if len(failing) > MAX_ROWS:
             lines.append(f"... and {len(failing) - MAX_ROWS} more scenarios leave guests stopped (--json lists all)")
         kept = len(plan.results) - len(failing)
-        lines.append(f"{_count(kept, 'scenario')} {'keeps' if kept == 1 else 'keep'} every guest running")
+        lines.append(f"{count_phrase(kept, 'scenario')} {'keeps' if kept == 1 else 'keep'} every guest running")
         lines.extend(_hosts_after(failing[0]))
     else:
         tight = plan.tightest
@@ -209,7 +234,7 @@ def render_plan_text(plan: Plan) -> str:
             spare = tight.survivors_capacity - total(guest.demand for guest in plan.model.running_guests)
             lines.append(
                 f"tightest: {scenario_phrase(tight)} leaves {spare.memory_mib} MiB and {spare.vcpus} vCPUs "
-                f"spare across {_count(len(plan.model.hosts) - len(tight.scenario.failed), 'host')}"
+                f"spare across {count_phrase(len(plan.model.hosts) - len(tight.scenario.failed), 'host')}"
             )
             lines.extend(_hosts_after(tight))
     for note in plan.model.notes[:3]:
@@ -217,7 +242,7 @@ def render_plan_text(plan: Plan) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _resources_json(resources: Resources) -> dict[str, int]:
+def resources_json(resources: Resources) -> dict[str, int]:
     return {"memory_mib": resources.memory_mib, "vcpus": resources.vcpus}
 
 
@@ -233,22 +258,22 @@ def _scenario_json(result: ScenarioResult) -> dict[str, Any]:
                 "resource": guest.resource,
                 "was_on": list(guest.was_on),
                 "room_on": list(guest.room_on),
-                **_resources_json(guest.demand),
+                **resources_json(guest.demand),
             }
             for guest in result.stopped
         ],
-        "stopped_demand": _resources_json(result.stopped_demand),
-        "shortfall": _resources_json(result.shortfall),
+        "stopped_demand": resources_json(result.stopped_demand),
+        "shortfall": resources_json(result.shortfall),
         "displaced_guests": list(result.displaced),
-        "survivors_capacity": _resources_json(result.survivors_capacity),
+        "survivors_capacity": resources_json(result.survivors_capacity),
         "hosts_after": None
         if result.hosts_after is None
         else [
             {
-                "name": host.name,
-                "capacity": _resources_json(host.capacity),
-                "load": _resources_json(host.load),
-                "free": _resources_json(host.free),
+                "name": host.node,
+                "capacity": resources_json(host.capacity),
+                "load": resources_json(host.used),
+                "free": resources_json(host.free),
             }
             for host in result.hosts_after
         ],
@@ -274,12 +299,12 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             {
                 "name": host.name,
                 "state": host.state,
-                "capacity": _resources_json(host.capacity),
+                "capacity": resources_json(host.capacity),
             }
             for host in model.hosts
         ],
         "guests": len(model.running_guests),
-        "demand": _resources_json(total(guest.demand for guest in model.running_guests)),
+        "demand": resources_json(total(guest.demand for guest in model.running_guests)),
         "scenarios": [_scenario_json(result) for result in plan.results],
         "proved": plan.proved,
         "scheduler_runs": plan.scheduler_runs,
@@ -288,193 +313,20 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "notes": list(model.notes),
     }
     if plan.extra is not None:
-        document["new_guest"] = {"resource": plan.extra_resource, **_resources_json(plan.extra)}
+        document["new_guest"] = {"resource": plan.extra_resource, **resources_json(plan.extra)}
     return document
 
 
 def render_json(document: dict[str, Any]) -> str:
-    import json
 
     return json.dumps(document, indent=2, sort_keys=False) + "\n"
 
 
 def error_json(command: str, message: str) -> dict[str, Any]:
     return {
-        "schema": JSON_SCHEMA if command != "status" else STATUS_SCHEMA,
+        "schema": ERROR_SCHEMAS.get(command, JSON_SCHEMA),
         "command": command,
         "status": "UNKNOWN",
         "exit_code": UNKNOWN,
         "error": message,
     }
-
-
-# --- xenha status ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class HostUsage:
-    name: str
-    state: str
-    capacity: Resources
-    used: Resources
-    reserved: Resources
-    guests: int
-
-    @property
-    def free(self) -> Resources:
-        return self.capacity - self.used - self.reserved
-
-
-def host_usage(model: CibModel, now: float) -> tuple[tuple[HostUsage, ...], tuple[Reservation, ...]]:
-    """Per host: capacity, used by the guests active there, reserved by live reservations.
-
-    As the admission check counts (xenha.capacity.tally): a reservation whose guest is already
-    active on its node (arrived, not yet released) is counted once, as used.
-    """
-    live = tuple(reservation for reservation in model.reservations if not reservation.expired(now))
-    used: dict[str, Resources] = {}
-    count: dict[str, int] = {}
-    active: set[tuple[str, str]] = set()
-    for guest in model.guests:
-        for node in guest.active_on:
-            used[node] = used.get(node, Resources()) + guest.demand
-            count[node] = count.get(node, 0) + 1
-            active.add((guest.resource, node))
-    reserved: dict[str, Resources] = {}
-    for reservation in live:
-        if (reservation.resource, reservation.node) in active:
-            continue
-        reserved[reservation.node] = reserved.get(reservation.node, Resources()) + Resources(
-            reservation.memory_mib, reservation.vcpus
-        )
-    usage = tuple(
-        HostUsage(
-            name=host.name,
-            state=host.state,
-            capacity=host.capacity,
-            used=used.get(host.name, Resources()),
-            reserved=reserved.get(host.name, Resources()),
-            guests=count.get(host.name, 0),
-        )
-        for host in model.hosts
-    )
-    return usage, live
-
-
-def render_status_text(model: CibModel, source: str, now: float) -> str:
-    usage, live = host_usage(model, now)
-    rows = [
-        (
-            item.name,
-            item.state,
-            item.guests,
-            item.capacity.memory_mib,
-            item.used.memory_mib,
-            item.reserved.memory_mib,
-            item.free.memory_mib,
-            item.capacity.vcpus,
-            item.used.vcpus,
-            item.reserved.vcpus,
-            item.free.vcpus,
-        )
-        for item in usage
-    ]
-    columns = (
-        total(item.capacity for item in usage),
-        total(item.used for item in usage),
-        total(item.reserved for item in usage),
-        total(item.free for item in usage),
-    )
-    totals = (
-        "total",
-        "",
-        sum(item.guests for item in usage),
-        *(column.memory_mib for column in columns),
-        *(column.vcpus for column in columns),
-    )
-    lines = [
-        f"{_count(len(model.hosts), 'host')}, {_count(len(model.guests), 'guest')}, "
-        f"placement-strategy={model.options.placement_strategy}; {source}"
-    ]
-    lines.extend(
-        _table(
-            (
-                "host",
-                "state",
-                "guests",
-                "MiB",
-                "used",
-                "reserved",
-                "free",
-                "vCPUs",
-                "used",
-                "reserved",
-                "free",
-            ),
-            [*rows, totals],
-            (False, False, True, True, True, True, True, True, True, True, True),
-        )
-    )
-    if live:
-        lines.append("")
-        lines.append("reservations in flight:")
-        for reservation in live:
-            lines.append(
-                f"  {reservation.resource} -> {reservation.node}: {reservation.memory_mib} MiB, "
-                f"{reservation.vcpus} vCPUs, {expiry_phrase(reservation.expires, now)} "
-                f"(holder {reservation.holder})"
-            )
-    stopped = [guest.resource for guest in model.running_guests if not guest.active_on]
-    if stopped:
-        lines.append(f"guests not running anywhere: {names(stopped)}")
-    return "\n".join(lines) + "\n"
-
-
-def expiry_phrase(expires: int, now: float) -> str:
-    """When a reservation lapses: in seconds when soon, as a UTC time otherwise.
-
-    >>> expiry_phrase(1030, 1000.0), expiry_phrase(4102444800, 1000.0)
-    ('expires in 30 s', 'expires 2100-01-01 00:00 UTC')
-    """
-    remaining = int(expires - now)
-    if remaining <= 3600:
-        return f"expires in {remaining} s"
-    return "expires " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expires))
-
-
-def status_json(model: CibModel, source: str, now: float) -> dict[str, Any]:
-    usage, live = host_usage(model, now)
-    return {
-        "schema": STATUS_SCHEMA,
-        "source": source,
-        "cib_epoch": model.epoch,
-        "time": int(now),
-        "hosts": [
-            {
-                "name": item.name,
-                "state": item.state,
-                "guests": item.guests,
-                "capacity": _resources_json(item.capacity),
-                "used": _resources_json(item.used),
-                "reserved": _resources_json(item.reserved),
-                "free": _resources_json(item.free),
-            }
-            for item in usage
-        ],
-        "reservations": [
-            {
-                "node": reservation.node,
-                "resource": reservation.resource,
-                "memory_mib": reservation.memory_mib,
-                "vcpus": reservation.vcpus,
-                "expires": reservation.expires,
-                "holder": reservation.holder,
-            }
-            for reservation in live
-        ],
-        "stopped_guests": [guest.resource for guest in model.running_guests if not guest.active_on],
-    }
-
-
-def now_epoch() -> float:
-    return time.time()

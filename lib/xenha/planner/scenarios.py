@@ -19,23 +19,18 @@ from __future__ import annotations
 
 import itertools
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from xenha.planner.cibmodel import (
-    CibDocument,
-    CibError,
-    CibModel,
-    Guest,
-    Resources,
-    build_model,
-    read_cib_document,
-    schema_path,
-    total,
-)
+from xenha.admission.load import HostLoad
+from xenha.admission.resources import Resources, total
+from xenha.planner.cibedit import add_guest
 from xenha.planner.cibsource import CibSnapshot, write_private
 from xenha.planner.fastpath import FastPath, Proof
+from xenha.planner.model import CibError, CibModel, Guest
+from xenha.planner.preparation import SCHEMA_DIR, Prepared, prepare
 from xenha.planner.scheduler import (
     ProgressCallback,
     SchedulerError,
@@ -44,9 +39,7 @@ from xenha.planner.scheduler import (
     run_simulations,
     scheduler_environment,
 )
-from xenha.runner import CommandRunner, find_tool
-
-SCHEMA_DIR = "/usr/share/pacemaker"
+from xenha.runner import CommandRunner
 
 
 @dataclass(frozen=True)
@@ -99,17 +92,6 @@ def enumerate_scenarios(model: CibModel, failures: int) -> tuple[Scenario, ...]:
         for failed in itertools.combinations(up, size):
             scenarios.append(Scenario(failed, keeps_quorum(votes, len(up) - size)))
     return tuple(scenarios)
-
-
-@dataclass(frozen=True)
-class HostLoad:
-    name: str
-    capacity: Resources
-    load: Resources
-
-    @property
-    def free(self) -> Resources:
-        return self.capacity - self.load
 
 
 @dataclass(frozen=True)
@@ -209,88 +191,6 @@ class Plan:
         return min(scored, key=lambda item: (item[0], item[1].scenario.failed))[1]
 
 
-def validate_schema(document: CibDocument, schema_dir: str) -> bool:
-    """Validate the configuration against the schema named by ``validate-with``.
-
-    True when valid; False when it could not be checked (no such schema here, a schema
-    older than pacemaker-3.0, or one that does not load): then the fast path steps aside
-    and crm_simulate upgrades and checks the CIB itself. Raises CibError when it is checked
-    and invalid: the scheduler would refuse it.
-    """
-    from lxml import etree
-
-    root = document.root
-    validate_with = root.get("validate-with", "")
-    path = schema_path(validate_with, schema_dir)
-    if path is None or not os.path.isfile(path):
-        return False
-    major = validate_with.split("-", 1)[1].split(".", 1)[0]
-    if int(major) < 3:
-        return False
-    try:
-        schema = etree.RelaxNG(etree.parse(path))
-    except (etree.XMLSyntaxError, etree.RelaxNGParseError, OSError):
-        return False
-    if schema.validate(root):
-        return True
-    problem = schema.error_log.last_error
-    raise CibError(
-        f"the CIB does not validate against {validate_with} (line {problem.line}: {problem.message}): "
-        "fix it with 'crm_verify --xml-file FILE' before planning"
-    )
-
-
-def check_plannable(model: CibModel) -> None:
-    """Refuse inputs on which no plan means anything; each message names the fix."""
-    if not model.guests:
-        raise CibError("the CIB has no xen-guest resources (primitives ocf:xenha:xen-guest): nothing to plan")
-    if not model.have_quorum:
-        raise CibError(
-            "the cluster has no quorum (have-quorum is not 1): its scheduler recovers nothing; "
-            "restore quorum first (see 'corosync-quorumtool -s'), or plan on a CIB saved while it had quorum"
-        )
-    if model.options.placement_strategy == "default":
-        raise CibError(
-            "placement-strategy is 'default': Pacemaker ignores utilization, so any host takes any guest "
-            "and a plan means nothing; set it with "
-            "'crm_attribute --type crm_config --name placement-strategy --update balanced'"
-        )
-    if not any(guest.has_utilization for guest in model.guests):
-        raise CibError(
-            "no xen-guest resource has utilization: set each guest's demand with "
-            "'crm_resource --resource GUEST --utilization --set-parameter hv_memory --parameter-value MIB' "
-            "(and cpu)"
-        )
-    if not any(host.has_capacity for host in model.hosts):
-        raise CibError(
-            "no host has an hv_memory capacity: set it with "
-            "'crm_attribute --type nodes --node HOST --utilization --name hv_memory --update MIB' (and cpu)"
-        )
-
-
-def require_scheduler(lookup: Callable[[str], str | None] = find_tool) -> None:
-    """Refuse to plan without crm_simulate: every verdict is defined as the scheduler's."""
-    if lookup("crm_simulate") is None:
-        raise CibError(
-            "crm_simulate is not installed: install pacemaker-cli-utils (apt-get install pacemaker-cli-utils)"
-        )
-
-
-@dataclass(frozen=True)
-class Prepared:
-    snapshot: CibSnapshot
-    model: CibModel
-    validated: bool  # against its schema: the fast path's precondition
-
-
-def prepare(snapshot: CibSnapshot, schema_dir: str = SCHEMA_DIR) -> Prepared:
-    document = read_cib_document(snapshot.data)
-    validated = validate_schema(document, schema_dir)
-    model = build_model(document)
-    check_plannable(model)
-    return Prepared(snapshot, model, validated)
-
-
 def _displaced(guests: Sequence[Guest], failed: Sequence[str]) -> tuple[str, ...]:
     lost = set(failed)
     return tuple(guest.resource for guest in guests if lost.intersection(guest.active_on))
@@ -340,11 +240,11 @@ def scheduler_result(model: CibModel, scenario: Scenario, simulation: Simulation
             guest.resource,
             guest.demand,
             tuple(before.get(guest.resource, ())),
-            tuple(host.name for host in hosts_after if host.name in available and guest.demand.fits_in(host.free)),
+            tuple(host.node for host in hosts_after if host.node in available and guest.demand.fits_in(host.free)),
         )
         for guest in stopped_guests
     )
-    free = total(host.free.clipped() for host in hosts_after if host.name in available)
+    free = total(host.free.clipped() for host in hosts_after if host.node in available)
     stopped_demand = total(guest.demand for guest in stopped)
     shortfall = (stopped_demand - free).clipped() if stopped else Resources()
     if not stopped:
@@ -372,7 +272,9 @@ def scheduler_result(model: CibModel, scenario: Scenario, simulation: Simulation
     )
 
 
-def _proved(prepared: Prepared, scenarios: Sequence[Scenario], use_fastpath: bool) -> dict[Scenario, ScenarioResult]:
+def proved_results(
+    prepared: Prepared, scenarios: Sequence[Scenario], use_fastpath: bool = True
+) -> dict[Scenario, ScenarioResult]:
     """The scenarios the fast path proves safe: none when it is off or the schema was not checked."""
     if not (use_fastpath and prepared.validated):
         return {}
@@ -385,7 +287,7 @@ def _proved(prepared: Prepared, scenarios: Sequence[Scenario], use_fastpath: boo
     return results
 
 
-def _plan(prepared: Prepared, failures: int, results: Sequence[ScenarioResult], seconds: float) -> Plan:
+def plan_from_results(prepared: Prepared, failures: int, results: Sequence[ScenarioResult], seconds: float) -> Plan:
     return Plan(
         source=prepared.snapshot.label,
         model=prepared.model,
@@ -394,6 +296,22 @@ def _plan(prepared: Prepared, failures: int, results: Sequence[ScenarioResult], 
         seconds=seconds,
         validated=prepared.validated,
     )
+
+
+def simulation_requests(prepared: Prepared, scenarios: Sequence[Scenario], directory: str) -> list[SimulationRequest]:
+    """One scheduler run per scenario, its transition graph written into ``directory``.
+
+    A scenario that loses quorum is run with ``--quorum=false`` (see the module's docstring).
+    """
+    return [
+        SimulationRequest(
+            cib_path=prepared.snapshot.path,
+            failed=scenario.failed,
+            quorum=None if scenario.quorum else False,
+            graph_path=os.path.join(directory, f"graph-{index}.xml"),
+        )
+        for index, scenario in enumerate(scenarios)
+    ]
 
 
 def run_plan(
@@ -405,27 +323,21 @@ def run_plan(
     """Answer every scenario; raises SchedulerError when a scheduler run fails."""
     started = environment.clock()
     scenarios = enumerate_scenarios(prepared.model, failures)
-    results = _proved(prepared, scenarios, use_fastpath)
+    results = proved_results(prepared, scenarios, use_fastpath)
     pending = [scenario for scenario in scenarios if scenario not in results]
     if pending:
-        import tempfile
-
         with tempfile.TemporaryDirectory(prefix="xenha-plan-") as directory:
-            requests = [
-                SimulationRequest(
-                    cib_path=prepared.snapshot.path,
-                    failed=scenario.failed,
-                    quorum=None if scenario.quorum else False,
-                    graph_path=os.path.join(directory, f"graph-{index}.xml"),
-                )
-                for index, scenario in enumerate(pending)
-            ]
             simulations = run_simulations(
-                requests, environment.runner, environment.workers, environment.clock, environment.progress
+                simulation_requests(prepared, pending, directory),
+                environment.runner,
+                environment.workers,
+                environment.clock,
+                environment.progress,
             )
         for scenario, simulation in zip(pending, simulations):
             results[scenario] = scheduler_result(prepared.model, scenario, simulation)
-    return _plan(prepared, failures, [results[scenario] for scenario in scenarios], environment.clock() - started)
+    seconds = environment.clock() - started
+    return plan_from_results(prepared, failures, [results[scenario] for scenario in scenarios], seconds)
 
 
 def plan_new_guest(
@@ -443,9 +355,6 @@ def plan_new_guest(
     finds no room, that baseline is the answer); the guest is then recorded as running
     there, and that CIB is planned scenario by scenario.
     """
-    import tempfile
-
-    from xenha.planner.cibedit import add_guest
 
     snapshot = prepared.snapshot
     started = environment.clock()
@@ -457,15 +366,17 @@ def plan_new_guest(
         )
         added = replace(added, validated=prepared.validated and added.validated)
         scenarios = enumerate_scenarios(added.model, failures)
-        proved = _proved(added, scenarios, use_fastpath)
+        proved = proved_results(added, scenarios, use_fastpath)
         if len(proved) == len(scenarios):
-            plan = _plan(added, failures, [proved[scenario] for scenario in scenarios], 0.0)
+            plan = plan_from_results(added, failures, [proved[scenario] for scenario in scenarios], 0.0)
         else:
             request = SimulationRequest(added.snapshot.path, (), None, os.path.join(directory, "baseline.xml"))
             (simulation,) = run_simulations([request], environment.runner, 1, environment.clock)
             placed = simulation.placement.get(resource, ())
             if not placed:
-                plan = _plan(added, failures, [scheduler_result(added.model, scenarios[0], simulation)], 0.0)
+                plan = plan_from_results(
+                    added, failures, [scheduler_result(added.model, scenarios[0], simulation)], 0.0
+                )
             else:
                 data, resource = add_guest(snapshot.data, demand, running_on=placed[0])
                 path = write_private(directory, "new-guest-running.xml", data)
@@ -478,15 +389,11 @@ __all__ = [
     "CibError",
     "Plan",
     "PlanEnvironment",
-    "Prepared",
     "Scenario",
     "ScenarioResult",
     "SchedulerError",
-    "check_plannable",
     "enumerate_scenarios",
     "keeps_quorum",
     "plan_new_guest",
-    "prepare",
-    "require_scheduler",
     "run_plan",
 ]

@@ -33,10 +33,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
-from xenha.planner.cibmodel import CPU, MEMORY, Resources
+from lxml import etree
+
+from xenha.admission.resources import Resources
+from xenha.planner.model import CPU, MEMORY
 from xenha.runner import CommandResult, CommandRunner, first_line
 
 CRM_SIMULATE = "crm_simulate"
@@ -105,7 +109,6 @@ class SchedulerError(Exception):
 
 
 def parse_xml(data: bytes | str, what: str) -> Any:
-    from lxml import etree
 
     parser = etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
     raw = data.encode() if isinstance(data, str) else data
@@ -271,7 +274,6 @@ def run_simulations(
 
     Raises SchedulerError for the first run that failed (after all have finished).
     """
-    from concurrent.futures import ThreadPoolExecutor, as_completed
 
     def one(request: SimulationRequest) -> tuple[CommandResult, bytes, float]:
         started = clock()

@@ -21,7 +21,7 @@ scheduler would restart every guest "due to resource definition change".
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
 
@@ -137,7 +137,9 @@ def _utilization(owner: str, memory_mib: int | None, vcpus: int | None) -> str:
     return f'<utilization id="{owner}-utilization">{inner}</utilization>'
 
 
-def _op(resource: str, node: str, operation: str, interval_ms: int, rc: int, call_id: int, digest: str) -> str:
+def _op(  # noqa: PLR0913 - the fields of one lrm_rsc_op record, written as one
+    resource: str, node: str, operation: str, interval_ms: int, rc: int, call_id: int, digest: str
+) -> str:
     key = f"{resource}_{operation}_{interval_ms}"
     op_id = key if interval_ms else f"{resource}_last_0"
     return (
@@ -154,7 +156,7 @@ def _guest_parameters(name: str) -> dict[str, str]:
     return {"config": f"/etc/xen/guests/{name}.xml"}
 
 
-def render_cib(
+def render_cib(  # noqa: PLR0913 - a test fixture builder: each keyword is one knob of the generated CIB
     hosts: Sequence[HostSpec],
     guests: Sequence[GuestSpec],
     placement_strategy: str = "balanced",
@@ -220,8 +222,6 @@ def render_cib(
 
 def _status(hosts: Sequence[HostSpec], guests: Sequence[GuestSpec], fencing_device: bool) -> list[str]:
     out: list[str] = []
-    empty_digest = operation_digest({})
-    host_monitor_digest = operation_digest({"CRM_meta_timeout": str(HOST_MONITOR_TIMEOUT_MS)})
     digests = {}
     for guest in guests:
         parameters = _guest_parameters(guest.name)
@@ -244,58 +244,40 @@ def _status(hosts: Sequence[HostSpec], guests: Sequence[GuestSpec], fencing_devi
             f'crm-debug-origin="do_update_resource" join="member" expected="member">'
             f'<lrm id="{node_id}"><lrm_resources>'
         )
-        call_id = 1
-        if fencing_device:
-            running = host.name == first_up
-            out.append('<lrm_resource id="fence" class="stonith" type="fence_dummy">')
-            out.append(
-                _op(
-                    "fence",
-                    host.name,
-                    "start" if running else "monitor",
-                    0,
-                    0 if running else 7,
-                    1,
-                    empty_digest,
-                )
-            )
-            out.append("</lrm_resource>")
-            call_id += 1
-        out.append('<lrm_resource id="xen-host" class="ocf" provider="xenha" type="xen-host">')
-        out.append(_op("xen-host", host.name, "start", 0, 0, call_id, empty_digest))
-        out.append(
-            _op(
-                "xen-host",
-                host.name,
-                "monitor",
-                HOST_MONITOR_INTERVAL_MS,
-                0,
-                call_id + 1,
-                host_monitor_digest,
-            )
-        )
-        out.append("</lrm_resource>")
-        call_id += 2
-        for guest in guests:
-            start_digest, monitor_digest = digests[guest.name]
-            out.append(f'<lrm_resource id="{guest.name}" class="ocf" provider="xenha" type="xen-guest">')
-            if guest.host == host.name:
-                out.append(_op(guest.name, host.name, "start", 0, 0, call_id, start_digest))
-                out.append(
-                    _op(
-                        guest.name,
-                        host.name,
-                        "monitor",
-                        GUEST_MONITOR_INTERVAL_MS,
-                        0,
-                        call_id + 1,
-                        monitor_digest,
-                    )
-                )
-                call_id += 2
-            else:
-                out.append(_op(guest.name, host.name, "monitor", 0, 7, call_id, start_digest))
-                call_id += 1
-            out.append("</lrm_resource>")
+        fence_runs_here = host.name == first_up if fencing_device else None
+        out.extend(_host_history(host.name, guests, digests, fence_runs_here))
         out.append("</lrm_resources></lrm></node_state>")
+    return out
+
+
+def _host_history(
+    node: str, guests: Sequence[GuestSpec], digests: Mapping[str, tuple[str, str]], fence_runs_here: bool | None
+) -> list[str]:
+    """The resource history of an up host: the fencing device (None: there is none), xen-host, the guests."""
+    out: list[str] = []
+    empty_digest = operation_digest({})
+    call_id = 1
+    if fence_runs_here is not None:
+        operation, rc = ("start", 0) if fence_runs_here else ("monitor", 7)
+        out.append('<lrm_resource id="fence" class="stonith" type="fence_dummy">')
+        out.append(_op("fence", node, operation, 0, rc, 1, empty_digest))
+        out.append("</lrm_resource>")
+        call_id += 1
+    host_monitor_digest = operation_digest({"CRM_meta_timeout": str(HOST_MONITOR_TIMEOUT_MS)})
+    out.append('<lrm_resource id="xen-host" class="ocf" provider="xenha" type="xen-host">')
+    out.append(_op("xen-host", node, "start", 0, 0, call_id, empty_digest))
+    out.append(_op("xen-host", node, "monitor", HOST_MONITOR_INTERVAL_MS, 0, call_id + 1, host_monitor_digest))
+    out.append("</lrm_resource>")
+    call_id += 2
+    for guest in guests:
+        start_digest, monitor_digest = digests[guest.name]
+        out.append(f'<lrm_resource id="{guest.name}" class="ocf" provider="xenha" type="xen-guest">')
+        if guest.host == node:
+            out.append(_op(guest.name, node, "start", 0, 0, call_id, start_digest))
+            out.append(_op(guest.name, node, "monitor", GUEST_MONITOR_INTERVAL_MS, 0, call_id + 1, monitor_digest))
+            call_id += 2
+        else:
+            out.append(_op(guest.name, node, "monitor", 0, 7, call_id, start_digest))
+            call_id += 1
+        out.append("</lrm_resource>")
     return out

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from tests.harness.ocf import AgentRun
+from tests.support.ocf import AgentRun
 from tests.support.xenlab.lab import Lab, XenHost
 
 AGENTS_IN_DOM0 = "/usr/lib/ocf/resource.d/xenha"  # where xenha's .deb installs them

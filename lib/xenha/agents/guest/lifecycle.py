@@ -1,0 +1,258 @@
+"""xen-guest's start, stop and monitor: the guest's lifecycle on this node.
+
+Truthfulness comes first. A probe or a stop never says "not running" unless the hypervisor
+said so, after the guest was searched by every identity it has (:mod:`.identity`: the name
+it was last seen running as, the configuration's name, its UUID, its owner metadata); and
+none of them acts on a domain this resource does not own.
+"""
+
+from __future__ import annotations
+
+from xenha.agents.guest.action import GuestAction
+from xenha.agents.guest.booking import book
+from xenha.agents.guest.identity import Located, forget, locate
+from xenha.agents.guest.utilization import publish_utilization
+from xenha.deadline import Deadline
+from xenha.libvirt import states
+from xenha.libvirt.connection import Hypervisor
+from xenha.libvirt.domain import Domain
+from xenha.libvirt.errors import ErrorKind, HypervisorError
+from xenha.ocf import OcfError, OcfExit
+
+POLL_INTERVAL_S = 0.2
+# Part of stop's remaining time kept for destroy and verification after a graceful
+# shutdown, and never less than DESTROY_MIN_S (time-budget-and-settling.md).
+DESTROY_SHARE = 1.0 / 3.0
+DESTROY_MIN_S = 5.0
+
+
+def monitor(action: GuestAction) -> OcfExit:
+    ctx = action.ctx
+    located = locate(action, action.hypervisor())
+    domain = located.domain
+    status = domain.status() if domain is not None else None
+    if domain is None or status is None:
+        _refuse_intruder(action, located)
+        return OcfExit.NOT_RUNNING
+    verdict = states.judge(status.state, status.reason)
+    if verdict.code == OcfExit.SUCCESS:
+        if action.spec is not None and domain.name != action.spec.name:
+            ctx.log.info(
+                f"guest {domain.name} runs on {action.here}; its configuration now names it {action.spec.name}, "
+                "which takes effect at its next start"
+            )
+        for problem in ctx.problems:
+            ctx.log.warning(f"guest {domain.name} runs, but its configuration has a problem: {problem.reason}")
+        if action.spec is not None and not ctx.problems:
+            if action.config is not None:
+                # the file changed since the last good read: remember what it says now
+                action.remember(action.config, action.spec)
+            publish_utilization(action, action.spec, force=False)
+        return OcfExit.SUCCESS
+    if verdict.code == OcfExit.NOT_RUNNING:
+        return OcfExit.NOT_RUNNING
+    raise OcfError(verdict.code, f"guest {domain.name} is {verdict.description} on {action.here}")
+
+
+def start(action: GuestAction) -> OcfExit:
+    from xenha.admission.resources import demand_of  # noqa: PLC0415 - only start needs these (performance.md)
+    from xenha.libvirt.owner import Owner, with_owner  # noqa: PLC0415 - only start needs these (performance.md)
+
+    ctx = action.ctx
+    config, spec = action.require_config()
+    hypervisor = action.hypervisor()
+    located = locate(action, hypervisor)
+    if located.domain is None:
+        _refuse_intruder(action, located)
+    elif _accept_existing(action, located.domain):
+        action.remember(config, spec)
+        publish_utilization(action, spec, force=True)
+        return OcfExit.SUCCESS
+    owner = Owner(ctx.env.instance, spec.guest_type.value, spec.vcpus, spec.memory_mib, demand_of(spec).memory_mib)
+    xml = with_owner(config.data, config.path, owner)
+    here = action.here
+    release = book(action, spec, f"start {spec.name} on {here}", hypervisor)
+    try:
+        ctx.log.info(
+            f"starting guest {spec.name} ({spec.guest_type.label}, {spec.memory_mib} MiB, "
+            f"{spec.vcpus} vCPUs) from {config.path} on {here}"
+        )
+        domain = hypervisor.create(xml, spec.name)
+        _wait_running(action, domain)
+    finally:
+        release()  # from now on the running domain itself holds the room
+    action.remember(config, spec, domain)
+    publish_utilization(action, spec, force=True)
+    ctx.log.info(f"guest {spec.name} is running on {here}")
+    return OcfExit.SUCCESS
+
+
+def stop(action: GuestAction) -> OcfExit:
+    """Stop every domain of this resource here; success only once none runs (and none was another's)."""
+    ctx = action.ctx
+    hypervisor = action.hypervisor()
+    located = locate(action, hypervisor)
+    stopped: list[str] = []
+    while located.domain is not None and _to_be_stopped(action, hypervisor, located.domain):
+        domain = located.domain
+        _stop_domain(action, hypervisor, domain)
+        stopped.append(domain.name)
+        forget(action)
+        located = locate(action, hypervisor)  # none may be left: search again, by every identity
+    if located.intruder is not None:
+        ctx.log.warning(f"{located.intruder.reason(ctx.env.instance, action.here)}; it is left running")
+    if not stopped:
+        ctx.log.info(f"guest {action.domain_name() or ctx.env.instance} is not running on {action.here}")
+    else:
+        ctx.log.info(f"guest {', '.join(stopped)} is stopped on {action.here}")
+    forget(action)
+    return OcfExit.SUCCESS
+
+
+def _to_be_stopped(action: GuestAction, hypervisor: Hypervisor, domain: Domain) -> bool:
+    """True for a domain that runs here, or that is still being received and then would."""
+    return domain.active() or _wait_for_arrival(action, hypervisor, domain)
+
+
+def _stop_domain(action: GuestAction, hypervisor: Hypervisor, domain: Domain) -> None:
+    """Shut ``domain`` down within the graceful wait, then destroy it if it is still active."""
+    active = True
+    graceful = _graceful_deadline(action)
+    if not graceful.expired():
+        active = _shut_down(action, domain, graceful)
+    if active:
+        _destroy(action, hypervisor, domain)
+
+
+def _refuse_intruder(action: GuestAction, located: Located) -> None:
+    """A running domain under our name that is not ours: a configuration error, never ours to use."""
+    if located.intruder is not None:
+        raise OcfError(OcfExit.ERR_CONFIGURED, located.intruder.reason(action.ctx.env.instance, action.here))
+
+
+def _wait_for_arrival(action: GuestAction, hypervisor: Hypervisor, domain: Domain) -> bool:
+    """A shut-off domain still being received here is not stopped: wait for it to settle.
+
+    libxl keeps an arriving domain inactive (SHUTOFF) until its restore finishes, and it
+    cannot be destroyed while the migration's job holds it; if the migration then completes,
+    the guest runs here. Wait, leaving destroy its share of the time, until it is gone or
+    active (True: destroy it); fail if it is still arriving then.
+    """
+    if not domain.is_arriving():
+        return False
+    action.ctx.log.warning(f"guest {domain.name} is being received on {action.here}: waiting for it to settle")
+    settle = hypervisor.deadline.within(hypervisor.deadline.remaining() * (1.0 - DESTROY_SHARE))
+    while not settle.expired():
+        action.services.sleep(POLL_INTERVAL_S)
+        if domain.active():
+            return True
+        if not domain.is_arriving():
+            return False
+    raise OcfError(
+        OcfExit.ERR_GENERIC,
+        f"guest {domain.name} is still being received on {action.here} (an incoming migration holds it, shut off "
+        "until it completes, when it would run here): it is not stopped; the node needs fencing if this persists",
+    )
+
+
+def _shut_down(action: GuestAction, domain: Domain, graceful: Deadline) -> bool:
+    """Ask the guest to shut down and wait until ``graceful``; True while it is still active."""
+    log = action.ctx.log
+    log.info(f"shutting down guest {domain.name} (waiting up to {graceful.remaining():.0f} s)")
+    try:
+        domain.shutdown()
+    except HypervisorError as error:
+        if error.kind not in (ErrorKind.INVALID_STATE, ErrorKind.NO_DOMAIN, ErrorKind.FAILED):
+            raise
+        log.warning(f"graceful shutdown of {domain.name} not possible: {error.detail}")
+    active = domain.active()
+    while active and not graceful.expired():
+        action.services.sleep(min(0.5, max(0.05, graceful.remaining())))
+        active = domain.active()
+    return active
+
+
+def _destroy(action: GuestAction, hypervisor: Hypervisor, domain: Domain) -> None:
+    action.ctx.log.info(f"destroying guest {domain.name}")
+    try:
+        domain.destroy()
+    except HypervisorError as error:
+        if error.kind not in (ErrorKind.INVALID_STATE, ErrorKind.NO_DOMAIN):
+            raise
+    while domain.active():
+        if hypervisor.deadline.expired():
+            raise OcfError(
+                OcfExit.ERR_GENERIC,
+                f"guest {domain.name} is still active on {action.here} after destroy; the node needs fencing",
+            )
+        action.services.sleep(POLL_INTERVAL_S)
+
+
+def _accept_existing(action: GuestAction, domain: Domain) -> bool:
+    """True when this resource's existing domain already is the running guest."""
+    ctx = action.ctx
+    status = domain.status()
+    if status is None or status.state == states.SHUTOFF:
+        return False
+    name = domain.name
+    verdict = states.judge(status.state, status.reason)
+    if verdict.code == OcfExit.SUCCESS:
+        ctx.log.info(f"guest {name} is already running on {action.here}")
+        return True
+    if status.state == states.PAUSED and verdict.code == OcfExit.DEGRADED:
+        ctx.log.info(f"guest {name} is {verdict.description}: resuming it")
+        domain.resume()
+        _wait_running(action, domain)
+        return True
+    ctx.log.warning(f"guest {name} is {verdict.description}: destroying it to start it afresh")
+    domain.destroy()
+    forget(action)
+    return False
+
+
+def _wait_running(action: GuestAction, domain: Domain) -> None:
+    name = domain.name
+    while True:
+        status = domain.status()
+        if status is None:
+            raise OcfError(OcfExit.ERR_GENERIC, f"guest {name} disappeared right after it started on {action.here}")
+        if states.running(status.state, status.reason):
+            return
+        verdict = states.judge(status.state, status.reason)
+        if verdict.code in (OcfExit.ERR_GENERIC, OcfExit.NOT_RUNNING):
+            raise OcfError(OcfExit.ERR_GENERIC, f"guest {name} is {verdict.description} right after it started")
+        if domain.hypervisor.deadline.expired():
+            raise OcfError(OcfExit.ERR_GENERIC, f"guest {name} is still {verdict.description}, not running")
+        action.services.sleep(POLL_INTERVAL_S)
+
+
+def _graceful_deadline(action: GuestAction) -> Deadline:
+    """When stop's graceful wait ends: set once per action, from the time left when it starts.
+
+    A retry after a reconnect continues the same wait (it is a deadline, not a duration).
+    """
+    if action.graceful_until is None:
+        ctx = action.ctx
+        try:
+            configured = 0.0 if ctx.params.boolean("force_stop") else ctx.params.integer("shutdown_timeout")
+        except OcfError:
+            configured = None  # a broken value must not keep stop from stopping
+        action.graceful_until = ctx.deadline.within(graceful_seconds(ctx.deadline.remaining(), configured))
+    return action.graceful_until
+
+
+def graceful_seconds(remaining_s: float, configured_s: float | None) -> float:
+    """How long stop waits for a graceful shutdown, with ``remaining_s`` left in the action.
+
+    ``shutdown_timeout`` when set, but destroy always keeps ``max(DESTROY_MIN_S, a third)``
+    of the time left (time-budget-and-settling.md).
+
+    >>> graceful_seconds(30.0, None), graceful_seconds(30.0, 5), graceful_seconds(12.0, None)
+    (20.0, 5.0, 7.0)
+    >>> graceful_seconds(4.0, None), graceful_seconds(30.0, 0)
+    (0.0, 0.0)
+    """
+    graceful_s = remaining_s - max(DESTROY_MIN_S, remaining_s * DESTROY_SHARE)
+    if configured_s is not None:
+        graceful_s = min(float(configured_s), graceful_s)
+    return max(0.0, graceful_s)

@@ -1,0 +1,456 @@
+"""xen-guest's migrate_to and migrate_from: book room on the target, move, verify.
+
+migrate_to, on the source node:
+1. refuse at once an HVM guest under ``hvm_migration=refuse`` (Pacemaker then stops and
+   starts it);
+2. reserve room on the target (:func:`xenha.agents.guest.booking.book`): refused → the guest
+   was not touched;
+3. move it: live, peer to peer (progress logged every few seconds), or saved to shared
+   storage and restored on the target;
+4. give up before the timeout: abort the job (where the driver can), keep the time needed
+   to settle;
+5. verify: success only with the guest running on the target and gone from the source.
+   After a failure, settle in a fixed order (docs/decisions/time-budget-and-settling.md):
+   the job has ended; the target holds no copy (an incomplete one is destroyed); only then
+   is the source resumed or restored. A step that cannot be completed in time is reported,
+   and nothing after it is done: Pacemaker's stop on both nodes settles it.
+The reservation is released in every case, in time kept for it alone.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from xenha.agents.guest.action import GuestAction
+from xenha.agents.guest.booking import book
+from xenha.agents.guest.migration_plan import (
+    Method,
+    MigrationSettings,
+    abort_reserve_s,
+    choose_method,
+    progress_line,
+    release_reserve_s,
+)
+from xenha.deadline import Deadline
+from xenha.libvirt import states
+from xenha.libvirt.connection import Hypervisor
+from xenha.libvirt.domain import Domain, DomainStatus, FoundDomain, JobFailed, JobStillActive
+from xenha.libvirt.domxml import DomainSpec
+from xenha.libvirt.errors import ErrorKind, HypervisorError
+from xenha.libvirt.uri import MigrationTarget, mask, migration_target, parse
+from xenha.ocf import OcfError, OcfExit
+
+SAVE_SUFFIX = ".xenha-save"
+POLL_INTERVAL_S = 0.25
+RECONNECT_S = 0.5
+# How long the target's check may wait for a libvirtd that refuses connections, when the
+# action's time allows: an init restarting it (systemd's Restart=on-failure) and its start.
+RESTART_GRACE_S = 10.0
+SETTLE_S = 10.0
+# How long a guest that libvirt reports running must be seen using no CPU time to be called
+# frozen (drivers that do not report a frozen source: xenha.libvirt.drivers).
+FROZEN_SAMPLES = 12
+
+
+class TargetCopy(enum.Enum):
+    NONE = "none"  # verified: no copy on the target
+    RUNNING = "running"  # the guest runs there: it arrived
+
+
+class Migration:
+    """One migrate_to of the guest from this node (``source``) to ``target``: what every step needs."""
+
+    def __init__(self, action: GuestAction, spec: DomainSpec, settings: MigrationSettings, source: Hypervisor,
+                 target: MigrationTarget) -> None:  # fmt: skip
+        self.action = action
+        self.log = action.ctx.log
+        self.spec = spec
+        self.settings = settings
+        self.source = source
+        self.target = target
+        self.here = action.here
+        self.destination = action.services.hypervisor(target.remote, target.node)
+        timeout_s = action.ctx.timeout_s
+        # Every settle step ends here: what follows is the release's alone.
+        self.release_by = action.ctx.deadline.minus(release_reserve_s(timeout_s))
+        self.abort_at = action.ctx.deadline.minus(abort_reserve_s(timeout_s))
+        # A settle step's share: the reserve's time before the release, in three.
+        self.step_s = (abort_reserve_s(timeout_s) - release_reserve_s(timeout_s)) / 3
+        self.paused_before = False
+
+    def run(self) -> OcfExit:
+        """Book, move, verify; the reservation is released in every case."""
+        name, there = self.spec.name, self.target.node
+        method = choose_method(self.spec.guest_type, self.settings.hvm_policy)
+        if method is Method.REFUSE:
+            raise OcfError(
+                OcfExit.ERR_GENERIC,
+                f"{name} is an HVM guest and hvm_migration=refuse: it is not migrated to {there}; "
+                "Pacemaker recovers by stopping it here and starting it there",
+            )
+        self.destination.connect_in_background()  # overlaps the checks on the source and the CIB read
+        found = self.source.find(name)
+        if found is None or found.status.state == states.SHUTOFF:
+            raise OcfError(OcfExit.ERR_GENERIC, f"guest {name} is not running on {self.here}: nothing to migrate")
+        self.paused_before = found.status.state == states.PAUSED
+        try:
+            release_booking = book(self.action, self.spec, f"migrate {name} to {there}", self.destination)
+        except OcfError:
+            self.log.info(f"{name} stays on {self.here}")
+            raise
+        except HypervisorError as error:
+            raise OcfError(
+                OcfExit.ERR_GENERIC, f"cannot check the room on {there}: {error.reason()}; {name} stays on {self.here}"
+            ) from None
+        release = threading.Thread(target=release_booking, name="release the reservation")
+        try:
+            # Once the guest has moved, the reservation is released while the move is verified.
+            return self._move(method, found.domain, release.start)
+        finally:
+            if release.ident is not None:
+                release.join(max(1.0, self.action.ctx.deadline.remaining()))
+            else:
+                release_booking()
+
+    def _move(self, method: Method, domain: Domain, moved: Callable[[], None]) -> OcfExit:
+        # An aborted job gets three quarters of the settle time to end (QEMU's abort takes a
+        # second or two to land under load); the target's check and the source's resume, a few
+        # quick calls once the job has ended, share the rest.
+        job_end_by = self.release_by.minus((self.release_by.expires_at - self.abort_at.expires_at) / 4)
+        started = time.monotonic()
+        try:
+            if method is Method.LIVE:
+                self._live(domain, job_end_by)
+            else:
+                self._save_restore(domain, job_end_by)
+        except JobStillActive as still:
+            raise OcfError(
+                OcfExit.ERR_GENERIC,
+                f"migration of {self.spec.name} to {self.target.node} could not be settled: {still}; neither copy "
+                f"was touched: Pacemaker will stop {self.spec.name} on both nodes",
+            ) from None
+        except (JobFailed, HypervisorError) as failure:
+            detail = failure.reason() if isinstance(failure, HypervisorError) else str(failure)
+            if self._settle(detail, target_may_hold_copy=not isinstance(failure, SaveFailed)):
+                self.log.warning(f"{self.spec.name} arrived on {self.target.node} although the job reported: {detail}")
+                return OcfExit.SUCCESS
+            raise OcfError(
+                OcfExit.ERR_GENERIC,
+                f"migration of {self.spec.name} to {self.target.node} failed, it runs on {self.here} only: {detail}",
+            ) from None
+        moved()
+        self._verify_moved()
+        self.log.info(
+            f"{self.spec.name} migrated to {self.target.node} ({method.value}) in {time.monotonic() - started:.2f} s"
+        )
+        return OcfExit.SUCCESS
+
+    def _live(self, domain: Domain, job_end_by: Deadline) -> None:
+        domain.limit_migration(self.settings.speed_mib_s, self.settings.downtime_ms, self.log)
+        data = self.target.data
+        self.log.info(
+            f"live-migrating {self.spec.name} to {self.target.node} via {mask(self.target.remote)}"
+            + (f", data over {data}" if data else "")
+        )
+
+        def report() -> None:
+            progress = domain.job_progress()
+            if progress is not None:
+                self.log.info(progress_line(self.spec.name, self.target.node, progress))
+
+        domain.migrate(self.target, self.abort_at, job_end_by, self.log, report)
+
+    def _save_restore(self, domain: Domain, job_end_by: Deadline) -> None:
+        name, there = self.spec.name, self.target.node
+        assert self.settings.save_dir is not None  # validation requires it for save-restore
+        path = os.path.join(self.settings.save_dir, name + SAVE_SUFFIX)
+        self.log.info(f"saving {name} to {path} to restore it on {there}")
+        try:
+            domain.save(path, self.abort_at, job_end_by, self.log)
+        except JobStillActive:
+            raise
+        except JobFailed as failure:
+            raise SaveFailed(str(failure)) from None
+        try:
+            self.destination.restore(path, name)
+        except HypervisorError as error:
+            self.log.error(f"restoring {name} on {there} failed ({error.reason()}): checking {there} for a copy")
+            kept = f"{name} stays saved in {path}, not restored on {self.here}"
+            if self._clear_target(error.detail, kept) is TargetCopy.RUNNING:
+                self.log.warning(f"{name} arrived on {there} although the restore reported: {error.detail}")
+                self._remove(path)
+                return
+            self._restore_here(path)
+            raise OcfError(
+                OcfExit.ERR_GENERIC,
+                f"migration of {name} to {there} failed, it runs on {self.here} only: restore on {there} failed: "
+                f"{error.detail}",
+            ) from None
+        self._remove(path)
+
+    def _restore_here(self, path: str) -> None:
+        """Restore the saved guest on this node, once the target is verified to hold no copy."""
+        name, there = self.spec.name, self.target.node
+        self.log.warning(f"{there} holds no copy of {name}: restoring it on {self.here}")
+        try:
+            self.source.reopened(self.release_by).restore(path, name)
+        except HypervisorError as again:
+            raise OcfError(
+                OcfExit.ERR_GENERIC,
+                f"{name} was saved to {path} but could be restored neither on {there} nor on {self.here} "
+                f"({again.detail}); restore it by hand with: virsh restore {path}",
+            ) from None
+        self._remove(path)
+
+    def _remove(self, path: str) -> None:
+        try:
+            os.unlink(path)
+        except OSError as error:
+            self.log.warning(f"could not remove the saved state {path}: {error.strerror}")
+
+    def _verify_moved(self) -> None:
+        settle = self.action.ctx.deadline.within(SETTLE_S)
+        arrived = _running(self.destination, self.spec.name)
+        while arrived is False and not settle.expired():
+            self.action.services.sleep(POLL_INTERVAL_S)
+            arrived = _running(self.destination, self.spec.name)
+        left = self.source.find(self.spec.name)
+        still_here = left is not None and left.status.state != states.SHUTOFF
+        if arrived and not still_here:
+            return
+        where = "running" if arrived else "not running" if arrived is False else "unverifiable"
+        raise OcfError(
+            OcfExit.ERR_GENERIC,
+            f"libvirt reported the migration of {self.spec.name} done, but it is {where} on {self.target.node} and "
+            f"{'still present' if still_here else 'gone'} on {self.here}",
+        )
+
+    # ---- after a failure: the job has ended, the target holds no copy, then the source --------
+    def _settle(self, detail: str, target_may_hold_copy: bool) -> bool:
+        """After a failed job: leave the guest running on the source only. True if it had in fact moved."""
+        name, there = self.spec.name, self.target.node
+        source = self.source.reopened(self._step(steps_after=2))  # fresh: the old one may be stuck
+        status = self._job_ended(source, detail)
+        if target_may_hold_copy:
+            if status is None or status.state == states.SHUTOFF:
+                left = f"{name} is gone from {self.here}"
+            elif states.running(status.state, status.reason):
+                left = f"{name} runs on {self.here} (as libvirt reports it)"
+            else:
+                left = f"{name} is left {states.describe(status.state, status.reason)} on {self.here}, not resumed"
+            if self._clear_target(detail, left) is TargetCopy.RUNNING:
+                if status is None or status.state == states.SHUTOFF:
+                    return True
+                raise OcfError(
+                    OcfExit.ERR_GENERIC,
+                    f"migration of {name} to {there} failed ({detail}) and could not be settled: {name} runs on "
+                    f"{there}, and {left}; Pacemaker will stop {name} on both nodes",
+                )
+        self._source_runs(source.reopened(self.release_by), detail)
+        return False
+
+    def _job_ended(self, source: Hypervisor, detail: str) -> DomainStatus | None:
+        """Wait (within the source's deadline) until no job runs on the guest; its state then."""
+        name = self.spec.name
+        try:
+            domain = source.lookup(name)
+            while domain is not None and domain.job_active():
+                if source.deadline.remaining() < POLL_INTERVAL_S:
+                    raise OcfError(
+                        OcfExit.ERR_GENERIC,
+                        f"migration of {name} to {self.target.node} failed ({detail}) and could not be settled: "
+                        f"its job on {self.here} is still active; neither copy was touched: Pacemaker will stop "
+                        f"{name} on both nodes",
+                    )
+                self.action.services.sleep(POLL_INTERVAL_S)
+            return domain.status() if domain is not None else None
+        except HypervisorError as error:
+            raise OcfError(
+                OcfExit.ERR_GENERIC,
+                f"migration of {name} to {self.target.node} failed ({detail}) and could not be settled: "
+                f"{error.reason()}; neither copy was touched: Pacemaker will stop {name} on both nodes",
+            ) from None
+
+    def _clear_target(self, detail: str, source_state: str) -> TargetCopy:
+        """Make sure the target holds no copy of the guest (an incomplete one is destroyed).
+
+        Verified only by libvirt's answer on a fresh connection; when that cannot be had in
+        time, the move is reported unsettled (``source_state`` says what was left here).
+        """
+        name, there = self.spec.name, self.target.node
+        target = self.destination.reopened(self._step(steps_after=1, up_to_s=RESTART_GRACE_S))
+        destroyed = False
+        try:
+            while True:
+                found = self._look_up(target)
+                if found is None:
+                    return TargetCopy.NONE
+                domain, status = found
+                if states.running(status.state, status.reason):
+                    self.destination = target  # the one that answers
+                    return TargetCopy.RUNNING
+                if status.state == states.SHUTOFF and not domain.is_arriving():
+                    return TargetCopy.NONE  # a defined, inactive domain is no copy
+                if status.state != states.SHUTOFF and not destroyed:
+                    self.log.warning(
+                        f"destroying the incomplete copy of {name} on {there} "
+                        f"({states.describe(status.state, status.reason)})"
+                    )
+                    _destroy(domain)
+                    destroyed = True
+                if target.deadline.remaining() < POLL_INTERVAL_S:
+                    seen = states.describe(status.state, status.reason)
+                    raise OcfError(
+                        OcfExit.ERR_GENERIC,
+                        f"migration of {name} to {there} failed ({detail}) and could not be settled: a copy of "
+                        f"{name} is still on {there} ({seen}); {source_state}: Pacemaker will stop "
+                        f"{name} on both nodes",
+                    )
+                self.action.services.sleep(POLL_INTERVAL_S)
+        except HypervisorError as error:
+            raise OcfError(
+                OcfExit.ERR_GENERIC,
+                f"migration of {name} to {there} failed ({detail}) and could not be settled: whether {there} holds "
+                f"a copy could not be verified ({error.reason()}); {source_state}: Pacemaker will stop "
+                f"{name} on both nodes",
+            ) from None
+
+    def _look_up(self, target: Hypervisor) -> FoundDomain | None:
+        """The guest on the target; a libvirtd that is not listening is asked again until the
+        step's deadline (its init may be restarting it: failing now would get the node fenced)."""
+        while True:
+            try:
+                return target.find(self.spec.name)
+            except HypervisorError as error:
+                if error.kind is not ErrorKind.UNREACHABLE or target.deadline.remaining() < RECONNECT_S:
+                    raise
+                self.log.warning(f"{error.reason()}: asking again for {target.deadline.remaining():.0f} s")
+                self.action.services.sleep(RECONNECT_S)
+
+    def _step(self, steps_after: int, up_to_s: float = 0.0) -> Deadline:
+        """The deadline of a settle step: its share from now, leaving theirs to the ``steps_after``
+        that follow; up to ``up_to_s`` when the time left covers that and their shares."""
+        left = self.release_by.remaining()
+        share = max(min(self.step_s, left / (steps_after + 1)), min(up_to_s, left - steps_after * self.step_s))
+        return self.release_by.within(share)
+
+    def _source_runs(self, source: Hypervisor, detail: str) -> None:
+        """The target holds no copy: make sure the guest runs here (resumed if the move paused it)."""
+        name, there = self.spec.name, self.target.node
+        try:
+            found = source.find(name)
+            if found is None or found.status.state == states.SHUTOFF:
+                raise OcfError(
+                    OcfExit.ERR_GENERIC,
+                    f"{name} runs neither on {self.here} nor on {there} after a failed migration ({detail}); "
+                    "Pacemaker will start it",
+                )
+            domain, status = found
+            if status.state == states.PAUSED and not self.paused_before:
+                # Whatever the reason the driver gives (QEMU: migration; libxl: others), the
+                # move paused it and no copy exists elsewhere: it is ours to resume.
+                self.log.warning(
+                    f"{name} was left {states.describe(status.state, status.reason)} on {self.here} by the failed "
+                    "migration: resuming it"
+                )
+                domain.resume()
+                resumed = domain.status()
+                if resumed is None or not states.running(resumed.state, resumed.reason):
+                    seen = "gone" if resumed is None else states.describe(resumed.state, resumed.reason)
+                    raise OcfError(
+                        OcfExit.ERR_GENERIC,
+                        f"migration of {name} to {there} failed ({detail}); {there} holds no copy, and {name} is "
+                        f"{seen} on {self.here} after it was resumed; Pacemaker will recover it",
+                    )
+            elif not source.driver.reports_frozen_source:
+                self._not_frozen(domain, detail)
+        except HypervisorError as error:
+            raise OcfError(
+                OcfExit.ERR_GENERIC,
+                f"migration of {name} to {there} failed ({detail}); {there} holds no copy, but {name} could not be "
+                f"checked on {self.here}: {error.reason()}",
+            ) from None
+
+    def _not_frozen(self, domain: Domain, detail: str) -> None:
+        """Fail when the guest, which libvirt reports running, uses no CPU time: frozen by the move."""
+        first = domain.cpu_time_ns()
+        samples = 0
+        while samples < FROZEN_SAMPLES and domain.hypervisor.deadline.remaining() > 2 * POLL_INTERVAL_S:
+            self.action.services.sleep(POLL_INTERVAL_S)
+            samples += 1
+            if domain.cpu_time_ns() != first:
+                return
+        raise OcfError(
+            OcfExit.ERR_GENERIC,
+            f"migration of {self.spec.name} to {self.target.node} failed ({detail}) and left it frozen on "
+            f"{self.here}: libvirt reports it running, but it used no CPU time in {samples * POLL_INTERVAL_S:.1f} s "
+            f"(the {domain.hypervisor.driver.name} driver does not resume a guest after a failure past its final "
+            "suspend); Pacemaker will stop and start it",
+        )
+
+
+class SaveFailed(JobFailed):
+    """The save failed: the guest never left the source, the target cannot hold a copy."""
+
+
+def _destroy(domain: Domain) -> None:
+    try:
+        domain.destroy()
+    except HypervisorError as error:
+        if error.kind not in (ErrorKind.INVALID_STATE, ErrorKind.NO_DOMAIN):
+            raise
+
+
+def _running(hypervisor: Hypervisor, name: str) -> bool | None:
+    """True when ``name`` runs there, False when it does not, None when that cannot be known."""
+    try:
+        found = hypervisor.find(name)
+    except HypervisorError:
+        return None
+    return found is not None and states.running(found.status.state, found.status.reason)
+
+
+def migrate_to(action: GuestAction) -> OcfExit:
+    ctx = action.ctx
+    target = ctx.env.migrate_target
+    if not target:
+        raise OcfError(
+            OcfExit.ERR_GENERIC,
+            "migrate_to needs the target node in OCF_RESKEY_CRM_meta_migrate_target (Pacemaker sets it "
+            "for resources with allow-migrate=true)",
+        )
+    spec = action.require_spec()
+    settings = MigrationSettings.from_params(ctx.params)
+    source = action.hypervisor()
+    uris = migration_target(
+        parse(source.uri), settings.remote_template, settings.data_template, target, settings.network_suffix
+    )
+    return Migration(action, spec, settings, source, uris).run()
+
+
+def migrate_from(action: GuestAction) -> OcfExit:
+    """On the target: the guest must be running here; wait for it inside the timeout."""
+    ctx = action.ctx
+    here = action.here
+    _config, spec = action.require_config()
+    if not ctx.env.migrate_source:
+        raise OcfError(
+            OcfExit.ERR_GENERIC,
+            "migrate_from needs the source node in OCF_RESKEY_CRM_meta_migrate_source (Pacemaker sets it "
+            "for resources with allow-migrate=true)",
+        )
+    local = action.hypervisor()
+    while True:
+        found = local.find(spec.name)
+        status = found.status if found is not None else None
+        if status is not None and status.state in (states.RUNNING, states.BLOCKED):
+            ctx.log.info(f"{spec.name} arrived from {ctx.env.migrate_source} and runs on {here}")
+            return OcfExit.SUCCESS
+        if ctx.deadline.remaining() < POLL_INTERVAL_S:
+            seen = "is not here" if status is None else f"is {states.describe(status.state, status.reason)}"
+            raise OcfError(OcfExit.ERR_GENERIC, f"{spec.name} did not arrive on {here}: it {seen}")
+        action.services.sleep(POLL_INTERVAL_S)

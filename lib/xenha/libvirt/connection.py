@@ -1,0 +1,240 @@
+"""One connection to a host's libvirtd, a deadline on every call, errors a person can act on.
+
+Everything the suite asks a hypervisor goes through :class:`Hypervisor` (the host) and
+:class:`xenha.libvirt.domain.Domain` (one guest on it):
+
+* every libvirt call runs under the action's deadline (:func:`call_with_deadline`); once a
+  call has hung, the connection is marked stuck and later calls fail at once instead of
+  queueing behind it;
+* libvirt errors are classified at the boundary (:mod:`xenha.libvirt.errors`) and carry the
+  masked URI, the node and a hint;
+* Xen's Domain-0 is never reported as a guest.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
+
+from xenha.deadline import Deadline, DeadlineExceeded, call_with_deadline
+from xenha.libvirt.domain import Domain, FoundDomain
+from xenha.libvirt.drivers import DriverTraits, traits
+from xenha.libvirt.errors import ErrorKind, HypervisorError, classify, libvirt_module
+from xenha.libvirt.owner import Owner
+
+T = TypeVar("T")
+
+
+class ActiveDomain(NamedTuple):
+    """A domain occupying a host, as the host's libvirt reports it."""
+
+    name: str
+    domain_id: int
+    max_memory_mib: int
+    vcpus: int
+    # libvirt's OS type; read only when the metadata lacks the recorded demand (it costs an RPC
+    # per domain, and the demand of a guest the suite started is recorded), else None.
+    os_type: str | None
+    # What the suite's metadata records (owner resource, size at start); None when unmanaged.
+    owner: Owner | None
+
+    @property
+    def resource(self) -> str | None:
+        """The cluster resource that owns it, None when the cluster does not manage it."""
+        return self.owner.resource if self.owner is not None else None
+
+
+class NodeFacts(NamedTuple):
+    memory_mib: int
+    cpus: int
+
+
+class Hypervisor:
+    """One libvirt connection, opened on first use, every call bounded by ``deadline``."""
+
+    def __init__(self, uri: str, deadline: Deadline, node: str | None = None) -> None:
+        self.uri = uri
+        self.deadline = deadline
+        self.node = node or os.uname().nodename
+        self._connection: Any = None
+        self._stuck: str | None = None
+        self._opening = threading.Lock()
+
+    @property
+    def driver(self) -> DriverTraits:
+        """What this host's libvirt driver can and cannot do."""
+        return traits(self.uri.partition(":")[0].partition("+")[0])
+
+    def reopened(self, deadline: Deadline | None = None) -> Hypervisor:
+        """A fresh connection to the same host (the old one may be stuck), under ``deadline``
+        (by default this one's)."""
+        return Hypervisor(self.uri, deadline or self.deadline, self.node)
+
+    # ---- plumbing ---------------------------------------------------------------------------
+    def call(self, operation: str, function: Callable[[], T], connecting: bool = False) -> T:
+        """Run one libvirt call under the deadline and classify what goes wrong."""
+        if self._stuck is not None:
+            raise HypervisorError(
+                ErrorKind.TIMEOUT,
+                operation,
+                self.uri,
+                self.node,
+                f"libvirtd stopped answering earlier in this action ({self._stuck})",
+            )
+        remaining = self.deadline.remaining()
+        libvirt = libvirt_module()
+        try:
+            return call_with_deadline(function, remaining, operation)
+        except DeadlineExceeded:
+            self._stuck = operation
+            raise HypervisorError(
+                ErrorKind.TIMEOUT, operation, self.uri, self.node, f"no answer within {remaining:.1f} s"
+            ) from None
+        except libvirt.libvirtError as error:
+            raise classify(error, operation, self.uri, self.node, connecting) from None
+
+    def _open(self) -> Any:
+        if self._connection is not None:
+            return self._connection
+        if not self._opening.acquire(timeout=max(0.0, self.deadline.remaining())):
+            raise HypervisorError(ErrorKind.TIMEOUT, "connect", self.uri, self.node, "still connecting")
+        try:
+            if self._connection is None:
+                libvirt = libvirt_module()
+                self._connection = self.call("connect", lambda: libvirt.open(self.uri), connecting=True)
+            return self._connection
+        finally:
+            self._opening.release()
+
+    def connect(self) -> None:
+        """Open the connection now (the first call that needs it would)."""
+        self._open()
+
+    def connect_in_background(self) -> None:
+        """Start opening the connection now; the first call that needs it waits for it.
+
+        A failure here is not reported: the caller's own first call meets it again.
+        """
+
+        def open_quietly() -> None:
+            try:
+                self._open()
+            except HypervisorError:
+                pass
+
+        threading.Thread(target=open_quietly, name=f"connect {self.node}", daemon=True).start()
+
+    # ---- domains ----------------------------------------------------------------------------
+    def lookup(self, name: str) -> Domain | None:
+        """The domain called ``name``, or None when this host has no such domain."""
+        connection = self._open()
+        try:
+            handle = self.call(f"look up domain {name}", lambda: connection.lookupByName(name))
+        except HypervisorError as error:
+            if error.kind is ErrorKind.NO_DOMAIN:
+                return None
+            raise
+        return Domain(self, handle)
+
+    def lookup_uuid(self, uuid: str) -> Domain | None:
+        """The domain whose UUID is ``uuid``, or None when this host has none (or it is no UUID)."""
+        digits = uuid.replace("-", "")
+        if len(digits) != 32 or any(char not in "0123456789abcdefABCDEF" for char in digits):
+            return None  # libvirt would refuse it: no domain can have it
+        connection = self._open()
+        try:
+            handle = self.call(f"look up the domain with UUID {uuid}", lambda: connection.lookupByUUIDString(uuid))
+        except HypervisorError as error:
+            if error.kind is ErrorKind.NO_DOMAIN:
+                return None
+            raise
+        return Domain(self, handle)
+
+    def find(self, name: str) -> FoundDomain | None:
+        """The domain called ``name`` and its state; None when this host has no such domain."""
+        domain = self.lookup(name)
+        status = domain.status() if domain is not None else None
+        return None if domain is None or status is None else FoundDomain(domain, status)
+
+    def create(self, xml: str, name: str) -> Domain:
+        """Start a transient domain from ``xml``."""
+        connection = self._open()
+        return Domain(self, self.call(f"start domain {name}", lambda: connection.createXML(xml, 0)))
+
+    def restore(self, path: str, name: str) -> None:
+        """Start the domain saved in ``path`` (by :meth:`Domain.save`) on this host."""
+        connection = self._open()
+        self.call(f"restore {name} on {self.node} from {path}", lambda: connection.restore(path))
+
+    def _active_handles(self, operation: str) -> list[Any]:
+        libvirt = libvirt_module()
+        connection = self._open()
+        handles: list[Any] = self.call(
+            operation, lambda: connection.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+        )
+        return handles
+
+    def active_domains(self) -> list[ActiveDomain]:
+        """Every guest running (or paused, or arriving) on this host; Domain-0 excluded."""
+        found = []
+        for handle in self._active_handles("list active domains"):
+            domain = Domain(self, handle)
+            try:
+                domain_id = domain.id()
+                if domain_id == 0:
+                    continue  # Xen's Domain-0 is the host itself, not a guest
+                max_memory_kib, vcpus = domain.info()
+                owner = domain.owner()
+                recorded = owner is not None and owner.demand_mib is not None and owner.vcpus is not None
+                os_type = None if recorded else domain.os_type()
+            except HypervisorError as error:
+                if error.kind is ErrorKind.NO_DOMAIN:
+                    continue  # it left while we were looking
+                raise
+            found.append(ActiveDomain(domain.name, domain_id, _kib_to_mib(max_memory_kib), vcpus, os_type, owner))
+        return found
+
+    def find_owned_by(self, resource: str) -> Domain | None:
+        """The active domain whose metadata names ``resource``, if any (slow path: lists all)."""
+        for handle in self._active_handles("list domains"):
+            domain = Domain(self, handle)
+            owner = domain.owner()
+            if owner is not None and owner.resource == resource:
+                return domain
+        return None
+
+    # ---- the host ---------------------------------------------------------------------------
+    def node_facts(self) -> NodeFacts:
+        connection = self._open()
+        info = self.call("read the host's memory and CPUs", connection.getInfo)
+        return NodeFacts(memory_mib=int(info[1]), cpus=int(info[2]))
+
+    def free_memory_mib(self) -> int:
+        """Memory no domain holds now (only xen-host's health needs it: admission does not)."""
+        connection = self._open()
+        free_bytes = self.call("read the host's free memory", connection.getFreeMemory)
+        return int(free_bytes) // (1024 * 1024)
+
+    def domain0_memory_mib(self) -> int | None:
+        """Xen's Domain-0 current memory, when this libvirt reports a Domain-0 (libxl does).
+
+        None only when the hypervisor answers that there is no domain 0 (the test and qemu
+        drivers). Any other error is raised: a transient one ("cannot acquire state change
+        lock") must not be taken for "no Domain-0", which would shrink the host reserve to
+        the default and inflate the published capacity.
+        """
+        connection = self._open()
+        try:
+            domain0 = self.call("look up Domain-0", lambda: connection.lookupByID(0))
+        except HypervisorError as error:
+            if error.kind is ErrorKind.NO_DOMAIN:
+                return None
+            raise
+        info = self.call("read Domain-0", domain0.info)
+        return _kib_to_mib(int(info[2]))
+
+
+def _kib_to_mib(kib: int) -> int:
+    return -(-kib // 1024)

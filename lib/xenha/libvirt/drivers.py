@@ -1,0 +1,47 @@
+"""What a libvirt driver cannot do, as data: the one place a driver difference is written.
+
+Callers ask (``hypervisor.driver.can_abort_job``) instead of trying a call and reading the
+error. A new difference between drivers is a new field here, set for the drivers it
+concerns; nothing else in the suite names a driver.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class DriverTraits(NamedTuple):
+    name: str
+    can_abort_job: bool = True  # virDomainAbortJob on a running migration or save
+    can_limit_migration_speed: bool = True  # virDomainMigrateSetMaxSpeed
+    can_limit_migration_downtime: bool = True  # virDomainMigrateSetMaxDowntime
+    reports_job_data: bool = True  # virDomainGetJobStats has data totals, not only elapsed time
+    # After a failed migration the source's state in libvirt says whether the guest runs
+    # (QEMU: it is running, or paused for the migration until resumed).
+    reports_frozen_source: bool = True
+
+
+# libvirt's libxl driver (src/libxl/libxl_driver.c) implements none of these: its jobs cannot
+# be aborted or tuned, and its job statistics carry the elapsed time only. When a migration's
+# perform phase fails, libxlDoMigrateSrcP2P skips the confirm phase and nothing resumes the
+# guest that libxl_domain_suspend may have suspended, while its libvirt state stays RUNNING
+# (src/libxl/libxl_migration.c): a frozen source looks like a running one.
+_TRAITS = {
+    "xen": DriverTraits(
+        "xen",
+        can_abort_job=False,
+        can_limit_migration_speed=False,
+        can_limit_migration_downtime=False,
+        reports_job_data=False,
+        reports_frozen_source=False,
+    ),
+}
+
+
+def traits(driver: str) -> DriverTraits:
+    """The traits of the driver named in a URI's scheme (``xen``, ``qemu``, ``test``).
+
+    >>> traits("xen").can_abort_job, traits("qemu").can_abort_job
+    (False, True)
+    """
+    return _TRAITS.get(driver, DriverTraits(driver))

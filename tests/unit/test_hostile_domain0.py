@@ -1,0 +1,127 @@
+"""A passing libvirt error on Domain-0 must not inflate the host reserve (issue 12, finding 10).
+
+A UNIT TEST THROUGH A SEAM, because there is no real way to provoke it here: only libvirt's
+libxl driver has a Domain-0, and "cannot acquire state change lock" needs a Domain-0 job
+that holds its lock for 30 s; the test and qemu drivers answer ``lookupByID(0)`` with
+VIR_ERR_NO_DOMAIN, which is the one answer that does mean "no Domain-0 here". The seam is the
+connection object a ``Hypervisor`` holds: a fake whose ``lookupByID`` raises a real
+``libvirt.libvirtError`` carrying libxl's error code and text.
+
+Before the fix ``domain0_memory_mib`` mapped every FAILED error to None ("no Domain-0"), so
+``host_reserve_mib`` fell back to the 1024 MiB default and xen-host published a capacity
+inflated by Domain-0's real memory minus 1024. The contract pinned here: only VIR_ERR_NO_DOMAIN means "none";
+any other error is raised, with the operation named, so that the caller keeps the last known
+value or fails the action with the reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import libvirt
+import pytest
+
+from xenha.agents.host import _domain0_mib
+from xenha.deadline import Deadline
+from xenha.libvirt.connection import Hypervisor
+from xenha.libvirt.errors import ErrorKind, HypervisorError
+from xenha.ocf import OcfError, OcfExit
+
+
+def libxl_error(code: int, message: str) -> libvirt.libvirtError:
+    error = libvirt.libvirtError(message)
+    # (code, domain, message, level, str1, str2, str3, int1, int2), as virGetLastError() fills it
+    error.err = (code, libvirt.VIR_FROM_LIBXL, message, libvirt.VIR_ERR_ERROR, message, None, None, -1, -1)
+    return error
+
+
+class Domain0Fails:
+    """A libxl connection whose Domain-0 lookup fails the way a busy libxl makes it fail."""
+
+    def __init__(self, error: libvirt.libvirtError) -> None:
+        self.error = error
+        self.asked = 0
+
+    def lookupByID(self, domain_id: int) -> Any:
+        self.asked += 1
+        raise self.error
+
+
+def hypervisor_with(connection: object) -> Hypervisor:
+    hypervisor = Hypervisor("xen:///system", Deadline.after(5), "node2")
+    hypervisor._connection = connection  # the seam: the connection the boundary would have opened
+    return hypervisor
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        (libvirt.VIR_ERR_OPERATION_TIMEOUT, "Timed out during operation: cannot acquire state change lock"),
+        (libvirt.VIR_ERR_OPERATION_FAILED, "operation failed: libxenlight failed to get domain info"),
+    ],
+    ids=["state-change-lock", "operation-failed"],
+)
+def test_a_transient_domain0_error_is_not_taken_for_no_domain0(code: int, message: str) -> None:
+    connection = Domain0Fails(libxl_error(code, message))
+    hypervisor = hypervisor_with(connection)
+    with pytest.raises(HypervisorError) as raised:
+        found = hypervisor.domain0_memory_mib()
+        pytest.fail(f"a transient error was taken for 'no Domain-0' (got {found!r})")
+    assert connection.asked == 1
+    assert "Domain-0" in raised.value.reason(), raised.value.reason()
+
+
+def test_no_domain0_still_means_the_default() -> None:
+    """The guard beside it: the test and qemu drivers' answer keeps meaning "no Domain-0"."""
+    connection = Domain0Fails(libxl_error(libvirt.VIR_ERR_NO_DOMAIN, "Domain not found: no domain with matching id 0"))
+    assert hypervisor_with(connection).domain0_memory_mib() is None
+
+
+def test_libxl_down_is_raised_too() -> None:
+    """Another guard: libxl's internal error ("state driver is not active") is raised today."""
+    message = "internal error: libxenlight state driver is not active"
+    connection = Domain0Fails(libxl_error(libvirt.VIR_ERR_INTERNAL_ERROR, message))
+    with pytest.raises(HypervisorError):
+        hypervisor_with(connection).domain0_memory_mib()
+
+
+class Domain0Answers:
+    """A hypervisor whose Domain-0 lookups give these answers in turn (an int, or an error)."""
+
+    def __init__(self, *answers: int | HypervisorError) -> None:
+        self.answers = list(answers)
+
+    def domain0_memory_mib(self) -> int | None:
+        answer = self.answers.pop(0)
+        if isinstance(answer, HypervisorError):
+            raise answer
+        return answer
+
+
+class Log:
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def warning(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+def busy_libxl() -> HypervisorError:
+    return HypervisorError(ErrorKind.FAILED, "look up Domain-0", "xen:///system", "node2", "cannot acquire lock")
+
+
+def test_xen_host_keeps_domain0s_last_known_memory_on_a_passing_error(tmp_path: Path) -> None:
+    """xen-host, the caller the contract above serves: a passing error keeps the last value
+    measured (it does not shrink the reserve to the default); with none, the action fails."""
+    ctx: Any = SimpleNamespace(env=SimpleNamespace(rsctmp=str(tmp_path), instance="xen-host"), log=Log())
+    hypervisor: Any = Domain0Answers(8192, busy_libxl())
+    assert _domain0_mib(ctx, hypervisor) == 8192
+    assert _domain0_mib(ctx, hypervisor) == 8192
+    assert "keeps Domain-0's last known 8192 MiB" in ctx.log.warnings[0]
+    fresh: Any = SimpleNamespace(env=SimpleNamespace(rsctmp=str(tmp_path / "new"), instance="xen-host"), log=Log())
+    with pytest.raises(OcfError) as failed:
+        _domain0_mib(fresh, Domain0Answers(busy_libxl()))
+    assert failed.value.code == OcfExit.ERR_GENERIC
+    assert "cannot size the host reserve: look up Domain-0 failed on node2" in failed.value.reason
