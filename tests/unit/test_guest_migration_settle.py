@@ -76,7 +76,8 @@ class XenDomain(FakeDomain):
         return None
 
     def migrate(self, target: object, abort_at: Deadline, ended_by: Deadline, log: object,
-                on_progress: object) -> None:  # fmt: skip
+                on_progress: object, live: bool = True) -> None:  # fmt: skip
+        self.xen.migrations.append("live" if live else "paused")
         self.on_migrate(self)
 
     def save(self, path: str, abort_at: Deadline, ended_by: Deadline, log: object) -> None:
@@ -90,6 +91,7 @@ class XenHypervisor(FakeHypervisor):
         self.events = events
         self.restore_fault: HypervisorError | None = None
         self.down = False  # libvirtd does not listen: every call is refused
+        self.migrations: list[str] = []  # how each migration from here was made
 
     def fault(self, operation: str) -> None:
         if self.down:
