@@ -140,7 +140,7 @@ def is_xl_config(data: bytes) -> bool:
     sets a key (``name = "web1"``). Anything else is read as XML, whose parser says what is
     wrong. Which keys and values are valid is libvirt's converter's to say, not this test's.
 
-    >>> is_xl_config(b'# web1\nname = "web1"\nmemory = 512\n')
+    >>> is_xl_config(b'# web1\\nname = "web1"\\nmemory = 512\\n')
     True
     >>> is_xl_config(b"<domain type='xen'><name>web1</name></domain>")
     False

@@ -225,12 +225,12 @@ class Migration:
         started = time.monotonic()
         domain.migrate(self.target, self.abort_at, job_end_by, self.log, self._reporter(domain), live=False)
         paused_s = max(time.monotonic() - started, 0.001)
-        rate = self.spec.memory_mib / paused_s
+        rate = round(self.spec.memory_mib / paused_s, 1)  # as logged, and as the next estimate shows it
         self.log.info(
             f"{self.spec.name} was paused for {paused_s:.1f} s to move to {self.target.node} "
             f"({self.spec.memory_mib} MiB at {rate:.1f} MiB/s; estimated {estimate.seconds:.1f} s)"
         )
-        self.rates.update(**{self.target.node: round(rate, 2)})
+        self.rates.update(**{self.target.node: rate})
 
     def _save_restore(self, domain: Domain, job_end_by: Deadline) -> None:
         name, there = self.spec.name, self.target.node
