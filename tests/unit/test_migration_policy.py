@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_guest_migration_settle import TwoNodes, XenDomain
+from tests.unit.test_guest_migration_settle import PAUSED_BY_LIBXL, TwoNodes, XenDomain, fails_after_final_suspend
 from xenha.agents.guest.migration_plan import Method, choose_method, paused_estimate, timeout_needed_s
 from xenha.deadline import Deadline
 from xenha.libvirt.domxml import GuestType
@@ -174,3 +174,18 @@ def test_live_where_the_host_can(nodes: TwoNodes) -> None:
     nodes.guest.on_migrate = moves
     assert migrate(nodes) == OcfExit.SUCCESS
     assert nodes.source.migrations == ["live"]
+
+
+def test_a_failed_paused_move_is_settled_as_a_live_one(nodes: TwoNodes) -> None:
+    """The paused method keeps the invariants: the booking released, the target's incomplete
+    copy destroyed before the source (suspended by libxl for the copy) is resumed."""
+    no_live(nodes)
+    nodes.guest.on_migrate = fails_after_final_suspend(nodes, PAUSED_BY_LIBXL)
+    assert migrate(nodes) == OcfExit.ERR_GENERIC
+    assert nodes.source.migrations == ["paused"]
+    assert nodes.events == ["destroy on node2", "resume on node1"]
+    assert "failed, it runs on node1 only" in nodes.log
+    assert "was paused for" not in nodes.log  # no pause is reported for a move that failed
+    assert nodes.released
+    rates = Path(nodes.rsctmp, "xenha-xen-guest-paused-migration-rates.json")
+    assert not rates.exists()  # a failed copy measures no rate
