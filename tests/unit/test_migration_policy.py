@@ -51,7 +51,7 @@ def test_every_guest_type_host_and_policy(guest: GuestType, host: str, policy: s
     assert f"{parameter}={policy}" in plan.why
     if plan.method is Method.REFUSE and policy == "live":
         assert "cannot live-migrate" in plan.why or "unknown" in plan.why
-        assert f"set {parameter}=auto or paused" in plan.why
+        assert f"(set {parameter}=auto or paused to move it paused)" in plan.why
 
 
 def test_virt_caps_of_debians_xen_allow_no_live_migration() -> None:
@@ -166,7 +166,7 @@ def test_live_where_the_host_cannot_is_refused_before_booking(nodes: TwoNodes) -
     no_live(nodes)
     assert migrate(nodes, pv_migration="live") == OcfExit.ERR_GENERIC
     assert nodes.source.migrations == [] and nodes.ledger.booked == []
-    assert "web1 is a PV guest and pv_migration=live, but node1 cannot live-migrate PV guests" in nodes.log
+    assert "web1 is not migrated to node2: it is a PV guest and pv_migration=live, but node1 cannot live-migrate PV" in nodes.log
 
 
 def test_live_where_the_host_can(nodes: TwoNodes) -> None:

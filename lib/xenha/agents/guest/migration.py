@@ -102,9 +102,8 @@ class Migration:
         if plan.method is Method.REFUSE:
             raise OcfError(
                 OcfExit.ERR_GENERIC,
-                f"{name} is {'an' if kind is GuestType.HVM else 'a'} {kind.label} guest and {plan.why}: it is not "
-                f"migrated to {there}; "
-                "Pacemaker recovers by stopping it here and starting it there",
+                f"{name} is not migrated to {there}: it is {'an' if kind is GuestType.HVM else 'a'} {kind.label} "
+                f"guest and {plan.why}; Pacemaker recovers by stopping it here and starting it there",
             )
         if plan.method is Method.PAUSED:
             self._fits_in_time(self._estimate(), plan)

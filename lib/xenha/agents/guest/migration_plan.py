@@ -70,8 +70,8 @@ def choose_method(guest_type: GuestType, policy: str, host: LiveMigration | None
     if method is Method.LIVE and (host is None or not host.can(guest_type)):
         return Plan(
             Method.REFUSE,
-            f"{parameter}, but {_cannot(here, kind, host)}: set {policy_parameter(guest_type)}=auto or paused "
-            "to move it paused",
+            f"{parameter}, but {_cannot(here, kind, host)} (set {policy_parameter(guest_type)}=auto or "
+            "paused to move it paused)",
         )
     return Plan(method, parameter)
 
