@@ -24,6 +24,7 @@ from xenha.libvirt.connection import NodeFacts
 from xenha.libvirt.domain import DomainStatus, FoundDomain
 from xenha.libvirt.drivers import traits
 from xenha.libvirt.errors import ErrorKind, HypervisorError
+from xenha.libvirt.live_migration import ALL_TYPES, LiveMigration
 from xenha.libvirt.owner import Owner
 from xenha.ocf import Context, OcfExit, run_agent
 
@@ -201,6 +202,13 @@ class FakeServices:
         self._cluster = cluster
         self.clock: Callable[[], float] = lambda: 1_000_000.0
         self.slept: list[float] = []
+        # What this node's hypervisor can live-migrate (None: unknown); every type by default.
+        self.live: LiveMigration | None = LiveMigration(ALL_TYPES, "a fake host")
+        self.asked_live_migration = 0
+
+    def live_migration(self, hypervisor: object) -> LiveMigration | None:
+        self.asked_live_migration += 1
+        return self.live
 
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)

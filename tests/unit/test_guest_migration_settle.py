@@ -83,7 +83,8 @@ class XenDomain(FakeDomain):
         return None
 
     def migrate(self, target: object, abort_at: Deadline, ended_by: Deadline, log: object,
-                on_progress: object) -> None:  # fmt: skip
+                on_progress: object, live: bool = True) -> None:  # fmt: skip
+        self.xen.migrations.append("live" if live else "paused")
         self.on_migrate(self)
 
     def save(self, path: str, abort_at: Deadline, ended_by: Deadline, log: object) -> None:
@@ -99,6 +100,7 @@ class XenHypervisor(FakeHypervisor):
         self.down = False  # libvirtd does not listen: every call is refused
         self.frozen = False  # libvirtd listens but does not answer: every call times out
         self.refuses: set[str] = set()  # operations libvirtd answers with an error
+        self.migrations: list[str] = []  # how each migration from here was made
 
     def fault(self, operation: str) -> None:
         if self.down:

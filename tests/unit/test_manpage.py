@@ -68,7 +68,8 @@ def test_guest_page_facts_and_examples(tmp_path: Path) -> None:
     )
     assert "(unique, required, string, no default)" in text  # config
     assert "(optional, string, default xen:///system)" in text  # hypervisor
-    assert "(optional, reloadable, one of: live, save-restore, refuse, default refuse)" in text  # hvm_migration
+    assert "(optional, reloadable, one of: auto, live, paused, save-restore, refuse, default refuse)" in text  # hvm_migration
+    assert "(optional, reloadable, one of: auto, live, paused, save-restore, refuse, default auto)" in text  # pv_migration
     assert 'default "")' in text  # migration_network_suffix
     # the examples are commands an operator can paste: ASCII hyphens, the required parameter, migration on
     assert "primitive p_xen-guest ocf:xenha:xen-guest \\ params \\ config=string \\ meta allow-migrate=true \\" in text

@@ -118,11 +118,11 @@ def test_state_file(tmp_path: Path) -> None:
     assert not Path(state.path).exists()
 
 
-def test_hvm_policy_names_match_the_migration_methods() -> None:
-    from xenha.agents.guest.migration_plan import Method
-    from xenha.agents.guest.spec import HVM_POLICIES
+def test_migration_policy_names_are_auto_and_the_migration_methods() -> None:
+    from xenha.agents.guest.migration_plan import AUTO, Method
+    from xenha.agents.guest.spec import MIGRATION_POLICIES
 
-    assert set(HVM_POLICIES) == {method.value for method in Method}
+    assert set(MIGRATION_POLICIES) == {AUTO} | {method.value for method in Method}
 
 
 @given(

@@ -42,6 +42,10 @@ def test_xen_host_publishes_the_capacity_xen_reports(lab: Lab, cib: Path) -> Non
     assert capacity["hv_memory"] == int(info["total_memory"]) - dom0_mib
     assert capacity["cpu"] == int(info["nr_cpus"]) * 4  # cpu_overcommit's default
     assert "green" in started.stderr or agent.run(host, "monitor").code == 0
+    # issue 11 item 3: what this host can live-migrate, from Xen's virt_caps (no shadow, no hap)
+    assert "xenha-live-migration=none (Xen's virt_caps: pv gnttab-v1 gnttab-v2)" in started.stderr
+    attribute = query(lab.san / "cib.xml", "//nvpair[@name='xenha-live-migration']")
+    assert 'value="none"' in attribute, attribute
 
 
 @pytest.mark.xfail(

@@ -6,6 +6,9 @@ monitor it computes:
 * ``hv_memory`` (node utilization, MiB) = hypervisor total memory - host reserve - what
   domains the cluster does not manage occupy (or a fixed ``memory_capacity``);
 * ``cpu`` (node utilization) = physical CPUs x ``cpu_overcommit``;
+* ``xenha-live-migration`` (transient node attribute) = the guest types this host's
+  hypervisor can live-migrate (``pv,pvh,hvm``, or ``none``: they move paused), read once per
+  boot (docs/decisions/migration-by-capability.md);
 * ``#health-xenha`` (transient node attribute) = red when the hypervisor cannot be reached
   or answers nonsense, yellow when its free memory has drifted below what the cluster
   believes free on this host, green otherwise.
@@ -40,6 +43,7 @@ from xenha.agents.parameters import (
 )
 from xenha.libvirt.connection import Hypervisor
 from xenha.libvirt.errors import HypervisorError
+from xenha.libvirt.live_migration import LIVE_MIGRATION_ATTRIBUTE, host_live_migration, state_file
 from xenha.ocf import Action, Agent, AgentSpec, Context, Handler, OcfError, OcfExit, Parameter, ParamType
 from xenha.ocf.metadata import COMMON_ACTIONS
 from xenha.pacemaker.cibxml import RESERVE_ATTRIBUTE, NodeFigures
@@ -192,6 +196,7 @@ class HostAgent(Agent):
                 log = ctx.log.info if health.colour == "green" else ctx.log.warning
                 log(f"{node}: {HEALTH_ATTRIBUTE}={health.colour}: {health.reason}")
                 state.update(health=health.colour)
+            _publish_live_migration(ctx, cluster, force)
         except PacemakerError as error:
             raise OcfError(OcfExit.ERR_GENERIC, f"cannot publish {node}'s capacity: {error}") from None
 
@@ -226,6 +231,22 @@ class HostAgent(Agent):
         tolerance = ctx.params.integer("memory_drift_tolerance") or 0
         health = memory_health(free_memory_mib, capacity, booked, tolerance)
         return health, {"hv_memory": capacity, "cpu": cpu_capacity(facts.cpus, ratio)}, reserve
+
+
+def _publish_live_migration(ctx: Context, cluster: ClusterCli, force: bool) -> None:
+    """Publish what this host can live-migrate, when it changed (a cache: the CIB's copy is
+    for the planner and operators; migrate_to reads its own host)."""
+    node = ctx.env.node_name
+    hypervisor = Hypervisor(ctx.params.string("hypervisor") or "", ctx.deadline, node)
+    found = host_live_migration(hypervisor.driver, ctx.deadline, state_file(ctx.env.rsctmp))
+    if found is None:
+        ctx.log.warning(f"{node}: cannot tell which guest types can live-migrate (xl info did not answer)")
+        return
+    state = _state(ctx)
+    if force or state.load().get("live_migration") != found.attribute:
+        cluster.set_transient_attribute(node, LIVE_MIGRATION_ATTRIBUTE, found.attribute)
+        ctx.log.info(f"{node}: {LIVE_MIGRATION_ATTRIBUTE}={found.attribute} ({found.evidence})")
+        state.update(live_migration=found.attribute)
 
 
 def _clear_lapsed(ctx: Context, ledger: CibLedger, seen: LedgerState) -> None:

@@ -178,6 +178,14 @@ class Hypervisor:
         connection = self._open()
         return Domain(self, self.call(f"start domain {name}", lambda: connection.createXML(xml, 0)))
 
+    def domain_xml_from_native(self, native_format: str, config: str, source: str) -> str:
+        """libvirt's own conversion of a native configuration (``xen-xl``) into domain XML."""
+        connection = self._open()
+        return self.call(
+            f"convert {source} from {native_format} to domain XML",
+            lambda: str(connection.domainXMLFromNative(native_format, config, 0)),
+        )
+
     def restore(self, path: str, name: str) -> None:
         """Start the domain saved in ``path`` (by :meth:`Domain.save`) on this host."""
         connection = self._open()

@@ -87,17 +87,18 @@ class JobProgress(NamedTuple):
         )
 
 
-def migration_flags(persistent: bool) -> int:
-    """Live and peer-to-peer; a persistent definition moves with the guest.
+def migration_flags(persistent: bool, live: bool = True) -> int:
+    """Peer-to-peer, live unless ``live`` is False (the guest paused for the copy); a
+    persistent definition moves with the guest.
 
     The suite runs guests as transient domains, so usually nothing is persistent. An
     operator's persistent definition is moved rather than left behind, where its autostart
     could start a second copy.
 
-    >>> migration_flags(False), migration_flags(True)
-    (3, 27)
+    >>> migration_flags(False), migration_flags(True), migration_flags(False, live=False)
+    (3, 27, 2)
     """
-    flags = MIGRATE_LIVE | MIGRATE_PEER2PEER
+    flags = MIGRATE_PEER2PEER | (MIGRATE_LIVE if live else 0)
     if persistent:
         flags |= MIGRATE_PERSIST_DEST | MIGRATE_UNDEFINE_SOURCE
     return flags
@@ -241,8 +242,9 @@ class Domain:
                 log.warning(f"cannot {what} on this hypervisor ({error.detail}); migrating without it")
 
     def migrate(self, target: MigrationTarget, abort_at: Deadline, ended_by: Deadline, log: JobLog,
-                on_progress: Callable[[], None]) -> None:  # fmt: skip
-        """Live-migrate peer to peer to ``target``; JobFailed when it fails or is aborted.
+                on_progress: Callable[[], None], live: bool = True) -> None:  # fmt: skip
+        """Migrate peer to peer to ``target`` (live, or paused for the copy); JobFailed when it
+        fails or is aborted.
 
         ``abort_at``: when the job is aborted; ``ended_by``: how long an aborted job may take to
         end before it is reported as :class:`JobStillActive`.
@@ -251,7 +253,7 @@ class Domain:
         params: dict[str, object] = {}
         if target.data:
             params[libvirt.VIR_MIGRATE_PARAM_URI] = target.data
-        flags = migration_flags(self.is_persistent())
+        flags = migration_flags(self.is_persistent(), live)
         self._job(
             f"migration of {self.name} to {target.node}",
             lambda: self._handle.migrateToURI3(target.remote, params, flags),

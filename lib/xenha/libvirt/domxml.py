@@ -131,6 +131,33 @@ def _read_config(path: str) -> ConfigFile:
     return ConfigFile(path, data, file_fingerprint(status))
 
 
+def is_xl_config(data: bytes) -> bool:
+    """True when ``data`` is an xl configuration (``/etc/xen/*.cfg``), told by its content.
+
+    Not by the file's name: xl configurations are often named without ``.cfg`` (resource-agents'
+    ``Xen`` agent takes any path). A domain XML starts with ``<`` (after a BOM, blanks and
+    nothing else); an xl configuration's first line that is neither blank nor a ``#`` comment
+    sets a key (``name = "web1"``). Anything else is read as XML, whose parser says what is
+    wrong. Which keys and values are valid is libvirt's converter's to say, not this test's.
+
+    >>> is_xl_config(b'# web1\\nname = "web1"\\nmemory = 512\\n')
+    True
+    >>> is_xl_config(b"<domain type='xen'><name>web1</name></domain>")
+    False
+    >>> is_xl_config(b"not a configuration")
+    False
+    """
+    text = data.decode("utf-8", errors="replace").lstrip("\ufeff")
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key, equals, _value = stripped.partition("=")
+        key = key.strip()
+        return bool(equals) and key.isascii() and key.replace("_", "a").isalnum() and not key[0].isdigit()
+    return False
+
+
 def _parser() -> Any:
     from lxml import etree  # noqa: PLC0415 - lxml only when a file is parsed (performance.md)
 

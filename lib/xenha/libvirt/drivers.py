@@ -19,13 +19,22 @@ class DriverTraits(NamedTuple):
     # After a failed migration the source's state in libvirt says whether the guest runs
     # (QEMU: it is running, or paused for the migration until resumed).
     reports_frozen_source: bool = True
+    # Every guest type the driver runs can live-migrate (QEMU/KVM always tracks dirty pages).
+    # False: what the host can live-migrate depends on the hypervisor's build and CPU and is
+    # read from the host (xenha.libvirt.live_migration).
+    live_migrates_every_guest: bool = True
+    # The format libvirt's connectDomainXMLFromNative converts on this driver (an xl
+    # configuration file on Xen); None: the driver converts nothing the suite accepts.
+    native_config_format: str | None = None
 
 
 # libvirt's libxl driver (src/libxl/libxl_driver.c) implements none of these: its jobs cannot
 # be aborted or tuned, and its job statistics carry the elapsed time only. When a migration's
 # perform phase fails, libxlDoMigrateSrcP2P skips the confirm phase and nothing resumes the
 # guest that libxl_domain_suspend may have suspended, while its libvirt state stays RUNNING
-# (src/libxl/libxl_migration.c): a frozen source looks like a running one.
+# (src/libxl/libxl_migration.c): a frozen source looks like a running one. Whether a guest
+# can live-migrate depends on Xen's paging modes (docs/decisions/migration-by-capability.md);
+# libxl converts xl configuration files (libxlConnectDomainXMLFromNative, "xen-xl").
 _TRAITS = {
     "xen": DriverTraits(
         "xen",
@@ -34,6 +43,8 @@ _TRAITS = {
         can_limit_migration_downtime=False,
         reports_job_data=False,
         reports_frozen_source=False,
+        live_migrates_every_guest=False,
+        native_config_format="xen-xl",
     ),
 }
 

@@ -14,7 +14,14 @@ from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from xenha.deadline import Deadline
-from xenha.libvirt.domxml import ConfigUnreadable, DomainXmlError, load_config, parse_domain, parse_tree
+from xenha.libvirt.domxml import (
+    ConfigUnreadable,
+    DomainXmlError,
+    is_xl_config,
+    load_config,
+    parse_domain,
+    parse_tree,
+)
 from xenha.planner.model import CibError
 from xenha.planner.preparation import Prepared, check_plannable, require_scheduler
 from xenha.planner.report import headline
@@ -138,6 +145,8 @@ def read_domain(resource: str, path: str, budget: Deadline | None = None) -> Dom
         return DomainFile(resource, path, error=f"{resource} has no config parameter: it cannot start")
     try:
         data = load_config(path, budget or Deadline.after(FILE_READ_S)).data
+        if is_xl_config(data):  # only libvirt on a Xen host converts it (xl-configuration-files.md)
+            return DomainFile(resource, path, error=f"{path} is an xl configuration: verify reads domain XML only")
         return DomainFile(resource, path, parse_domain(data, path), writable_disks(data, path))
     except (ConfigUnreadable, DomainXmlError) as error:
         return DomainFile(resource, path, error=f"{error} (on this node)")

@@ -25,10 +25,12 @@ from xenha.agents.guest.utilization import publish_utilization
 from xenha.agents.parameters import hypervisor_problems
 from xenha.deadline import Deadline
 from xenha.libvirt.domxml import (
+    ConfigFile,
     ConfigUnreadable,
     DomainXmlError,
     StorageHung,
     file_fingerprint,
+    is_xl_config,
     load_config,
     parse_domain,
     stat_config,
@@ -77,7 +79,16 @@ class GuestAgent(Agent):
             if ctx.env.action in REMEMBERED_SPEC_ACTIONS and _remembered_spec(action, path, budget):
                 return problems  # unchanged since the last good read: no lxml needed
             action.config = load_config(path, budget)
+            native = action.config.data if is_xl_config(action.config.data) else None
+            if native is not None:
+                converted = _converted(action, action.config, problems)
+                if converted is None:
+                    return problems
+                action.config = converted
             action.spec = parse_domain(action.config.data, path)
+            if native is not None and action.spec.uuid and action.spec.uuid.encode().lower() not in native.lower():
+                # libvirt's converter invents a UUID for a file without one: it names no domain
+                action.spec = action.spec._replace(uuid=None)
         except ConfigUnreadable as error:
             problems.append(
                 OcfError(
@@ -140,6 +151,55 @@ def _reconnecting(action: GuestAction, handler: GuestHandler) -> OcfExit:
             action.services.sleep(RECONNECT_POLL_S)
 
 
+def _converted(action: GuestAction, config: ConfigFile, problems: list[OcfError]) -> ConfigFile | None:
+    """An xl configuration as domain XML, converted by libvirt's own converter on the local
+    hypervisor (docs/decisions/xl-configuration-files.md); None when it cannot be (the reason
+    is among ``problems``, unless this is validate-all, which checks what it can without it).
+
+    validate-all must not touch the hypervisor: it accepts a readable xl configuration, whose
+    content libvirt's converter checks at start (a memo of an earlier conversion of the same
+    file version lets it check the spec as usual).
+    """
+    ctx = action.ctx
+    if ctx.env.action == "validate-all":
+        memo = action.memo.load()
+        if memo.config == config.path:
+            action.spec = memo.spec_of(config.path, config.fingerprint)
+        ctx.log.info(f"{config.path} is an xl configuration: libvirt converts and checks it at start")
+        return None
+    try:
+        hypervisor = action.hypervisor()
+    except OcfError as error:
+        problems.append(error)
+        return None
+    native = hypervisor.driver.native_config_format
+    if native is None:
+        problems.append(
+            OcfError(
+                OcfExit.ERR_CONFIGURED,
+                f"{config.path} is an xl configuration, which only Xen's libvirt driver converts; hypervisor="
+                f"{hypervisor.uri} is not Xen: point config at a libvirt domain XML file",
+            )
+        )
+        return None
+    text = config.data.decode("utf-8", errors="replace")
+    try:
+        xml = hypervisor.domain_xml_from_native(native, text, config.path)
+    except HypervisorError as error:
+        if error.kind in (ErrorKind.UNREACHABLE, ErrorKind.TIMEOUT, ErrorKind.HYPERVISOR_DOWN):
+            problems.append(OcfError(OcfExit.ERR_GENERIC, f"cannot convert the xl configuration: {error.reason()}"))
+        else:
+            problems.append(
+                OcfError(
+                    OcfExit.ERR_CONFIGURED,
+                    f"libvirt cannot convert the xl configuration {config.path} on {ctx.env.node_name}: "
+                    f"{error.detail}: fix the file",
+                )
+            )
+        return None
+    return config._replace(data=xml.encode("utf-8"))
+
+
 def _remembered_spec(action: GuestAction, path: str, budget: Deadline) -> bool:
     """True when the memo holds the spec of ``path`` as the file is now (one stat, no parse).
 
@@ -198,10 +258,10 @@ def _migration_problems(ctx: Context, budget: Deadline) -> list[OcfError]:
             OcfError(OcfExit.ERR_CONFIGURED, f"migrateuri={data!r} is not a URI: use one such as tcp://%n:49152")
         )
     try:
-        policy = ctx.params.choice("hvm_migration")
+        policies = {ctx.params.choice("pv_migration"), ctx.params.choice("hvm_migration")}
     except OcfError:
         return problems  # already among the parameter problems
-    if policy == "save-restore":
+    if "save-restore" in policies:
         problems.extend(_save_dir_problems(ctx, budget))
     return problems
 
@@ -212,7 +272,8 @@ def _save_dir_problems(ctx: Context, budget: Deadline) -> list[OcfError]:
         return [
             OcfError(
                 OcfExit.ERR_CONFIGURED,
-                "hvm_migration=save-restore needs save_dir: a directory on storage every node shares",
+                "save-restore migration (pv_migration or hvm_migration) needs save_dir: a directory on "
+                "storage every node shares",
             )
         ]
     try:

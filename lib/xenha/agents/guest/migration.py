@@ -1,12 +1,16 @@
 """xen-guest's migrate_to and migrate_from: book room on the target, move, verify.
 
 migrate_to, on the source node:
-1. refuse at once an HVM guest under ``hvm_migration=refuse`` (Pacemaker then stops and
-   starts it);
+1. choose the method from the guest type's policy (``pv_migration``, ``hvm_migration``) and
+   what this host can live-migrate (:mod:`.migration_plan`); refuse at once a move the policy
+   refuses, a live one this host cannot make, and a paused one that could not end inside the
+   timeout at the rate measured (or assumed) to that target (Pacemaker then stops and starts
+   the guest);
 2. reserve room on the target (:func:`xenha.agents.guest.booking.book`): refused → the guest
    was not touched;
-3. move it: live, peer to peer (progress logged every few seconds), or saved to shared
-   storage and restored on the target;
+3. move it: peer to peer, live or paused for the copy (progress logged every few seconds; a
+   paused move's pause is measured, logged and kept as the rate to that target), or saved to
+   shared storage and restored on the target;
 4. give up before the timeout: abort the job (where the driver can), keep the time needed
    to settle;
 5. verify: success only with the guest running on the target and gone from the source.
@@ -32,19 +36,24 @@ from xenha.agents.guest.booking import book
 from xenha.agents.guest.migration_plan import (
     Method,
     MigrationSettings,
+    PausedEstimate,
+    Plan,
     abort_reserve_s,
     choose_method,
+    paused_estimate,
     progress_line,
     release_reserve_s,
+    timeout_needed_s,
 )
 from xenha.deadline import Deadline
 from xenha.libvirt import states
 from xenha.libvirt.connection import Hypervisor
 from xenha.libvirt.domain import Domain, DomainStatus, FoundDomain, JobFailed, JobStillActive
-from xenha.libvirt.domxml import DomainSpec
+from xenha.libvirt.domxml import DomainSpec, GuestType
 from xenha.libvirt.errors import ErrorKind, HypervisorError
 from xenha.libvirt.uri import MigrationTarget, mask, migration_target, parse
 from xenha.ocf import OcfError, OcfExit
+from xenha.statefile import StateFile
 
 SAVE_SUFFIX = ".xenha-save"
 POLL_INTERVAL_S = 0.25
@@ -83,17 +92,51 @@ class Migration:
         # A settle step's share: the reserve's time before the release, in three.
         self.step_s = (abort_reserve_s(timeout_s) - release_reserve_s(timeout_s)) / 3
         self.paused_before = False
+        self.rates = StateFile(action.ctx.env.rsctmp, "xen-guest", "paused-migration-rates")
+
+    def plan(self) -> Plan:
+        """How the guest moves; a refusal (the policy's, or a move that cannot work) as OcfError."""
+        name, there, kind = self.spec.name, self.target.node, self.spec.guest_type
+        policy = self.settings.policy(kind)
+        # What this host can live-migrate matters only where the policy asks for it.
+        host = self.action.services.live_migration(self.source) if policy in ("auto", "live") else None
+        plan = choose_method(kind, policy, host, self.here)
+        if plan.method is Method.REFUSE:
+            raise OcfError(
+                OcfExit.ERR_GENERIC,
+                f"{name} is not migrated to {there}: it is {'an' if kind is GuestType.HVM else 'a'} {kind.label} "
+                f"guest and {plan.why}; Pacemaker recovers by stopping it here and starting it there",
+            )
+        if plan.method is Method.PAUSED:
+            self._fits_in_time(self._estimate(), plan)
+        return plan
+
+    def _estimate(self) -> PausedEstimate:
+        measured = self.rates.load().get(self.target.node)
+        return paused_estimate(self.spec.memory_mib, measured if isinstance(measured, (int, float)) else None)
+
+    def _fits_in_time(self, estimate: PausedEstimate, plan: Plan) -> None:
+        """Refuse a paused move that cannot end before migrate_to must give up: a driver that
+        cannot abort it (libxl) would finish it after Pacemaker was told it failed."""
+        available = self.abort_at.remaining()
+        if estimate.seconds <= available:
+            return
+        spent = self.action.ctx.timeout_s - self.action.ctx.deadline.remaining()
+        raise OcfError(
+            OcfExit.ERR_GENERIC,
+            f"{self.spec.name} would be paused for {estimate.describe()} to move to {self.target.node} "
+            f"({plan.why}), but migrate_to has {available:.0f} s left before it must give up: not migrated; "
+            f"raise migrate_to's timeout to at least {timeout_needed_s(estimate.seconds, spent)} s, or "
+            "Pacemaker recovers by stopping it here and starting it there",
+        )
 
     def run(self) -> OcfExit:
         """Book, move, verify; the reservation is released in every case."""
         name, there = self.spec.name, self.target.node
-        method = choose_method(self.spec.guest_type, self.settings.hvm_policy)
-        if method is Method.REFUSE:
-            raise OcfError(
-                OcfExit.ERR_GENERIC,
-                f"{name} is an HVM guest and hvm_migration=refuse: it is not migrated to {there}; "
-                "Pacemaker recovers by stopping it here and starting it there",
-            )
+        plan = self.plan()
+        method = plan.method
+        if method is not Method.LIVE:
+            self.log.info(f"moving {name} to {there} {method.value}: {plan.why}")
         self.destination.connect_in_background()  # overlaps the checks on the source and the CIB read
         found = self.source.find(name)
         if found is None or found.status.state == states.SHUTOFF:
@@ -127,6 +170,8 @@ class Migration:
         try:
             if method is Method.LIVE:
                 self._live(domain, job_end_by)
+            elif method is Method.PAUSED:
+                self._paused(domain, job_end_by)
             else:
                 self._save_restore(domain, job_end_by)
         except JobStillActive as still:
@@ -159,12 +204,34 @@ class Migration:
             + (f", data over {data}" if data else "")
         )
 
+        domain.migrate(self.target, self.abort_at, job_end_by, self.log, self._reporter(domain))
+
+    def _reporter(self, domain: Domain) -> Callable[[], None]:
         def report() -> None:
             progress = domain.job_progress()
             if progress is not None:
                 self.log.info(progress_line(self.spec.name, self.target.node, progress))
 
-        domain.migrate(self.target, self.abort_at, job_end_by, self.log, report)
+        return report
+
+    def _paused(self, domain: Domain, job_end_by: Deadline) -> None:
+        """Peer to peer without LIVE: the guest stops for the whole copy, so the copy's time is
+        its pause; measured, logged, and kept as the rate of the next estimate to this target."""
+        estimate = self._estimate()
+        self.log.info(
+            f"migrating {self.spec.name} to {self.target.node} paused via {mask(self.target.remote)}: "
+            f"the guest stops for {estimate.describe()}"
+        )
+
+        started = time.monotonic()
+        domain.migrate(self.target, self.abort_at, job_end_by, self.log, self._reporter(domain), live=False)
+        paused_s = max(time.monotonic() - started, 0.001)
+        rate = round(self.spec.memory_mib / paused_s, 1)  # as logged, and as the next estimate shows it
+        self.log.info(
+            f"{self.spec.name} was paused for {paused_s:.1f} s to move to {self.target.node} "
+            f"({self.spec.memory_mib} MiB at {rate:.1f} MiB/s; estimated {estimate.seconds:.1f} s)"
+        )
+        self.rates.update(**{self.target.node: rate})
 
     def _save_restore(self, domain: Domain, job_end_by: Deadline) -> None:
         name, there = self.spec.name, self.target.node

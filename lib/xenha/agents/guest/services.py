@@ -21,6 +21,7 @@ from xenha.ocf import Context
 
 if TYPE_CHECKING:
     from xenha.admission.stores import Ledger
+    from xenha.libvirt.live_migration import LiveMigration
     from xenha.pacemaker.cluster import ClusterCli
 
 
@@ -35,6 +36,12 @@ class GuestServices:
     def hypervisor(self, uri: str, node: str) -> Hypervisor:
         """A connection (opened on first use) to the libvirtd at ``uri`` on ``node``, under the action's deadline."""
         return Hypervisor(uri, self._ctx.deadline, node)
+
+    def live_migration(self, hypervisor: Hypervisor) -> LiveMigration | None:
+        """What the host of ``hypervisor`` (this node's) can live-migrate; None: unknown."""
+        from xenha.libvirt.live_migration import host_live_migration, state_file  # noqa: PLC0415 - migration code only when migrating (performance.md)
+
+        return host_live_migration(hypervisor.driver, hypervisor.deadline, state_file(self._ctx.env.rsctmp))
 
     def cluster(self) -> ClusterCli:
         from xenha.pacemaker.cluster import ClusterCli  # noqa: PLC0415 - the cluster stack only when used (performance.md)

@@ -11,10 +11,20 @@ from xenha.ocf import Action, AgentSpec, Parameter, ParamType
 from xenha.ocf.metadata import COMMON_ACTIONS
 
 AGENT_NAME = "xen-guest"
-# The values of xenha.agents.guest.migration_plan.Method (a unit test keeps them equal);
-# repeated here so that the monitor path, which reads these declarations, does not load the
-# migration code.
-HVM_POLICIES = ("live", "save-restore", "refuse")
+# "auto" and the values of xenha.agents.guest.migration_plan.Method (a unit test keeps them
+# equal); repeated here so that the monitor path, which reads these declarations, does not
+# load the migration code.
+MIGRATION_POLICIES = ("auto", "live", "paused", "save-restore", "refuse")
+_POLICY_VALUES = (
+    "auto migrates live where this host's hypervisor can track the guest's dirty memory (the "
+    "capabilities xen-host publishes as xenha-live-migration) and paused where it cannot; live "
+    "migrates live, and refuses where the host cannot (never a doomed attempt); paused "
+    "migrates peer to peer without live copying: the guest stops for the copy, about its "
+    "memory over the link's rate (estimated, logged, and refused up front when it could not "
+    "end inside migrate_to's timeout); save-restore saves the guest's memory to save_dir "
+    "(shared storage) and restores it on the target; refuse fails migrate_to at once, and "
+    "Pacemaker recovers by stopping the guest and starting it on the target."
+)
 
 PARAMETERS = (
     Parameter(
@@ -97,23 +107,32 @@ PARAMETERS = (
         reloadable=True,
     ),
     Parameter(
-        "hvm_migration",
-        "How an HVM guest moves: live, save-restore or refuse.",
-        "PV and PVH guests always migrate live. HVM guests, whose emulated devices make live "
-        "migration fragile, follow this policy: live migrates them live too; save-restore "
-        "saves the guest's memory to save_dir (shared storage) and restores it on the target, "
-        "so the guest keeps its state with a pause instead of a live move; refuse fails "
-        "migrate_to at once, and Pacemaker recovers by stopping the guest and starting it on "
-        "the target. Example: save-restore",
+        "pv_migration",
+        "How a PV or PVH guest moves: auto, live, paused, save-restore or refuse.",
+        "PV and PVH guests (no emulated devices) follow this policy. " + _POLICY_VALUES + " "
+        "On Debian's Xen (built without shadow paging) PV guests cannot migrate live: auto "
+        "moves them paused. Example: paused",
         type=ParamType.SELECT,
-        choices=HVM_POLICIES,
+        choices=MIGRATION_POLICIES,
+        default="auto",
+        reloadable=True,
+    ),
+    Parameter(
+        "hvm_migration",
+        "How an HVM guest moves: auto, live, paused, save-restore or refuse.",
+        "HVM guests, whose emulated devices make live migration fragile, follow this policy. "
+        + _POLICY_VALUES
+        + " The default, refuse, reboots rather than risks. Example: save-restore",
+        type=ParamType.SELECT,
+        choices=MIGRATION_POLICIES,
         default="refuse",
         reloadable=True,
     ),
     Parameter(
         "save_dir",
         "Directory on shared storage for save-restore migrations.",
-        "Directory, at the same path on every node, where hvm_migration=save-restore writes "
+        "Directory, at the same path on every node, where save-restore (pv_migration or "
+        "hvm_migration) writes "
         "the guest's saved memory (as large as the guest's memory). Example: /srv/xen/save",
         reloadable=True,
     ),
@@ -168,8 +187,9 @@ SPEC = AgentSpec(
         "Runs one Xen guest through libvirt. The guest is defined by a libvirt domain XML file "
         "on shared storage and runs as a transient domain on one node at a time. Before a start "
         "or a migration, the agent checks that the target host has room for the guest and "
-        "reserves it, so that migrations racing into one host never overbook it. PV and PVH "
-        "guests migrate live; HVM guests follow hvm_migration. Monitor answers from the "
+        "reserves it, so that migrations racing into one host never overbook it. PV/PVH and "
+        "HVM guests move as pv_migration and hvm_migration say, live only where the host can. "
+        "Monitor answers from the "
         "hypervisor itself; a probe never reports a guest as stopped when the hypervisor could "
         "not confirm it. Every hypervisor call is bounded by the operation's timeout, so a hung "
         "libvirtd cannot hang the agent. Use it with allow-migrate=true."

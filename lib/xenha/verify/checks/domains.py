@@ -137,13 +137,14 @@ def utilization_mismatch(config: ClusterConfig, facts: Facts) -> Iterator[Findin
 
 def hvm_live_migration(config: ClusterConfig, facts: Facts) -> Iterator[Finding]:
     for guest, spec in _specs(config, facts):
-        if spec.guest_type is not GuestType.HVM or guest.params.get("hvm_migration", "refuse").strip() != "live":
+        policy = guest.params.get("hvm_migration", "refuse").strip()
+        if spec.guest_type is not GuestType.HVM or policy not in ("live", "auto"):  # auto: live where HAP is
             continue
         yield Finding(
             "hvm-live-migration",
             Severity.INFO,
             f"resource {guest.resource}",
-            f"{guest.resource} is an HVM guest with hvm_migration=live",
+            f"{guest.resource} is an HVM guest with hvm_migration={policy}",
             "live migration of HVM guests (emulated devices, QEMU device model state) is less proven on Xen "
             "than PV's; keep it only if this guest's migrations were tested, else save-restore moves it "
             "with a pause",
