@@ -73,11 +73,6 @@ def test_ocf_tester_passes_on_xen(lab: Lab, cib: Path, guest_name: str) -> None:
     assert "xen-guest passed all tests" in done.stdout, done.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 11 item 2: libxl shows a rebooting guest SHUTOFF (then absent) while it re-creates it; monitor says 7",
-)
 def test_guest_rebooting_itself_is_not_reported_failed(lab: Lab, cib: Path, guest_name: str) -> None:
     """Issue 11 item 2: libxl marks a rebooting domain SHUTOFF, destroys it and re-creates it.
 
@@ -120,11 +115,6 @@ def test_guest_rebooting_itself_is_not_reported_failed(lab: Lab, cib: Path, gues
     assert set(codes) == {0}, f"monitor reported a rebooting guest as failed: {codes}; libvirt saw {transitions}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 11 item 7: validation accepts <maxMemory>, which libxl rejects at start",
-)
 def test_validation_rejects_max_memory_that_libxl_rejects(lab: Lab, cib: Path, guest_name: str) -> None:
     """A configuration libxl refuses must be refused by validation (6, OCF_ERR_CONFIGURED,
     naming the fix), not fail at start on the node (1: Pacemaker then tries every host).
