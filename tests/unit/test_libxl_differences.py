@@ -10,7 +10,9 @@ import io
 from pathlib import Path
 
 from xenha.agents.guest.agent import GuestAgent
+from xenha.agents.guest.migration_plan import progress_line
 from xenha.agents.guest.shutoff import ShutOff, meaning
+from xenha.libvirt.domain import JobProgress
 from xenha.libvirt.domxml import parse_domain
 from xenha.libvirt.drivers import config_refusals, traits
 from xenha.libvirt.errors import ErrorKind, classify, libvirt_module
@@ -104,3 +106,10 @@ def test_a_shut_off_domain_is_stopped_only_without_a_job_and_without_an_id() -> 
     assert meaning(has_id=True, job_active=True) is ShutOff.RESTARTING  # libxl's restart, before the destroy
     assert meaning(has_id=False, job_active=True) is ShutOff.RESTARTING  # between destroy and re-create
     assert meaning(has_id=True, job_active=False) is ShutOff.DEAD_KEPT  # on_poweroff/on_crash=preserve
+
+
+def test_libxls_job_statistics_make_a_progress_line_of_elapsed_time_only() -> None:
+    """Issue 11 item 6: libxl's jobStats hold the elapsed time only (no "0 of 0 MiB")."""
+    libxl_stats = {"type": 2, "time_elapsed": 4200}  # what libxlDomainGetJobStats fills in
+    progress = JobProgress.from_stats(libxl_stats, traits("xen").reports_job_data)
+    assert progress_line("web1", "node2", progress) == "migrating web1 to node2: 4.2 s elapsed"
