@@ -137,3 +137,31 @@ def test_validation_rejects_max_memory_that_libxl_rejects(lab: Lab, cib: Path, g
     if validated.code == 0 and "maxMemory> are not supported" not in started.stderr:
         raise FaultNotArranged(f"libxl did not reject <maxMemory> at start: {started}")
     assert validated.code == 6, f"validate-all accepted what libxl rejects; start said: {started}"
+
+
+def test_a_preserved_dead_guest_is_not_called_stopped_and_stop_destroys_it(
+    lab: Lab, cib: Path, guest_name: str
+) -> None:
+    """Issue 11 item 8: with ``on_poweroff=preserve`` a guest that powers itself off stays in
+    Xen (its ID and memory) while libvirt says "shut off". Monitor must not say 7 (not
+    running: Pacemaker would start it elsewhere and leave the memory held); stop must destroy
+    it; the next start must work."""
+    host = lab.host("xenhost1")
+    xml = pv_domain_xml(guest_name, then="poweroff", after_s=10, on_poweroff="preserve")
+    agent = guest_agent(put_guest(lab, guest_name, xml), guest_name)
+    assert agent.run(host, "start").code == 0
+    wait_for("the guest powered itself off", lambda: "XENLAB GUEST: poweroff" in console(host, guest_name), 180)
+    wait_for("libvirt calls it shut off", lambda: domain_view(host, guest_name).libvirt_state == "shut off", 60)
+    view = domain_view(host, guest_name)
+    if view.xl_id is None:
+        raise FaultNotArranged(f"Xen did not keep the powered-off domain: {view}")
+    monitor = agent.run(host, "monitor", timeout_ms=30000)
+    print(f"preserved: {view}; monitor -> {monitor.code}: {monitor.exit_reason}")
+    assert monitor.code == 1 and "still holds it and its memory" in monitor.stderr, monitor
+    stopped = agent.run(host, "stop", timeout_ms=60000)
+    assert stopped.code == 0, stopped
+    assert domain_view(host, guest_name).xl_id is None, "stop left the dead domain in Xen"
+    assert agent.run(host, "monitor").code == 7
+    restarted = agent.run(host, "start", timeout_ms=120000)
+    assert restarted.code == 0, restarted
+    assert agent.run(host, "stop", overrides={"force_stop": "true"}).code == 0
