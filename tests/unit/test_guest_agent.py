@@ -51,18 +51,29 @@ class FakeDomain:
         hypervisor.next_id += 1
         self.domain_id = hypervisor.next_id
         self._uuid = uuid or f"00000000-0000-4000-8000-{self.domain_id:012d}"
+        self.kept_dead = False  # shut off but still held by the hypervisor (on_*=preserve)
+        self.restart_reads: int | None = None  # libxl's restart: shut off, a job held, for this many reads
 
     def uuid(self) -> str:
         return self._uuid
 
+
     def id(self) -> int:
-        return self.domain_id if self.state != SHUTOFF else -1
+        return self.domain_id if self.state != SHUTOFF or self.kept_dead else -1
+
+    def job_active(self) -> bool:
+        return self.restart_reads is not None
 
     def status(self) -> DomainStatus | None:
         self.hypervisor.fault("read the state")
         if self.drop_at is not None and time.monotonic() >= self.drop_at:
             self.drop_at = None
             raise lost(f"read the state of {self.name}")
+        if self.restart_reads is not None:
+            self.restart_reads -= 1
+            if self.restart_reads < 0:  # libvirt created it again
+                self.restart_reads = None
+                self.state = RUNNING
         return self.state
 
     def active(self) -> bool:
@@ -91,6 +102,9 @@ class FakeDomain:
     def destroy(self) -> None:
         self.calls.append("destroy")
         self.state = SHUTOFF
+        if self.kept_dead:  # a transient domain, now gone
+            self.kept_dead = False
+            del self.hypervisor.domains[self.name]
 
 
 class FakeHypervisor:
@@ -420,3 +434,57 @@ def test_a_reconnect_continues_stops_graceful_wait_instead_of_starting_it_again(
     waits = [line.rpartition("(waiting up to ")[2] for line in host.log.splitlines() if "shutting down" in line]
     assert waits == ["2 s)", "1 s)"], waits  # the second attempt waits what was left, not 2 s more
     assert domain.calls == ["shutdown", "shutdown", "destroy"]
+
+
+def test_a_guest_rebooting_through_libxls_shutoff_is_running(host: Host) -> None:
+    """Issue 11 item 2 through the seam: shut off while a job of libvirt's re-creates it."""
+    assert host.run("start") == OcfExit.SUCCESS
+    domain = host.hypervisor.domains["web1"]
+    domain.state, domain.restart_reads = SHUTOFF, 5
+    assert host.run("monitor") == OcfExit.SUCCESS
+    assert "while libvirt restarts it: waiting" in host.log and "was restarted on node1" in host.log
+
+
+def test_a_shut_off_guest_without_a_job_or_an_id_is_stopped(host: Host) -> None:
+    """The guard beside it: a real stop is still 7, at once (no wait without a job)."""
+    assert host.run("start") == OcfExit.SUCCESS
+    host.hypervisor.domains["web1"].state = SHUTOFF
+    assert host.run("monitor") == OcfExit.NOT_RUNNING
+    assert "waiting" not in host.log
+
+
+def test_a_preserved_dead_guest_is_not_not_running_and_stop_destroys_it(host: Host) -> None:
+    """Issue 11 item 8: on_poweroff/on_crash=preserve keeps a dead domain holding memory."""
+    assert host.run("start") == OcfExit.SUCCESS
+    domain = host.hypervisor.domains["web1"]
+    domain.state, domain.kept_dead = SHUTOFF, True
+    assert host.run("monitor") == OcfExit.ERR_GENERIC
+    assert "Xen still holds it and its memory" in host.log
+    assert host.run("stop") == OcfExit.SUCCESS
+    assert domain.calls[-1] == "destroy" and "shutdown" not in domain.calls  # nothing to shut down
+    assert "web1" not in host.hypervisor.domains
+    assert host.run("start") == OcfExit.SUCCESS
+    assert host.run("monitor") == OcfExit.SUCCESS
+
+
+def test_start_destroys_a_preserved_dead_guest_before_starting_it(host: Host) -> None:
+    assert host.run("start") == OcfExit.SUCCESS
+    domain = host.hypervisor.domains["web1"]
+    domain.state, domain.kept_dead = SHUTOFF, True
+    assert host.run("start") == OcfExit.SUCCESS
+    assert "dead but still held on node1: destroying it" in host.log
+    assert host.hypervisor.domains["web1"] is not domain and host.run("monitor") == OcfExit.SUCCESS
+
+
+def test_a_restart_outlasting_the_wait_is_running_only_where_the_guest_ran(host: Host) -> None:
+    assert host.run("start") == OcfExit.SUCCESS
+    domain = host.hypervisor.domains["web1"]
+    domain.state, domain.restart_reads = SHUTOFF, 10**9  # libvirt's job outlasts the monitor's wait
+    assert host.run("monitor", CRM_meta_timeout="4000") == OcfExit.SUCCESS
+    assert "still being restarted by libvirt on node1 (it rebooted): reported running" in host.log
+    (host.rsctmp.parent / "other").mkdir()
+    other = Host(host.rsctmp.parent / "other")  # a node where it never ran: an arrival, not ours yet
+    other.hypervisor.domains["web1"] = arriving = FakeDomain(other.hypervisor, "web1")
+    arriving.state, arriving.restart_reads = SHUTOFF, 10**9
+    assert other.run("monitor", CRM_meta_timeout="4000") == OcfExit.ERR_GENERIC
+    assert "while a libvirt job holds it (an arrival?): not stopped" in other.log

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -208,3 +211,33 @@ def test_unwritable_log_file_does_not_lose_the_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize("seconds", [1, 5, 20, 90, 600])
 def test_margin_is_bounded(seconds: float) -> None:
     assert 0.25 <= action_margin_s(seconds) <= 5 and action_margin_s(seconds) < seconds
+
+
+class _ClosedPipe(io.StringIO):
+    """A stdout whose reader went away: every write fails as a closed pipe does."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_meta_data_into_a_closed_pipe_is_an_error_line_not_a_traceback() -> None:
+    err = io.StringIO()
+    code = run_agent(DemoAgent(), ["demo", "meta-data"], {}, stdout=_ClosedPipe(), stderr=err)
+    assert code == OcfExit.ERR_GENERIC
+    assert "Traceback" not in err.getvalue()
+    assert "demo meta-data: its output could not be written (BrokenPipeError" in err.getvalue()
+
+
+def test_the_agent_executable_into_a_closed_pipe_prints_no_traceback() -> None:
+    """What ocf-tester did without xmllint: the pipe's reader gone before the agent writes."""
+    agent = Path(__file__).resolve().parents[2] / "agents" / "xen-guest"
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, str(agent), "meta-data"], stdout=write_end, stderr=subprocess.PIPE, timeout=60, check=False
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == OcfExit.ERR_GENERIC, done.stderr
+    assert b"Traceback" not in done.stderr and b"could not be written" in done.stderr, done.stderr

@@ -178,6 +178,19 @@ def host_reserve_mib(configured_mib: int | None, domain0_mib: Callable[[], int |
     return domain0_mib() or DEFAULT_MEMORY_RESERVE_MIB
 
 
+def hypervisor_own_mib(total_mib: int, free_mib: int, domain0_mib: int, guests_mib: int) -> int:
+    """Memory the hypervisor keeps for itself (Xen's heap, frame table): total minus what is free
+    minus what Domain-0 and the guests hold. Exact with no guest running (``guests_mib`` 0);
+    with guests it is a little low, their demand being an estimate from above.
+
+    >>> hypervisor_own_mib(1535, 748, 768, 0)  # the lab's host: dom0_mem=768M, nothing running
+    19
+    >>> hypervisor_own_mib(1535, 600, 768, 200)
+    0
+    """
+    return max(0, total_mib - free_mib - domain0_mib - guests_mib)
+
+
 def host_memory_capacity_mib(total_mib: int, reserve_mib: int, unmanaged_mib: int) -> int:
     """Memory a host offers the cluster's guests: total minus the host reserve minus what
     domains the cluster does not manage occupy.

@@ -188,8 +188,22 @@ class Domain:
         except HypervisorError as error:
             if error.kind in (ErrorKind.NO_METADATA, ErrorKind.NO_DOMAIN):
                 return None
+            if error.kind is ErrorKind.INVALID_STATE:
+                # A transient domain that is shut off has no definition the metadata call may read
+                # ("transient domains do not have any persistent config"): libxl's restart of a
+                # rebooting guest, an arriving one. Its XML still carries the metadata.
+                return self._owner_from_xml()
             raise
         return owner_metadata.decode(text)
+
+    def _owner_from_xml(self) -> Owner | None:
+        try:
+            text = self._call(f"read the definition of {self.name}", lambda: self._handle.XMLDesc(0))
+        except HypervisorError as error:
+            if error.kind is ErrorKind.NO_DOMAIN:
+                return None
+            raise
+        return owner_metadata.from_domain_xml(str(text))
 
     def record_owner(self, owner: Owner) -> None:
         """Write the suite's metadata into the running domain (adopting it; the live definition only)."""

@@ -73,6 +73,7 @@ class DomainSpec(NamedTuple):
     memory_mib: int
     vcpus: int
     video_mib: int
+    has_max_memory: bool = False  # <maxMemory> (memory hotplug) is set: not every driver takes it
 
 
 class ConfigFile(NamedTuple):
@@ -233,6 +234,7 @@ def parse_domain(data: bytes, source: str) -> DomainSpec:
         memory_mib=max(memory, maximum or 0),
         vcpus=_vcpus(root, source),
         video_mib=_video_mib(root, source),
+        has_max_memory=maximum is not None,
     )
 
 

@@ -26,6 +26,13 @@ class DriverTraits(NamedTuple):
     # The format libvirt's connectDomainXMLFromNative converts on this driver (an xl
     # configuration file on Xen); None: the driver converts nothing the suite accepts.
     native_config_format: str | None = None
+    # A guest's own reboot (or an on_crash/on_poweroff=restart) shows as SHUTOFF while a job of
+    # libvirt's destroys and re-creates the domain: shut off is not yet stopped (monitor-states.md).
+    restarts_through_shutoff: bool = False
+    # What the driver refuses at start, so that validation refuses it first (6 on every node,
+    # not 1 on each node in turn): <maxMemory>, domain types other than its own (None: any).
+    takes_max_memory: bool = True
+    domain_types: frozenset[str] | None = None
 
 
 # libvirt's libxl driver (src/libxl/libxl_driver.c) implements none of these: its jobs cannot
@@ -35,6 +42,8 @@ class DriverTraits(NamedTuple):
 # (src/libxl/libxl_migration.c): a frozen source looks like a running one. Whether a guest
 # can live-migrate depends on Xen's paging modes (docs/decisions/migration-by-capability.md);
 # libxl converts xl configuration files (libxlConnectDomainXMLFromNative, "xen-xl").
+# A guest that reboots itself is marked SHUTOFF, destroyed and created again by
+# libxlDomainShutdownThread under a job (libxlDomainShutdownHandleRestart, src/libxl/libxl_domain.c).
 _TRAITS = {
     "xen": DriverTraits(
         "xen",
@@ -45,6 +54,11 @@ _TRAITS = {
         reports_frozen_source=False,
         live_migrates_every_guest=False,
         native_config_format="xen-xl",
+        restarts_through_shutoff=True,
+        # libxlDomainDefValidate: "memory hotplug tunables <maxMemory> are not supported by this
+        # hypervisor driver" (seen in the lab); virDomainDefParse refuses another <domain type>.
+        takes_max_memory=False,
+        domain_types=frozenset({"xen"}),
     ),
 }
 
@@ -56,3 +70,23 @@ def traits(driver: str) -> DriverTraits:
     (False, True)
     """
     return _TRAITS.get(driver, DriverTraits(driver))
+
+
+def config_refusals(driver: DriverTraits, domain_type: str, has_max_memory: bool) -> list[str]:
+    """What the driver would refuse at start in a domain XML, as the fix to make (pure).
+
+    >>> config_refusals(traits("xen"), "kvm", False)
+    ["<domain type='kvm'> cannot run on a xen:// hypervisor: use type='xen'"]
+    >>> config_refusals(traits("qemu"), "kvm", True)
+    []
+    """
+    refusals = []
+    if driver.domain_types is not None and domain_type not in driver.domain_types:
+        wanted = " or ".join(f"type='{name}'" for name in sorted(driver.domain_types))
+        refusals.append(f"<domain type='{domain_type}'> cannot run on a {driver.name}:// hypervisor: use {wanted}")
+    if has_max_memory and not driver.takes_max_memory:
+        refusals.append(
+            f"libvirt's {driver.name} driver does not support <maxMemory> (memory hotplug): remove it, size the "
+            "guest with <memory>"
+        )
+    return refusals

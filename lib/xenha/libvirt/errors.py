@@ -76,15 +76,22 @@ class HypervisorError(Exception):
         return f"{self.operation} failed on {self.node}: {self.detail} ({self.uri})"
 
 
-def _kind_of(libvirt: Any, code: int, origin: int, connecting: bool) -> ErrorKind:
+# libvirt's libxl driver says this (VIR_ERR_INTERNAL_ERROR) when its state driver did not start,
+# i.e. the host did not boot into Xen (libxlConnectOpen, src/libxl/libxl_driver.c). It reports
+# routine failures with the same code ("Failed to send migration data to destination host",
+# "Failed to shutdown domain '…'"), so only this message means the hypervisor is down.
+_LIBXL_DOWN = "state driver is not active"
+
+
+def _kind_of(libvirt: Any, code: int, origin: int, connecting: bool, message: str = "") -> ErrorKind:
     if code == libvirt.VIR_ERR_NO_DOMAIN:
         return ErrorKind.NO_DOMAIN
     if code == getattr(libvirt, "VIR_ERR_NO_DOMAIN_METADATA", 80):
         return ErrorKind.NO_METADATA
     if code == libvirt.VIR_ERR_OPERATION_INVALID:
         return ErrorKind.INVALID_STATE
-    if code == libvirt.VIR_ERR_INTERNAL_ERROR and origin == libvirt.VIR_FROM_LIBXL:
-        return ErrorKind.HYPERVISOR_DOWN  # "libxenlight state driver is not active"
+    if code == libvirt.VIR_ERR_INTERNAL_ERROR and origin == libvirt.VIR_FROM_LIBXL and _LIBXL_DOWN in message:
+        return ErrorKind.HYPERVISOR_DOWN
     if connecting or code in (
         libvirt.VIR_ERR_SYSTEM_ERROR,
         libvirt.VIR_ERR_RPC,
@@ -102,6 +109,6 @@ def classify(error: Any, operation: str, uri: str, node: str, connecting: bool) 
     """Turn a ``libvirt.libvirtError`` into a :class:`HypervisorError` with a kind."""
     libvirt = libvirt_module()
     code = error.get_error_code()
-    kind = _kind_of(libvirt, code, error.get_error_domain(), connecting)
     message = error.get_error_message() or str(error)
+    kind = _kind_of(libvirt, code, error.get_error_domain(), connecting, message)
     return HypervisorError(kind, operation, uri, node, message, code)

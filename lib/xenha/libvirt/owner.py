@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from xenha.libvirt.domxml import parse_tree
+from xenha.libvirt.domxml import DomainXmlError, parse_tree
 from xenha.xmlscan import XmlScanError, scan
 
 METADATA_URI = "urn:xenha:guest:1"
@@ -65,6 +65,22 @@ def decode(element_text: str | None) -> Owner | None:
         memory_mib=_number(attributes.get("memory-mib")),
         demand_mib=_number(attributes.get("demand-mib")),
     )
+
+
+def from_domain_xml(text: str) -> Owner | None:
+    """The owner recorded in a whole domain XML (as ``XMLDesc`` gives it); None when absent.
+
+    >>> from_domain_xml('<domain><metadata><x:guest xmlns:x="urn:xenha:guest:1" resource="web1"/></metadata></domain>')
+    Owner(resource='web1', guest_type=None, vcpus=None, memory_mib=None, demand_mib=None)
+    """
+    from lxml import etree  # noqa: PLC0415 - lxml only on this fallback path (performance.md)
+
+    try:
+        root = parse_tree(text.encode(), "the domain's XML")
+    except DomainXmlError:
+        return None
+    found = root.find(f"metadata/{{{METADATA_URI}}}{ELEMENT}")
+    return None if found is None else decode(etree.tostring(found, encoding="unicode"))
 
 
 def _number(value: str | None) -> int | None:

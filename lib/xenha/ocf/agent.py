@@ -148,11 +148,9 @@ def run_agent(
     env = OcfEnvironment.from_environ(action, environ)
 
     if action == "meta-data":
-        out.write(spec.metadata(choose_version(env.ocf_version)))
-        return OcfExit.SUCCESS
+        return _print(out, err, spec.metadata(choose_version(env.ocf_version)), f"{spec.name} meta-data")
     if action in ("usage", "help", "--help", "-h"):
-        out.write(spec.usage())
-        return OcfExit.SUCCESS
+        return _print(out, err, spec.usage(), f"{spec.name} {action}")
 
     reply = _Reply(OcfLog(spec.name, env, stderr=err), err, environ.get("OCF_EXIT_REASON_PREFIX") or "ocf-exit-reason:")
     handler = agent.handlers().get(action)
@@ -172,6 +170,23 @@ def run_agent(
     code = _run_handler(agent, ctx, handler, reply)
     reply.log.debug(f"{action} returned {int(code)} after {clock() - started:.3f} s")
     return code
+
+
+def _print(out: TextIO, err: TextIO, text: str, what: str) -> int:
+    """Write ``text`` to stdout; a reader that went away (a closed pipe) is an error, not a traceback.
+
+    ocf-tester pipes meta-data into xmllint, which exits at once when it is not installed.
+    """
+    try:
+        out.write(text)
+        out.flush()
+    except (OSError, ValueError) as error:
+        try:
+            err.write(f"{what}: its output could not be written ({type(error).__name__}: {error})\n")
+        except (OSError, ValueError):
+            pass
+        return OcfExit.ERR_GENERIC
+    return OcfExit.SUCCESS
 
 
 def _run_handler(agent: Agent, ctx: Context, handler: Handler, reply: _Reply) -> int:

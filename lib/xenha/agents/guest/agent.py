@@ -27,6 +27,7 @@ from xenha.deadline import Deadline
 from xenha.libvirt.domxml import (
     ConfigFile,
     ConfigUnreadable,
+    DomainSpec,
     DomainXmlError,
     StorageHung,
     file_fingerprint,
@@ -35,6 +36,7 @@ from xenha.libvirt.domxml import (
     parse_domain,
     stat_config,
 )
+from xenha.libvirt.drivers import config_refusals, traits
 from xenha.libvirt.errors import ErrorKind, HypervisorError
 from xenha.libvirt.uri import UriError, parse
 from xenha.ocf import Agent, Context, OcfError, OcfExit
@@ -89,6 +91,7 @@ class GuestAgent(Agent):
             if native is not None and action.spec.uuid and action.spec.uuid.encode().lower() not in native.lower():
                 # libvirt's converter invents a UUID for a file without one: it names no domain
                 action.spec = action.spec._replace(uuid=None)
+            problems.extend(_driver_problems(ctx, action.spec, path))
         except ConfigUnreadable as error:
             problems.append(
                 OcfError(
@@ -241,6 +244,18 @@ def _migrate_from(action: GuestAction) -> OcfExit:
     action.remember(config, spec)
     publish_utilization(action, spec, force=False)
     return code
+
+
+def _driver_problems(ctx: Context, spec: DomainSpec, path: str) -> list[OcfError]:
+    """What the configured hypervisor's driver would refuse at start (xenha.libvirt.drivers)."""
+    try:
+        driver = traits(parse(ctx.params.string("hypervisor") or "").driver)
+    except (UriError, OcfError):
+        return []  # already among the parameter problems
+    return [
+        OcfError(OcfExit.ERR_CONFIGURED, f"{path}: {refusal}")
+        for refusal in config_refusals(driver, spec.hypervisor_type, spec.has_max_memory)
+    ]
 
 
 def _migration_problems(ctx: Context, budget: Deadline) -> list[OcfError]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from xenha.agents.guest.action import GuestAction
 from xenha.agents.guest.booking import book
 from xenha.agents.guest.identity import Located, forget, locate
+from xenha.agents.guest.shutoff import dead_but_kept, monitor_shut_off
 from xenha.agents.guest.utilization import publish_utilization
 from xenha.deadline import Deadline
 from xenha.libvirt import states
@@ -50,7 +51,7 @@ def monitor(action: GuestAction) -> OcfExit:
             publish_utilization(action, action.spec, force=False)
         return OcfExit.SUCCESS
     if verdict.code == OcfExit.NOT_RUNNING:
-        return OcfExit.NOT_RUNNING
+        return monitor_shut_off(action, domain)
     raise OcfError(verdict.code, f"guest {domain.name} is {verdict.description} on {action.here}")
 
 
@@ -110,21 +111,26 @@ def stop(action: GuestAction) -> OcfExit:
 
 
 def _to_be_stopped(action: GuestAction, hypervisor: Hypervisor, domain: Domain) -> bool:
-    """True for a domain that runs here, or that is still being received and then would."""
-    return domain.active() or _wait_for_arrival(action, hypervisor, domain)
+    """True for a domain that runs here, is dead but still held by the hypervisor (preserve), or
+    is still being received (or restarted) and then would run."""
+    return domain.active() or dead_but_kept(action, domain) or _wait_for_arrival(action, hypervisor, domain)
 
 
 def _stop_domain(action: GuestAction, hypervisor: Hypervisor, domain: Domain) -> None:
-    """Shut ``domain`` down within the graceful wait, then destroy it if it is still active."""
-    active = True
+    """Shut ``domain`` down within the graceful wait, then destroy it if it is still there.
+
+    A dead domain the hypervisor keeps (shut off, with an ID: on_poweroff/on_crash=preserve)
+    has nothing to shut down: it is destroyed at once, which frees its memory.
+    """
+    destroy = True
     graceful = _graceful_deadline(action)
     if _paused(domain):
         # A paused guest cannot act on a shutdown request (a failed migration's settle may
         # have paused it so that it cannot run twice): the graceful wait would only delay destroy.
         action.ctx.log.info(f"guest {domain.name} is paused: it cannot shut down, it is destroyed")
-    elif not graceful.expired():
-        active = _shut_down(action, domain, graceful)
-    if active:
+    elif domain.active() and not graceful.expired():
+        destroy = _shut_down(action, domain, graceful)
+    if destroy:
         _destroy(action, hypervisor, domain)
 
 
@@ -201,6 +207,11 @@ def _accept_existing(action: GuestAction, domain: Domain) -> bool:
     """True when this resource's existing domain already is the running guest."""
     ctx = action.ctx
     status = domain.status()
+    if status is not None and status.state == states.SHUTOFF and dead_but_kept(action, domain):
+        ctx.log.warning(f"guest {domain.name} is dead but still held on {action.here}: destroying it to start it")
+        _destroy(action, action.hypervisor(), domain)
+        forget(action)
+        return False
     if status is None or status.state == states.SHUTOFF:
         return False
     name = domain.name
