@@ -179,12 +179,6 @@ def test_non_live_migration_stops_the_guest_moves_it_and_cannot_be_aborted(
     assert agent.run(source, "monitor").code == 7
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 11 item 1: stop on the target of an incoming libxl migration sees SHUTOFF, says stopped, "
-    "and the guest then runs there",
-)
 def test_stop_on_the_target_during_an_incoming_migration(lab: Lab, cib: Path, guest_name: str) -> None:
     """Pacemaker stops the target after a migrate_to that failed or timed out. On libxl the
     arriving domain is an inactive (SHUTOFF) object until the restore ends: if stop answers
