@@ -129,9 +129,10 @@ def test_domain_started_by_hand_under_the_guests_name_is_never_stopped(test_gues
 def test_entity_in_the_name_is_refused(test_guest: AgentCase) -> None:
     """libvirt would name the domain differently from what the agent reads: refuse the XML.
 
-    A guard: these two files are refused today (the DOCTYPE check, and lxml's error on an
-    undeclared entity). The path where an entity really is dropped is a file in an encoding
-    where ``<!DOCTYPE`` is not ASCII bytes (UTF-16, UTF-32): test_hostile_identity.py.
+    A guard: these two files are refused today (the DOCTYPE check on the parsed document, and
+    lxml's error on an undeclared entity). The path where an entity really was dropped is a
+    file in an encoding where ``<!DOCTYPE`` is not ASCII bytes (UTF-16, UTF-32):
+    test_hostile_identity.py.
     """
     config = Path(test_guest.params["config"])
     text = domain_xml("web-undefined", driver="test")
