@@ -144,23 +144,22 @@ class Hypervisor:
     # ---- domains ----------------------------------------------------------------------------
     def lookup(self, name: str) -> Domain | None:
         """The domain called ``name``, or None when this host has no such domain."""
-        connection = self._open()
-        try:
-            handle = self.call(f"look up domain {name}", lambda: connection.lookupByName(name))
-        except HypervisorError as error:
-            if error.kind is ErrorKind.NO_DOMAIN:
-                return None
-            raise
-        return Domain(self, handle)
+        return self._lookup(f"look up domain {name}", lambda connection: connection.lookupByName(name))
 
     def lookup_uuid(self, uuid: str) -> Domain | None:
         """The domain whose UUID is ``uuid``, or None when this host has none (or it is no UUID)."""
         digits = uuid.replace("-", "")
         if len(digits) != 32 or any(char not in "0123456789abcdefABCDEF" for char in digits):
             return None  # libvirt would refuse it: no domain can have it
+        return self._lookup(
+            f"look up the domain with UUID {uuid}", lambda connection: connection.lookupByUUIDString(uuid)
+        )
+
+    def _lookup(self, operation: str, look_up: Callable[[Any], Any]) -> Domain | None:
+        """The domain ``look_up`` finds on the open connection; None when libvirt has no such domain."""
         connection = self._open()
         try:
-            handle = self.call(f"look up the domain with UUID {uuid}", lambda: connection.lookupByUUIDString(uuid))
+            handle = self.call(operation, lambda: look_up(connection))
         except HypervisorError as error:
             if error.kind is ErrorKind.NO_DOMAIN:
                 return None
