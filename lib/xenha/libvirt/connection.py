@@ -247,15 +247,8 @@ class Hypervisor:
         lock") must not be taken for "no Domain-0", which would shrink the host reserve to
         the default and inflate the published capacity.
         """
-        connection = self._open()
-        try:
-            domain0 = self.call("look up Domain-0", lambda: connection.lookupByID(0))
-        except HypervisorError as error:
-            if error.kind is ErrorKind.NO_DOMAIN:
-                return None
-            raise
-        info = self.call("read Domain-0", domain0.info)
-        return _kib_to_mib(int(info[2]))
+        domain0 = self._lookup("look up Domain-0", lambda connection: connection.lookupByID(0))
+        return None if domain0 is None else _kib_to_mib(domain0.current_memory_kib())
 
 
 def _kib_to_mib(kib: int) -> int:

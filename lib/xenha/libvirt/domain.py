@@ -171,6 +171,11 @@ class Domain:
         info = self._call(f"read {self.name}", self._handle.info)
         return int(info[1]), int(info[3])
 
+    def current_memory_kib(self) -> int:
+        """The memory the domain holds now, in KiB (below its maximum when ballooned down)."""
+        info = self._call(f"read the memory of {self.name}", self._handle.info)
+        return int(info[2])
+
     def os_type(self) -> str:
         return str(self._call(f"read the OS type of {self.name}", self._handle.OSType))
 
@@ -224,6 +229,14 @@ class Domain:
 
     def destroy(self) -> None:
         self._call(f"destroy {self.name}", self._handle.destroy)
+
+    def destroy_if_active(self) -> None:
+        """Destroy the domain; one that has already shut off or gone needs nothing, and is no error."""
+        try:
+            self.destroy()
+        except HypervisorError as error:
+            if error.kind not in (ErrorKind.INVALID_STATE, ErrorKind.NO_DOMAIN):
+                raise
 
     def resume(self) -> None:
         self._call(f"resume {self.name}", self._handle.resume)

@@ -359,7 +359,7 @@ class Migration:
                         f"destroying the incomplete copy of {name} on {there} "
                         f"({states.describe(status.state, status.reason)})"
                     )
-                    _destroy(domain)
+                    domain.destroy_if_active()
                     destroyed = True
                 if target.deadline.remaining() < POLL_INTERVAL_S:
                     seen = states.describe(status.state, status.reason)
@@ -493,14 +493,6 @@ class TargetUnsettled(Exception):
 
 class SaveFailed(JobFailed):
     """The save failed: the guest never left the source, the target cannot hold a copy."""
-
-
-def _destroy(domain: Domain) -> None:
-    try:
-        domain.destroy()
-    except HypervisorError as error:
-        if error.kind not in (ErrorKind.INVALID_STATE, ErrorKind.NO_DOMAIN):
-            raise
 
 
 def _running(hypervisor: Hypervisor, name: str) -> bool | None:
