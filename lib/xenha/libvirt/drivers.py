@@ -33,6 +33,9 @@ class DriverTraits(NamedTuple):
     # not 1 on each node in turn): <maxMemory>, domain types other than its own (None: any).
     takes_max_memory: bool = True
     domain_types: frozenset[str] | None = None
+    # Filesystem types (as /proc/self/mounts names them) a save cannot be written to
+    # (xenha.libvirt.savedir): validation refuses a save_dir there.
+    save_fails_on: frozenset[str] = frozenset()
 
 
 # libvirt's libxl driver (src/libxl/libxl_driver.c) implements none of these: its jobs cannot
@@ -59,6 +62,10 @@ _TRAITS = {
         # hypervisor driver" (seen in the lab); virDomainDefParse refuses another <domain type>.
         takes_max_memory=False,
         domain_types=frozenset({"xen"}),
+        # libxc writes the guest's pages from its foreign mappings: virtio-9p's zero-copy
+        # write cannot pin them ("Failed to write page data to stream (14 = Bad address)",
+        # seen in the lab), and the guest stays suspended (docs/decisions/save-dir-filesystems.md).
+        save_fails_on=frozenset({"9p"}),
     ),
 }
 

@@ -36,8 +36,9 @@ from xenha.libvirt.domxml import (
     parse_domain,
     stat_config,
 )
-from xenha.libvirt.drivers import config_refusals, traits
+from xenha.libvirt.drivers import DriverTraits, config_refusals, traits
 from xenha.libvirt.errors import ErrorKind, HypervisorError
+from xenha.libvirt.savedir import read_mount_table, save_dir_refusal
 from xenha.libvirt.uri import UriError, parse
 from xenha.ocf import Agent, Context, OcfError, OcfExit
 
@@ -246,12 +247,19 @@ def _migrate_from(action: GuestAction) -> OcfExit:
     return code
 
 
+def _configured_driver(ctx: Context) -> DriverTraits | None:
+    """The traits of the hypervisor parameter's driver (None: the URI is bad, already reported)."""
+    try:
+        return traits(parse(ctx.params.string("hypervisor") or "").driver)
+    except (UriError, OcfError):
+        return None
+
+
 def _driver_problems(ctx: Context, spec: DomainSpec, path: str) -> list[OcfError]:
     """What the configured hypervisor's driver would refuse at start (xenha.libvirt.drivers)."""
-    try:
-        driver = traits(parse(ctx.params.string("hypervisor") or "").driver)
-    except (UriError, OcfError):
-        return []  # already among the parameter problems
+    driver = _configured_driver(ctx)
+    if driver is None:
+        return []
     return [
         OcfError(OcfExit.ERR_CONFIGURED, f"{path}: {refusal}")
         for refusal in config_refusals(driver, spec.hypervisor_type, spec.has_max_memory)
@@ -295,14 +303,16 @@ def _save_dir_problems(ctx: Context, budget: Deadline) -> list[OcfError]:
         is_directory = stat.S_ISDIR(stat_config(save_dir, budget).st_mode)  # bounded: shared storage can hang
     except (ConfigUnreadable, ValueError):  # ValueError: a path os.stat refuses, as os.path.isdir counts it
         is_directory = False
-    if is_directory:
-        return []
-    return [
-        OcfError(
-            OcfExit.ERR_INSTALLED,
-            f"save_dir {save_dir} is not a directory on {ctx.env.node_name}: mount the shared storage",
-        )
-    ]
+    if not is_directory:
+        return [
+            OcfError(
+                OcfExit.ERR_INSTALLED,
+                f"save_dir {save_dir} is not a directory on {ctx.env.node_name}: mount the shared storage",
+            )
+        ]
+    driver = _configured_driver(ctx)
+    refusal = save_dir_refusal(driver, save_dir, read_mount_table()) if driver else None
+    return [OcfError(OcfExit.ERR_CONFIGURED, refusal)] if refusal else []
 
 
 def main() -> None:
