@@ -66,6 +66,13 @@ class NodeFacts(NamedTuple):
     cpus: int
 
 
+class Domain0Memory(NamedTuple):
+    """Xen's Domain-0: the memory it holds now and the most Xen lets it grow to."""
+
+    current_mib: int
+    max_mib: int  # >= the host's total when Xen was booted without dom0_mem=...,max:...
+
+
 class Hypervisor:
     """One libvirt connection, opened on first use, every call bounded by ``deadline``."""
 
@@ -248,6 +255,11 @@ class Hypervisor:
         lock") must not be taken for "no Domain-0", which would shrink the host reserve to
         the default and inflate the published capacity.
         """
+        domain0 = self.domain0_memory()
+        return None if domain0 is None else domain0.current_mib
+
+    def domain0_memory(self) -> Domain0Memory | None:
+        """Domain-0's current and maximum memory, in one call (see :meth:`domain0_memory_mib`)."""
         connection = self._open()
         try:
             domain0 = self.call("look up Domain-0", lambda: connection.lookupByID(0))
@@ -256,7 +268,7 @@ class Hypervisor:
                 return None
             raise
         info = self.call("read Domain-0", domain0.info)
-        return _kib_to_mib(int(info[2]))
+        return Domain0Memory(_kib_to_mib(int(info[2])), _kib_to_mib(int(info[1])))
 
 
 def _kib_to_mib(kib: int) -> int:
