@@ -12,40 +12,12 @@ from pathlib import Path
 
 import libvirt
 
+from tests.support.domains import create_by_hand, destroy, domain_state
 from tests.support.guests import domain_xml
 from tests.support.libvirt_hosts import LibvirtHost
 from tests.support.ocf import AgentCase
 
 SUCCESS, ERR_CONFIGURED, NOT_RUNNING = 0, 6, 7
-
-
-def domain_state(host: LibvirtHost, name: str) -> int | None:
-    connection = libvirt.open(host.test_uri)
-    try:
-        return int(connection.lookupByName(name).state()[0])
-    except libvirt.libvirtError:
-        return None
-    finally:
-        connection.close()
-
-
-def create_by_hand(host: LibvirtHost, name: str) -> None:
-    """A domain started outside the cluster (``virsh create``): no owner metadata."""
-    connection = libvirt.open(host.test_uri)
-    try:
-        connection.createXML(domain_xml(name, driver="test", memory_mib=128), 0)
-    finally:
-        connection.close()
-
-
-def destroy(host: LibvirtHost, name: str) -> None:
-    connection = libvirt.open(host.test_uri)
-    try:
-        connection.lookupByName(name).destroy()
-    except libvirt.libvirtError:
-        pass
-    finally:
-        connection.close()
 
 
 def guest_name(case: AgentCase) -> str:
@@ -74,9 +46,9 @@ def test_renamed_guest_is_still_found_by_monitor_and_stopped(test_guest: AgentCa
         assert monitor.code == SUCCESS, monitor
         stop = test_guest.run("stop")
         assert stop.code == SUCCESS, stop
-        assert domain_state(local_host, old) is None, "stop claimed success while the guest still runs"
+        assert domain_state(local_host.test_uri, old) is None, "stop claimed success while the guest still runs"
     finally:
-        destroy(local_host, old)
+        destroy(local_host.test_uri, old)
 
 
 def test_renamed_guest_is_found_by_a_probe_without_state(test_guest: AgentCase, local_host: LibvirtHost, tmp_path: Path) -> None:
@@ -90,9 +62,9 @@ def test_renamed_guest_is_found_by_a_probe_without_state(test_guest: AgentCase, 
         assert probe.code == SUCCESS, probe
         stop = fresh.run("stop")
         assert stop.code == SUCCESS, stop
-        assert domain_state(local_host, old) is None
+        assert domain_state(local_host.test_uri, old) is None
     finally:
-        destroy(local_host, old)
+        destroy(local_host.test_uri, old)
 
 
 def test_another_resources_domain_is_not_ours(test_guest: AgentCase, local_host: LibvirtHost, tmp_path: Path) -> None:
@@ -107,7 +79,7 @@ def test_another_resources_domain_is_not_ours(test_guest: AgentCase, local_host:
         assert test_guest.instance in (start.reason or ""), start
         stop = other.run("stop")
         assert stop.code == SUCCESS, stop
-        assert domain_state(local_host, name) == libvirt.VIR_DOMAIN_RUNNING, "stop shut down another resource's guest"
+        assert domain_state(local_host.test_uri, name) == libvirt.VIR_DOMAIN_RUNNING, "stop shut down another resource's guest"
         assert test_guest.monitor().code == SUCCESS
     finally:
         test_guest.run("stop")
@@ -115,29 +87,33 @@ def test_another_resources_domain_is_not_ours(test_guest: AgentCase, local_host:
 
 def test_domain_started_by_hand_under_the_guests_name_is_never_stopped(test_guest: AgentCase, local_host: LibvirtHost) -> None:
     name = guest_name(test_guest)
-    create_by_hand(local_host, name)
+    create_by_hand(local_host.test_uri, domain_xml(name, driver="test", memory_mib=128))
     try:
         stop = test_guest.run("stop")
         assert stop.code == SUCCESS, stop
-        assert domain_state(local_host, name) == libvirt.VIR_DOMAIN_RUNNING, "stop destroyed a domain it does not own"
+        assert domain_state(local_host.test_uri, name) == libvirt.VIR_DOMAIN_RUNNING, "stop destroyed a domain it does not own"
         probe = test_guest.probe()
         assert probe.code != SUCCESS, f"a domain started by hand is taken for the cluster's guest: {probe}"
     finally:
-        destroy(local_host, name)
+        destroy(local_host.test_uri, name)
 
 
 def test_entity_in_the_name_is_refused(test_guest: AgentCase) -> None:
     """libvirt would name the domain differently from what the agent reads: refuse the XML.
 
-    A guard: these two files are refused today (the DOCTYPE check, and lxml's error on an
-    undeclared entity). The path where an entity really is dropped is a file in an encoding
-    where ``<!DOCTYPE`` is not ASCII bytes (UTF-16, UTF-32): test_hostile_identity.py.
+    A guard, not a regression test: it passed before any fix (no defect was seen here), and
+    keeps these two files refused: the DOCTYPE check on the parsed document, and lxml's
+    error on an undeclared entity. The defect that was fixed, an entity silently dropped from
+    the name, needed a file in an encoding where ``<!DOCTYPE`` is not ASCII bytes (UTF-16,
+    UTF-32): its regression test is test_hostile_identity.py.
     """
     config = Path(test_guest.params["config"])
     text = domain_xml("web-undefined", driver="test")
-    declared = '<!DOCTYPE domain [<!ENTITY suffix "1">]>\n' + text.replace("<name>web-undefined</name>", "<name>web&suffix;</name>")
-    for xml in (declared, text.replace("<name>web-undefined</name>", "<name>web&suffix;</name>")):
+    undeclared = text.replace("<name>web-undefined</name>", "<name>web&suffix;</name>")
+    declared = '<!DOCTYPE domain [<!ENTITY suffix "1">]>\n' + undeclared
+    # What each refusal says (the file's path holds this test's name, so "name" would prove nothing).
+    for xml, refusal in ((declared, "declares a DOCTYPE or entities"), (undeclared, "is not well-formed XML")):
         config.write_text(xml)
         result = test_guest.run("validate-all")
         assert result.code == ERR_CONFIGURED, (xml, result)
-        assert "name" in (result.reason or ""), result
+        assert refusal in (result.reason or ""), result

@@ -14,20 +14,11 @@ from pathlib import Path
 
 import libvirt
 
+from tests.support.domains import domain_state
 from tests.support.libvirt_hosts import LibvirtHost
 from tests.support.ocf import AgentCase
 
 SUCCESS, ERR_GENERIC, ERR_INSTALLED, ERR_CONFIGURED, NOT_RUNNING, DEGRADED = 0, 1, 5, 6, 7, 190
-
-
-def domain_state(host: LibvirtHost, name: str) -> int | None:
-    connection = libvirt.open(host.test_uri)
-    try:
-        return int(connection.lookupByName(name).state()[0])
-    except libvirt.libvirtError:
-        return None
-    finally:
-        connection.close()
 
 
 def guest_name(case: AgentCase) -> str:
@@ -40,14 +31,14 @@ def test_probe_start_monitor_stop_cycle(test_guest: AgentCase, local_host: Libvi
 
     start = test_guest.run("start")
     assert start.code == SUCCESS, start
-    assert domain_state(local_host, name) == libvirt.VIR_DOMAIN_RUNNING
+    assert domain_state(local_host.test_uri, name) == libvirt.VIR_DOMAIN_RUNNING
 
     assert test_guest.monitor().code == SUCCESS
     assert test_guest.probe().code == SUCCESS
 
     stop = test_guest.run("stop")
     assert stop.code == SUCCESS, stop
-    assert domain_state(local_host, name) is None
+    assert domain_state(local_host.test_uri, name) is None
     assert test_guest.monitor().code == NOT_RUNNING
 
 
@@ -58,7 +49,7 @@ def test_start_and_stop_are_idempotent(test_guest: AgentCase, local_host: Libvir
     assert "already running" in again.stderr
     assert test_guest.run("stop").code == SUCCESS
     assert test_guest.run("stop").code == SUCCESS
-    assert domain_state(local_host, guest_name(test_guest)) is None
+    assert domain_state(local_host.test_uri, guest_name(test_guest)) is None
 
 
 def test_started_domain_records_its_owner_and_demand(test_guest: AgentCase, local_host: LibvirtHost) -> None:
@@ -104,7 +95,7 @@ def test_probe_with_unreadable_config_still_sees_the_running_guest(
         # a stop in that state really stops the guest
         stop = test_guest.run("stop")
         assert stop.code == SUCCESS, stop
-        assert domain_state(local_host, guest_name(test_guest)) is None
+        assert domain_state(local_host.test_uri, guest_name(test_guest)) is None
         assert test_guest.probe().code == NOT_RUNNING
     finally:
         hidden.rename(config)
@@ -121,7 +112,7 @@ def test_start_with_unreadable_config_fails_and_does_nothing(test_guest: AgentCa
     assert start.code == ERR_INSTALLED, start
     assert start.reason is not None and "cannot read" in start.reason
     assert str(config) in start.reason
-    assert domain_state(local_host, guest_name(test_guest)) is None
+    assert domain_state(local_host.test_uri, guest_name(test_guest)) is None
 
 
 def test_user_paused_guest_is_degraded_not_failed(test_guest: AgentCase, local_host: LibvirtHost) -> None:
@@ -155,4 +146,4 @@ def test_stop_force_destroys_at_once(test_guest: AgentCase, local_host: LibvirtH
     stop = test_guest.run("stop", force_stop="true")
     assert stop.code == SUCCESS, stop
     assert "destroying guest" in stop.stderr and "shutting down" not in stop.stderr
-    assert domain_state(local_host, guest_name(test_guest)) is None
+    assert domain_state(local_host.test_uri, guest_name(test_guest)) is None

@@ -2,7 +2,7 @@
 
 The agent runs inside the source host's namespaces, as Pacemaker would run it there. The
 cluster is played by a CIB file (``CIB_file``), which gives the nodes their capacity and
-holds the reservation ledger.
+holds the reservation ledger (tests/support/migration.py).
 """
 
 from __future__ import annotations
@@ -11,9 +11,7 @@ import dataclasses
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from xml.etree import ElementTree
 
 import libvirt
 import pytest
@@ -21,64 +19,10 @@ import pytest
 from tests.support.cib import query, write_cib
 from tests.support.guests import domain_xml
 from tests.support.libvirt_hosts import HostSet, LibvirtHost
-from tests.support.ocf import AgentCase, AgentRun
+from tests.support.migration import Move, destroy_everywhere
+from tests.support.ocf import AgentCase
 
 pytestmark = pytest.mark.qemu
-
-
-@dataclass
-class Move:
-    """One guest resource and the two hosts it moves between."""
-
-    hosts: HostSet
-    name: str
-    cib: Path
-    base: AgentCase
-
-    def at(self, host: str) -> AgentCase:
-        return self.base.on(self.hosts.hosts[host].nsenter_argv(), host)
-
-    def migrate(self, source: str, target: str, **overrides: str) -> AgentRun:
-        meta = {"migrate_source": source, "migrate_target": target}
-        return self.at(source).run("migrate_to", meta=meta, timeout_ms=60000, **overrides)
-
-    def arrive(self, source: str, target: str, **overrides: str) -> AgentRun:
-        meta = {"migrate_source": source, "migrate_target": target}
-        return self.at(target).run("migrate_from", meta=meta, **overrides)
-
-    def state(self, host: str) -> int | None:
-        connection = libvirt.open(self.hosts.hosts[host].qemu_uri)
-        try:
-            return int(connection.lookupByName(self.name).state()[0])
-        except libvirt.libvirtError:
-            return None
-        finally:
-            connection.close()
-
-    def reservations(self) -> str:
-        """The ids of the reservations in the CIB's ledgers ('' when there are none)."""
-        # query() answers '' for "no match" and for "cannot read the CIB" alike: read a
-        # section every CIB has, so that an unreadable CIB fails instead of passing as empty.
-        crm_config = query(self.cib, "//crm_config")
-        assert crm_config, f"cibadmin cannot read {self.cib}"
-        # Every nvpair of a ledger set is a reservation (the set holds nothing else), however
-        # reservation ids are spelled; a version nvpair (exactly "<set id>-version"), which
-        # the protocol before issue 12 had, is not.
-        ids = [
-            nvpair.get("id", "")
-            for ledger in ElementTree.fromstring(crm_config).iter("cluster_property_set")
-            if ledger.get("id", "").startswith("xenha-ledger-")
-            for nvpair in ledger.iter("nvpair")
-            if nvpair.get("id") != ledger.get("id", "") + "-version"
-        ]
-        return " ".join(ids)
-
-
-def destroy_everywhere(hosts: HostSet, name: str) -> None:
-    for host in hosts.hosts.values():
-        if host.libvirtd_pid() is None:
-            continue
-        subprocess.run(["virsh", "-c", host.qemu_uri, "destroy", name], capture_output=True, check=False)
 
 
 @pytest.fixture

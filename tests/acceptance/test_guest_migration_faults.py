@@ -7,7 +7,6 @@ source host's link is slowed down (tc tbf) so that a migration lasts long enough
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +15,8 @@ import libvirt
 import pytest
 
 from tests.acceptance.conftest import pair_of_hosts
-from tests.acceptance.test_guest_migration import Move, destroy_everywhere
-from tests.support.cib import write_cib
-from tests.support.guests import domain_xml
 from tests.support.libvirt_hosts import HostSet
-from tests.support.ocf import AgentCase, AgentRun
+from tests.support.migration import Move, destroy_everywhere, guest_move, migrate_in_background
 
 pytestmark = pytest.mark.qemu
 
@@ -32,37 +28,12 @@ def fragile_hosts() -> Iterator[HostSet]:
 
 @pytest.fixture
 def slow_move(fragile_hosts: HostSet, tmp_path: Path) -> Iterator[Move]:
-    name = "slowmig"
-    config = tmp_path / f"{name}.xml"
-    config.write_text(domain_xml(name, driver="qemu", memory_mib=64))
-    cib = write_cib(tmp_path / "cib.xml", {"hostA": {"hv_memory": 1024}, "hostB": {"hv_memory": 1024}})
-    base = AgentCase(
-        "xen-guest", name,
-        {"config": str(config), "hypervisor": "qemu:///system", "remoteuri": "qemu+tcp://%n/system",
-         "hvm_migration": "live", "force_stop": "true"},
-        str(tmp_path / "rsctmp"), extra_env={"CIB_file": str(cib)},
-    )  # fmt: skip
-    move = Move(fragile_hosts, name, cib, base)
+    move = guest_move(fragile_hosts, tmp_path, "slowmig", hvm_migration="live")
     assert move.at("hostA").run("start").code == 0
     fragile_hosts.shape("hostA", "1mbit")  # about 125 kB/s: the guest's few MiB take many seconds
     yield move
     fragile_hosts.shape("hostA", None)
-    destroy_everywhere(fragile_hosts, name)
-
-
-def migrate_in_background(move: Move, timeout_ms: int) -> tuple[threading.Thread, list[AgentRun]]:
-    results: list[AgentRun] = []
-
-    def run() -> None:
-        results.append(
-            move.at("hostA").run(
-                "migrate_to", meta={"migrate_source": "hostA", "migrate_target": "hostB"}, timeout_ms=timeout_ms
-            )
-        )
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, results
+    destroy_everywhere(fragile_hosts, move.name)
 
 
 def wait_for_incoming(hosts: HostSet, name: str, timeout: float = 20) -> None:

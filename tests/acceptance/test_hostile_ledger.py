@@ -22,10 +22,10 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import libvirt
 import pytest
 
 from tests.support.cib import query, write_cib
+from tests.support.domains import active, destroy
 from tests.support.faults import fail_first_call, hang_after_first_booking, shimmed
 from tests.support.guests import domain_xml
 from tests.support.libvirt_hosts import LibvirtHost
@@ -57,14 +57,7 @@ class Node:
         )  # fmt: skip
 
     def running(self, case: AgentCase) -> bool:
-        name = Path(case.params["config"]).stem
-        connection = libvirt.open(self.host.test_uri)
-        try:
-            return bool(connection.lookupByName(name).isActive())
-        except libvirt.libvirtError:
-            return False
-        finally:
-            connection.close()
+        return active(self.host.test_uri, Path(case.params["config"]).stem)
 
     def ledger_text(self) -> str:
         return self.ledger_text_of(self.cib)
@@ -76,15 +69,7 @@ class Node:
         return crm_config
 
     def cleanup(self) -> None:
-        connection = libvirt.open(self.host.test_uri)
-        try:
-            for name in self.names:
-                try:
-                    connection.lookupByName(name).destroy()
-                except libvirt.libvirtError:
-                    pass
-        finally:
-            connection.close()
+        destroy(self.host.test_uri, *self.names)
 
 
 NodeFactory = Callable[..., Node]
@@ -383,11 +368,5 @@ def test_local_ledger_release_keeps_to_the_actions_timeout(
         holder.wait(10)
         if migrating is not None:
             migrating.join(90)
-        for name, uri in (("ledger-a", local_host.qemu_uri), ("ledger-b", local_host.test_uri)):
-            connection = libvirt.open(uri)
-            try:
-                connection.lookupByName(name).destroy()
-            except libvirt.libvirtError:
-                pass
-            finally:
-                connection.close()
+        destroy(local_host.qemu_uri, "ledger-a")
+        destroy(local_host.test_uri, "ledger-b")

@@ -12,19 +12,17 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import libvirt
 import pytest
 
 from tests.acceptance.conftest import pair_of_hosts
-from tests.acceptance.test_guest_migration import Move, destroy_everywhere
-from tests.support.cib import write_cib
 from tests.support.cluster.invariants import counts_as_running
-from tests.support.guests import domain_xml
 from tests.support.libvirt_hosts import HostSet
-from tests.support.ocf import AgentCase, AgentRun
+from tests.support.migration import Move, destroy_everywhere, guest_move, migrate_in_background
+from tests.support.ocf import AgentRun
 from xenha.libvirt import states
 
 pytestmark = pytest.mark.qemu
@@ -33,31 +31,6 @@ pytestmark = pytest.mark.qemu
 @pytest.fixture
 def hosts() -> Iterator[HostSet]:
     yield from pair_of_hosts("s")
-
-
-def guest_move(hosts: HostSet, tmp_path: Path, name: str, **params: str) -> Move:
-    config = tmp_path / f"{name}.xml"
-    config.write_text(domain_xml(name, driver="qemu", memory_mib=64))
-    cib = write_cib(tmp_path / "cib.xml", {"hostA": {"hv_memory": 1024}, "hostB": {"hv_memory": 1024}})
-    base = AgentCase(
-        "xen-guest", name,
-        {"config": str(config), "hypervisor": "qemu:///system", "remoteuri": "qemu+tcp://%n/system",
-         "force_stop": "true", **params},
-        str(tmp_path / "rsctmp"), extra_env={"CIB_file": str(cib)},
-    )  # fmt: skip
-    return Move(hosts, name, cib, base)
-
-
-def migrate_in_background(move: Move, timeout_ms: int) -> tuple[threading.Thread, list[AgentRun]]:
-    results: list[AgentRun] = []
-
-    def run() -> None:
-        meta = {"migrate_source": "hostA", "migrate_target": "hostB"}
-        results.append(move.at("hostA").run("migrate_to", meta=meta, timeout_ms=timeout_ms, timeout=180))
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, results
 
 
 def wait_until(condition: object, timeout: float, what: str) -> None:
@@ -72,18 +45,17 @@ def wait_until(condition: object, timeout: float, what: str) -> None:
 def live_on(move: Move) -> list[str]:
     """Hosts where a copy of the guest is live: running, or paused after it ran (an incoming
     copy paused by the migration has not run guest code: tests/cluster/invariants.py)."""
-    live = []
-    for host in ("hostA", "hostB"):
-        connection = libvirt.open(move.hosts.hosts[host].qemu_uri)
-        try:
-            state, reason = connection.lookupByName(move.name).state()
-        except libvirt.libvirtError:
-            continue
-        finally:
-            connection.close()
-        if counts_as_running(state, reason):
-            live.append(host)
-    return live
+    return move.hosts_where(counts_as_running)
+
+
+def watched(hosts_seen: Callable[[], list[str]], seconds: float) -> list[list[str]]:
+    """What ``hosts_seen`` answers twice a second for ``seconds``."""
+    seen: list[list[str]] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        seen.append(hosts_seen())
+        time.sleep(0.5)
+    return seen
 
 
 def netns_run(hosts: HostSet, host: str, *argv: str) -> None:
@@ -127,17 +99,24 @@ def test_failed_restore_on_the_target_never_restores_the_source_while_the_target
         destroy_everywhere(hosts, move.name)
 
 
+def live_migration_under_way(hosts: HostSet, move: Move, timeout_ms: int) -> tuple[threading.Thread, list[AgentRun]]:
+    """Start the guest on hostA and its live migration to hostB over a slow link; return once
+    hostB holds the incoming (paused) copy."""
+    assert move.at("hostA").run("start").code == 0
+    hosts.shape("hostA", "1mbit")  # the guest's few MiB take many seconds
+    thread, results = migrate_in_background(move, timeout_ms=timeout_ms)
+    wait_until(lambda: move.state("hostB") is not None, 30, "the migration never reached the target")
+    time.sleep(0.5)
+    assert move.state("hostB") == libvirt.VIR_DOMAIN_PAUSED, "the migration ended before the fault: nothing tested"
+    return thread, results
+
+
 def test_failed_live_migration_never_resumes_the_source_while_the_target_may_hold_a_copy(
     hosts: HostSet, tmp_path: Path
 ) -> None:
     move = guest_move(hosts, tmp_path, "livesettle", hvm_migration="live")
     try:
-        assert move.at("hostA").run("start").code == 0
-        hosts.shape("hostA", "1mbit")  # the guest's few MiB take many seconds
-        thread, results = migrate_in_background(move, timeout_ms=30000)
-        wait_until(lambda: move.state("hostB") is not None, 30, "the migration never reached the target")
-        time.sleep(0.5)
-        assert move.state("hostB") == libvirt.VIR_DOMAIN_PAUSED, "the migration ended before the fault: nothing tested"
+        thread, results = live_migration_under_way(hosts, move, timeout_ms=30000)
         hosts.freeze_libvirtd("hostB")
         try:
             thread.join(120)
@@ -150,11 +129,7 @@ def test_failed_live_migration_never_resumes_the_source_while_the_target_may_hol
         assert result.seconds < 30, f"migrate_to outlived its 30 s timeout:\n{result}"
         assert result.code != 0, f"migrate_to claimed success with the target's libvirtd frozen: {result}"
         # Whatever the target does once it answers again, the guest must not run on both.
-        seen: list[list[str]] = []
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            seen.append(live_on(move))
-            time.sleep(0.5)
+        seen = watched(lambda: live_on(move), seconds=15)
         assert ["hostA", "hostB"] not in seen, f"the guest ran on both hosts after the failed migration:\n{result}"
         # The settle step may not spend the time the release of the booking needs.
         assert move.reservations() == "", f"the booking on hostB outlived the action:\n{result}"
@@ -164,18 +139,7 @@ def test_failed_live_migration_never_resumes_the_source_while_the_target_may_hol
 
 def executing_on(move: Move) -> list[str]:
     """Hosts where a copy of the guest executes (running, not paused in any way)."""
-    executing = []
-    for host in ("hostA", "hostB"):
-        connection = libvirt.open(move.hosts.hosts[host].qemu_uri)
-        try:
-            state, reason = connection.lookupByName(move.name).state()
-        except libvirt.libvirtError:
-            continue
-        finally:
-            connection.close()
-        if states.running(state, reason):
-            executing.append(host)
-    return executing
+    return move.hosts_where(states.running)
 
 
 def test_a_source_libvirt_resumes_while_the_target_is_frozen_is_paused_before_migrate_to_fails(
@@ -189,12 +153,7 @@ def test_a_source_libvirt_resumes_while_the_target_is_frozen_is_paused_before_mi
     resumed by hand; Pacemaker's stop on both nodes destroys it.)"""
     move = guest_move(hosts, tmp_path, "keepalive", hvm_migration="live")
     try:
-        assert move.at("hostA").run("start").code == 0
-        hosts.shape("hostA", "1mbit")
-        thread, results = migrate_in_background(move, timeout_ms=60000)
-        wait_until(lambda: move.state("hostB") is not None, 30, "the migration never reached the target")
-        time.sleep(0.5)
-        assert move.state("hostB") == libvirt.VIR_DOMAIN_PAUSED, "the migration ended before the fault: nothing tested"
+        thread, results = live_migration_under_way(hosts, move, timeout_ms=60000)
         hosts.freeze_libvirtd("hostB")
         try:
             thread.join(120)
@@ -214,11 +173,7 @@ def test_a_source_libvirt_resumes_while_the_target_is_frozen_is_paused_before_mi
             hosts.shape("hostA", None)
         # The thawed target may finish what it received (in most runs here it starts its copy within
         # a second; in some its Finish had not arrived): the source must stay paused meanwhile.
-        seen: list[list[str]] = []
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            seen.append(executing_on(move))
-            time.sleep(0.5)
+        seen = watched(lambda: executing_on(move), seconds=15)
         assert ["hostA", "hostB"] not in seen, f"the guest executed on both hosts:\n{seen}\n{result}"
         assert ["hostA"] not in seen, f"the source ran again after migrate_to:\n{seen}\n{result}"
         assert move.reservations() == "", f"the booking on hostB outlived the action:\n{result}"

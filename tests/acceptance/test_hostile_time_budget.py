@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import libvirt
 import pytest
 
+from tests.support.domains import active, destroy
 from tests.support.guests import domain_xml
 from tests.support.libvirt_hosts import LibvirtHost
 from tests.support.ocf import AgentCase
@@ -31,26 +31,6 @@ def shared_guest(tmp_path: Path, name: str, uri: str, driver: str) -> AgentCase:
     config = share / f"{name}.xml"
     config.write_text(domain_xml(name, driver=driver, memory_mib=64))
     return AgentCase("xen-guest", name, {"config": str(config), "hypervisor": uri}, str(tmp_path / "rsctmp"))
-
-
-def active(uri: str, name: str) -> bool:
-    connection = libvirt.open(uri)
-    try:
-        return bool(connection.lookupByName(name).isActive())
-    except libvirt.libvirtError:
-        return False
-    finally:
-        connection.close()
-
-
-def destroy(uri: str, name: str) -> None:
-    connection = libvirt.open(uri)
-    try:
-        connection.lookupByName(name).destroy()
-    except libvirt.libvirtError:
-        pass
-    finally:
-        connection.close()
 
 
 @pytest.fixture

@@ -107,3 +107,33 @@ def test_structured_garbage_is_refused_cleanly(name: str, memory: str, unit: str
     except DomainXmlError:
         return
     assert spec.memory_mib > 0 and spec.vcpus > 0 and spec.name.strip()
+
+
+_DOCTYPE_REFUSED = "declares a DOCTYPE or entities; domain XML needs neither: remove them"
+
+
+@pytest.mark.parametrize(
+    "prologue",
+    [
+        "<!DOCTYPE domain>",
+        '<?xml version="1.0"?><!DOCTYPE domain SYSTEM "domain.dtd">',
+        '<!DOCTYPE d [<!ENTITY a "x"><!ENTITY b "&a;&a;&a;&a;">]>',
+        '<!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/shadow">]>',
+        '<!DOCTYPE d [<!ENTITY % p "x">]>',
+    ],
+)
+def test_a_doctype_is_refused_on_the_parsed_document(prologue: str) -> None:
+    data = f"{prologue}<domain type='xen'><name>web</name><memory>1024</memory></domain>".encode()
+    with pytest.raises(DomainXmlError, match=_DOCTYPE_REFUSED):
+        parse_tree(data, "guest.xml")
+
+
+def test_an_entity_loop_is_refused_without_expanding_it() -> None:
+    data = b'<!DOCTYPE d [<!ENTITY a "&b;"><!ENTITY b "&a;">]><domain type="xen"><name>&a;</name></domain>'
+    with pytest.raises(DomainXmlError, match=r"^guest\.xml "):
+        parse_tree(data, "guest.xml")
+
+
+def test_the_word_doctype_in_a_comment_is_no_declaration() -> None:
+    data = b"<domain type='xen'><!-- no <!DOCTYPE here --><name>web</name></domain>"
+    assert parse_tree(data, "guest.xml").findtext("name") == "web"

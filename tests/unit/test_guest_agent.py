@@ -21,7 +21,7 @@ from xenha.admission.stores import ReservationError
 from xenha.agents.guest.agent import GuestAgent
 from xenha.libvirt import states
 from xenha.libvirt.connection import NodeFacts
-from xenha.libvirt.domain import DomainStatus, FoundDomain
+from xenha.libvirt.domain import Domain, DomainStatus, FoundDomain
 from xenha.libvirt.drivers import traits
 from xenha.libvirt.errors import ErrorKind, HypervisorError
 from xenha.libvirt.live_migration import ALL_TYPES, LiveMigration
@@ -105,6 +105,8 @@ class FakeDomain:
         if self.kept_dead:  # a transient domain, now gone
             self.kept_dead = False
             del self.hypervisor.domains[self.name]
+
+    destroy_if_active = Domain.destroy_if_active  # the real rule, over this fake's destroy
 
 
 class FakeHypervisor:

@@ -87,6 +87,29 @@ def test_libxl_down_is_raised_too() -> None:
         hypervisor_with(connection).domain0_memory_mib()
 
 
+class Domain0Found:
+    """A libxl connection with a Domain-0 holding ``current_kib`` of its ``maximum_kib``."""
+
+    def __init__(self, current_kib: int, maximum_kib: int) -> None:
+        self.info = [libvirt.VIR_DOMAIN_RUNNING, maximum_kib, current_kib, 2, 0]
+
+    def lookupByID(self, domain_id: int) -> Any:
+        assert domain_id == 0
+        return SimpleNamespace(name=lambda: "Domain-0", info=lambda: self.info)
+
+
+def test_domain0s_current_memory_rounded_up_to_whole_mib() -> None:
+    """The answer the reserve is made of: Domain-0's current memory (not its maximum), in MiB."""
+    assert hypervisor_with(Domain0Found(4096 * 1024 + 1, 16 * 1024 * 1024)).domain0_memory_mib() == 4097
+
+
+def test_domain0s_maximum_comes_from_the_same_read() -> None:
+    """What tells a Domain-0 without a fixed size apart (xen-autoballoon.md): the lab's figures
+    without dom0_mem, 1455112 of 1572336 KiB."""
+    found = hypervisor_with(Domain0Found(1455112, 1572336)).domain0_memory()
+    assert found == Domain0Memory(1422, 1536)
+
+
 class Domain0Answers:
     """A hypervisor whose Domain-0 lookups give these answers in turn (an int, or an error)."""
 

@@ -43,11 +43,12 @@ from xenha.agents.parameters import (
     cpu_overcommit_parameter,
     host_memory_reserve,
     hypervisor_problems,
+    quantity_parameter,
 )
 from xenha.libvirt.connection import Domain0Memory, Hypervisor
 from xenha.libvirt.errors import HypervisorError
 from xenha.libvirt.live_migration import LIVE_MIGRATION_ATTRIBUTE, host_live_migration, state_file
-from xenha.ocf import Action, Agent, AgentSpec, Context, Handler, OcfError, OcfExit, Parameter, ParamType
+from xenha.ocf import Action, Agent, AgentSpec, Context, Handler, OcfError, OcfExit
 from xenha.ocf.metadata import COMMON_ACTIONS
 from xenha.pacemaker.cibxml import RESERVE_ATTRIBUTE, NodeFigures
 from xenha.pacemaker.cluster import ClusterCli, NotInCluster, PacemakerError
@@ -66,32 +67,26 @@ PARAMETERS = (
         "Subtracted from the hypervisor's total memory before publishing hv_memory: Domain-0, "
         "the hypervisor's own heap, anything the host needs."
     ),
-    Parameter(
+    quantity_parameter(
         "memory_capacity",
         "Fixed hv_memory to publish instead of the computed one, in MiB.",
         "When set, this node's hv_memory utilization is this value, whatever the hypervisor "
         "reports (health is still checked against it). Example: 65536",
-        type=ParamType.INTEGER,
-        minimum=0,
         unit="MiB",
-        reloadable=True,
     ),
     cpu_overcommit_parameter(
         "vCPUs allowed per physical CPU.",
         "The node's cpu utilization is its physical CPUs times this ratio, rounded down.",
         "2",
     ),
-    Parameter(
+    quantity_parameter(
         "memory_drift_tolerance",
         "MiB the hypervisor's free memory may fall short of the cluster's figure before yellow.",
         "Health turns yellow when the hypervisor's free memory is more than this below what the "
         "cluster believes free on the host (hv_memory minus its guests and reservations). "
         "Example: 512",
-        type=ParamType.INTEGER,
-        default="256",
-        minimum=0,
         unit="MiB",
-        reloadable=True,
+        default="256",
     ),
 )
 

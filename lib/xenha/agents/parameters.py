@@ -1,4 +1,5 @@
-"""What both agents declare alike: the ``hypervisor`` parameter and the vCPU overcommit default."""
+"""What both agents declare alike: the ``hypervisor`` parameter, the vCPU overcommit default,
+and the shape of their tunable quantities."""
 
 from __future__ import annotations
 
@@ -16,17 +17,21 @@ HYPERVISOR = Parameter(
 )
 
 
+def quantity_parameter(name: str, shortdesc: str, longdesc: str, unit: str, default: str | None = None) -> Parameter:
+    """A tunable whole number of ``unit``, 0 or more, that a reload applies (both agents have several)."""
+    return Parameter(
+        name, shortdesc, longdesc, type=ParamType.INTEGER, default=default, minimum=0, unit=unit, reloadable=True
+    )
+
+
 def host_memory_reserve(use: str) -> Parameter:
     """``host_memory_reserve``: the same value for both agents; ``use`` says what this one does with it."""
-    return Parameter(
+    return quantity_parameter(
         "host_memory_reserve",
         "Host memory not available to guests, in MiB.",
         f"{use} Unset: Domain-0's current memory when the hypervisor reports a Domain-0 (Xen), "
         "otherwise 1024. Example: 4096",
-        type=ParamType.INTEGER,
-        minimum=0,
         unit="MiB",
-        reloadable=True,
     )
 
 

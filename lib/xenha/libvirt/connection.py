@@ -151,23 +151,22 @@ class Hypervisor:
     # ---- domains ----------------------------------------------------------------------------
     def lookup(self, name: str) -> Domain | None:
         """The domain called ``name``, or None when this host has no such domain."""
-        connection = self._open()
-        try:
-            handle = self.call(f"look up domain {name}", lambda: connection.lookupByName(name))
-        except HypervisorError as error:
-            if error.kind is ErrorKind.NO_DOMAIN:
-                return None
-            raise
-        return Domain(self, handle)
+        return self._lookup(f"look up domain {name}", lambda connection: connection.lookupByName(name))
 
     def lookup_uuid(self, uuid: str) -> Domain | None:
         """The domain whose UUID is ``uuid``, or None when this host has none (or it is no UUID)."""
         digits = uuid.replace("-", "")
         if len(digits) != 32 or any(char not in "0123456789abcdefABCDEF" for char in digits):
             return None  # libvirt would refuse it: no domain can have it
+        return self._lookup(
+            f"look up the domain with UUID {uuid}", lambda connection: connection.lookupByUUIDString(uuid)
+        )
+
+    def _lookup(self, operation: str, look_up: Callable[[Any], Any]) -> Domain | None:
+        """The domain ``look_up`` finds on the open connection; None when libvirt has no such domain."""
         connection = self._open()
         try:
-            handle = self.call(f"look up the domain with UUID {uuid}", lambda: connection.lookupByUUIDString(uuid))
+            handle = self.call(operation, lambda: look_up(connection))
         except HypervisorError as error:
             if error.kind is ErrorKind.NO_DOMAIN:
                 return None
@@ -260,15 +259,11 @@ class Hypervisor:
 
     def domain0_memory(self) -> Domain0Memory | None:
         """Domain-0's current and maximum memory, in one call (see :meth:`domain0_memory_mib`)."""
-        connection = self._open()
-        try:
-            domain0 = self.call("look up Domain-0", lambda: connection.lookupByID(0))
-        except HypervisorError as error:
-            if error.kind is ErrorKind.NO_DOMAIN:
-                return None
-            raise
-        info = self.call("read Domain-0", domain0.info)
-        return Domain0Memory(_kib_to_mib(int(info[2])), _kib_to_mib(int(info[1])))
+        domain0 = self._lookup("look up Domain-0", lambda connection: connection.lookupByID(0))
+        if domain0 is None:
+            return None
+        current_kib, max_kib = domain0.memory_kib()
+        return Domain0Memory(_kib_to_mib(current_kib), _kib_to_mib(max_kib))
 
 
 def _kib_to_mib(kib: int) -> int:

@@ -171,6 +171,12 @@ class Domain:
         info = self._call(f"read {self.name}", self._handle.info)
         return int(info[1]), int(info[3])
 
+    def memory_kib(self) -> tuple[int, int]:
+        """The memory the domain holds now (below its maximum when ballooned down) and the most
+        it may hold, in KiB, from one call."""
+        info = self._call(f"read the memory of {self.name}", self._handle.info)
+        return int(info[2]), int(info[1])
+
     def os_type(self) -> str:
         return str(self._call(f"read the OS type of {self.name}", self._handle.OSType))
 
@@ -224,6 +230,14 @@ class Domain:
 
     def destroy(self) -> None:
         self._call(f"destroy {self.name}", self._handle.destroy)
+
+    def destroy_if_active(self) -> None:
+        """Destroy the domain; one that has already shut off or gone needs nothing, and is no error."""
+        try:
+            self.destroy()
+        except HypervisorError as error:
+            if error.kind not in (ErrorKind.INVALID_STATE, ErrorKind.NO_DOMAIN):
+                raise
 
     def resume(self) -> None:
         self._call(f"resume {self.name}", self._handle.resume)

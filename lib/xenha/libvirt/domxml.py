@@ -1,8 +1,9 @@
 """The guest's libvirt domain XML: read safely, understood with lxml, never with regexes.
 
 The configuration file is operator input on shared storage, so the parser is locked down:
-no DTD, no entities (a ``<!DOCTYPE`` or ``<!ENTITY`` is refused outright, which rules out
-entity expansion bombs and external entities), no network, and a size limit.
+no DTD, no entities (a document that declares a DOCTYPE or refers to an entity is refused,
+and none is ever expanded, which rules out entity expansion bombs and external entities), no
+network, and a size limit.
 """
 
 from __future__ import annotations
@@ -177,8 +178,6 @@ def parse_tree(data: bytes, source: str) -> Any:
     """The XML document in ``data`` as an lxml element, or DomainXmlError."""
     from lxml import etree  # noqa: PLC0415 - lxml only when a file is parsed (performance.md)
 
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise DomainXmlError(f"{source} declares a DOCTYPE or entities; domain XML needs neither: remove them")
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as error:
@@ -193,11 +192,14 @@ def parse_tree(data: bytes, source: str) -> Any:
 
 
 def _refuse_entities(root: Any, source: str, etree: Any) -> None:
-    """Refuse a DOCTYPE and any entity reference the byte check above could not see.
+    """Refuse a DOCTYPE (with or without entities) and any entity reference.
 
-    That check looks for ASCII bytes; in a UTF-16 or UTF-32 file a DOCTYPE is not ASCII. The
-    parser does not resolve entities, it keeps them as nodes that ``findtext`` skips: the
-    agent would read ``<name>web&suffix;</name>`` as ``web`` while libvirt names it otherwise.
+    Checked on the parsed document, not on the bytes: in a UTF-16 or UTF-32 file a
+    ``<!DOCTYPE`` is not ASCII, and the words in a comment are no declaration. The parser
+    loads no DTD and resolves no entity (``_parser``), so a bomb or an external entity is
+    never expanded before this refuses it. An unresolved entity stays a node that
+    ``findtext`` skips: the agent would read ``<name>web&suffix;</name>`` as ``web`` while
+    libvirt names it otherwise.
     """
     if root is None:
         return

@@ -189,11 +189,7 @@ def _shut_down(action: GuestAction, domain: Domain, graceful: Deadline) -> bool:
 
 def _destroy(action: GuestAction, hypervisor: Hypervisor, domain: Domain) -> None:
     action.ctx.log.info(f"destroying guest {domain.name}")
-    try:
-        domain.destroy()
-    except HypervisorError as error:
-        if error.kind not in (ErrorKind.INVALID_STATE, ErrorKind.NO_DOMAIN):
-            raise
+    domain.destroy_if_active()
     while domain.active():
         if hypervisor.deadline.expired():
             raise OcfError(

@@ -175,11 +175,7 @@ class Migration:
             else:
                 self._save_restore(domain, job_end_by)
         except JobStillActive as still:
-            raise OcfError(
-                OcfExit.ERR_GENERIC,
-                f"migration of {self.spec.name} to {self.target.node} could not be settled: {still}; neither copy "
-                f"was touched: Pacemaker will stop {self.spec.name} on both nodes",
-            ) from None
+            raise self._unsettled(None, str(still), "neither copy was touched") from None
         except (JobFailed, HypervisorError) as failure:
             detail = failure.reason() if isinstance(failure, HypervisorError) else str(failure)
             if self._settle(detail, target_may_hold_copy=not isinstance(failure, SaveFailed)):
@@ -332,20 +328,11 @@ class Migration:
             domain = source.lookup(name)
             while domain is not None and domain.job_active():
                 if source.deadline.remaining() < POLL_INTERVAL_S:
-                    raise OcfError(
-                        OcfExit.ERR_GENERIC,
-                        f"migration of {name} to {self.target.node} failed ({detail}) and could not be settled: "
-                        f"its job on {self.here} is still active; neither copy was touched: Pacemaker will stop "
-                        f"{name} on both nodes",
-                    )
+                    raise self._unsettled(detail, f"its job on {self.here} is still active", "neither copy was touched")
                 self.action.services.sleep(POLL_INTERVAL_S)
             return domain.status() if domain is not None else None
         except HypervisorError as error:
-            raise OcfError(
-                OcfExit.ERR_GENERIC,
-                f"migration of {name} to {self.target.node} failed ({detail}) and could not be settled: "
-                f"{error.reason()}; neither copy was touched: Pacemaker will stop {name} on both nodes",
-            ) from None
+            raise self._unsettled(detail, error.reason(), "neither copy was touched") from None
 
     def _clear_target(self) -> TargetCopy:
         """Make sure the target holds no copy of the guest (an incomplete one is destroyed).
@@ -372,7 +359,7 @@ class Migration:
                         f"destroying the incomplete copy of {name} on {there} "
                         f"({states.describe(status.state, status.reason)})"
                     )
-                    _destroy(domain)
+                    domain.destroy_if_active()
                     destroyed = True
                 if target.deadline.remaining() < POLL_INTERVAL_S:
                     seen = states.describe(status.state, status.reason)
@@ -381,12 +368,18 @@ class Migration:
         except HypervisorError as error:
             raise TargetUnsettled(f"whether {there} holds a copy could not be verified ({error.reason()})") from None
 
-    def _unsettled(self, detail: str, target_state: str, source_state: str) -> OcfError:
+    def _unsettled(self, detail: str | None, unsettled: str, held_here: str) -> OcfError:
+        """Pacemaker's cue to stop the guest on both nodes: what could not be settled, what this node holds.
+
+        ``detail`` is the failure the settling followed; None when the job itself is what
+        could not be settled (it outlived its abort).
+        """
         name = self.spec.name
+        failed = f" failed ({detail}) and" if detail is not None else ""
         return OcfError(
             OcfExit.ERR_GENERIC,
-            f"migration of {name} to {self.target.node} failed ({detail}) and could not be settled: {target_state}; "
-            f"{source_state}: Pacemaker will stop {name} on both nodes",
+            f"migration of {name} to {self.target.node}{failed} could not be settled: {unsettled}; "
+            f"{held_here}: Pacemaker will stop {name} on both nodes",
         )
 
     def _paused_here(self) -> str:
@@ -500,14 +493,6 @@ class TargetUnsettled(Exception):
 
 class SaveFailed(JobFailed):
     """The save failed: the guest never left the source, the target cannot hold a copy."""
-
-
-def _destroy(domain: Domain) -> None:
-    try:
-        domain.destroy()
-    except HypervisorError as error:
-        if error.kind not in (ErrorKind.INVALID_STATE, ErrorKind.NO_DOMAIN):
-            raise
 
 
 def _running(hypervisor: Hypervisor, name: str) -> bool | None:

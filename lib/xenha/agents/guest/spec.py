@@ -6,7 +6,7 @@ can switch by changing the agent name; new concepts get new names.
 
 from __future__ import annotations
 
-from xenha.agents.parameters import HYPERVISOR, cpu_overcommit_parameter, host_memory_reserve
+from xenha.agents.parameters import HYPERVISOR, cpu_overcommit_parameter, host_memory_reserve, quantity_parameter
 from xenha.ocf import Action, AgentSpec, Parameter, ParamType
 from xenha.ocf.metadata import COMMON_ACTIONS
 
@@ -37,7 +37,7 @@ PARAMETERS = (
         unique=True,
     ),
     HYPERVISOR,
-    Parameter(
+    quantity_parameter(
         "shutdown_timeout",
         "Seconds of graceful shutdown before the guest is destroyed.",
         "How long stop waits for the guest to shut down after an ACPI/PV shutdown request before "
@@ -45,10 +45,7 @@ PARAMETERS = (
         "less what destroying and verifying keep (a third of it, at least 5 s); unset, it is "
         "all of that. 0 destroys at once. "
         "Example: 60",
-        type=ParamType.INTEGER,
-        minimum=0,
         unit="seconds",
-        reloadable=True,
     ),
     Parameter(
         "force_stop",
@@ -85,26 +82,20 @@ PARAMETERS = (
         default="",
         reloadable=True,
     ),
-    Parameter(
+    quantity_parameter(
         "migration_speed",
         "Live migration bandwidth limit in MiB/s (0: unlimited).",
         "Caps the bandwidth of a live migration, where the hypervisor supports it. Example: 500",
-        type=ParamType.INTEGER,
-        default="0",
-        minimum=0,
         unit="MiB/s",
-        reloadable=True,
+        default="0",
     ),
-    Parameter(
+    quantity_parameter(
         "migration_downtime",
         "Maximum downtime of a live migration in ms (0: the hypervisor's default).",
         "The longest pause of the guest libvirt may accept to finish a live migration, where "
         "the hypervisor supports it. Example: 300",
-        type=ParamType.INTEGER,
-        default="0",
-        minimum=0,
         unit="milliseconds",
-        reloadable=True,
+        default="0",
     ),
     Parameter(
         "pv_migration",
