@@ -91,7 +91,7 @@ xen-lab-down:
 	$(PYTHON) -m tests.support.xenlab down
 
 # The suite on real Xen (the lab booted once for the session); -rA shows what each saw.
-# Then a 1-host lab booted without dom0_mem (its own run: never two labs at once), ~3 minutes.
+# Then a 1-host lab booted without dom0_mem (its own run: never two labs at once): 4-8 minutes.
 xen-test: packages
 	$(PYTEST) -q -rA tests/xen; status=$$?; $(PYTEST) -q -rA tests/xen_autoballoon && exit $$status
 

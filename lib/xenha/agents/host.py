@@ -11,7 +11,9 @@ monitor it computes:
   boot (docs/decisions/migration-by-capability.md);
 * ``#health-xenha`` (transient node attribute) = red when the hypervisor cannot be reached
   or answers nonsense, yellow when its free memory has drifted below what the cluster
-  believes free on this host, green otherwise.
+  believes free on this host or when Xen's Domain-0 has no fixed size (no
+  ``dom0_mem=<size>,max:<size>``, no ``host_memory_reserve``: docs/decisions/xen-autoballoon.md),
+  green otherwise.
 
 Values are written only when they differ from what the CIB already holds. With
 ``node-health-strategy=migrate-on-red``, guests leave a host whose hypervisor is sick.
@@ -99,7 +101,9 @@ SPEC = AgentSpec(
         "minus domains the cluster does not manage, physical CPUs times an overcommit ratio - "
         "on start and on every monitor, writing only what changed. Sets the node attribute "
         "#health-xenha to red when the hypervisor does not answer correctly and yellow when its "
-        "free memory has drifted below what the cluster has booked on the host; use "
+        "free memory has drifted below what the cluster has booked on the host, or when Xen's "
+        "Domain-0 has no fixed size (booted without dom0_mem=<size>,max:<size>) and "
+        "host_memory_reserve is not set; use "
         "node-health-strategy=migrate-on-red to move guests off a sick host."
     ),
     parameters=PARAMETERS,
