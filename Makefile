@@ -8,7 +8,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 LINT_VERSIONS := ruff==0.17.6 mypy==2.4.1 lxml-stubs==0.5.1
 
-.PHONY: all deps packaging-deps tools lint typecheck unit fuzz-ci fuzz acceptance cluster-test demo demo-plan bench bench-plan bench-verify man packages package-test xen-lab xen-lab-down xen-test test clean
+.PHONY: all deps packaging-deps tools lint typecheck unit fuzz-ci fuzz acceptance cluster-test demo demo-plan bench bench-plan bench-verify bench-xen man packages package-test xen-lab xen-lab-down xen-test test clean
 
 all: test
 
@@ -38,10 +38,17 @@ unit: deps
 
 # Benchmarks against the peers (not part of `make test`): markdown tables on stdout.
 # The planner's part is long (~15 minutes); BENCH_ARGS="--sizes small" for a short run.
-bench: deps
+bench: deps packages
 	$(PYTHON) bench/agents_bench.py
 	$(PYTHON) bench/plan_bench.py $(BENCH_ARGS)
 	$(PYTHON) bench/verify_bench.py
+	$(PYTHON) bench/xen_bench.py
+
+# Moving a PV guest between two real Xen hosts of the lab: xenha vs bare libvirt vs
+# resource-agents' Xen agent, the guest's pause, xen-host's monitor (~10 minutes with the
+# lab's boot; XENLAB_ATTACH=1 uses a lab left up by `make xen-lab KEEP=1`).
+bench-xen: packages
+	$(PYTHON) bench/xen_bench.py
 
 # Hostile input for both agents: a few hundred cases in `make test`, over 10,000 in `make fuzz`.
 fuzz-ci: deps
@@ -75,16 +82,18 @@ package-test: packages
 
 # The Xen lab (tests/support/xenlab, docs/decisions/xen-lab.md): Xen 4.17 hosts as QEMU/TCG
 # VMs, a Debian 12 dom0 (cached under build/xenlab/cache) with xenha's .deb installed at boot.
-# Prints its timings; KEEP=1 leaves it up and prints how to reach each dom0.
+# Prints its timings; KEEP=1 leaves it up and prints how to reach each dom0; XENLAB_ARGS="--hosts 1
+# --autoballoon" boots one host without dom0_mem (tests/xen_autoballoon attaches to it).
 xen-lab: packages
-	$(PYTHON) -m tests.support.xenlab up $(if $(KEEP),--keep) dist/xenha-agents_*.deb
+	$(PYTHON) -m tests.support.xenlab up $(if $(KEEP),--keep) $(XENLAB_ARGS) dist/xenha-agents_*.deb
 
 xen-lab-down:
 	$(PYTHON) -m tests.support.xenlab down
 
 # The suite on real Xen (the lab booted once for the session); -rA shows what each saw.
+# Then a 1-host lab booted without dom0_mem (its own run: never two labs at once): 4-8 minutes.
 xen-test: packages
-	$(PYTEST) -q -rA tests/xen
+	$(PYTEST) -q -rA tests/xen; status=$$?; $(PYTEST) -q -rA tests/xen_autoballoon && exit $$status
 
 test: deps lint typecheck unit fuzz-ci acceptance package-test cluster-test xen-test
 

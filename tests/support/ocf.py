@@ -100,6 +100,17 @@ class AgentCase:
         timeout: float = 180,
         **overrides: str,
     ) -> AgentRun:
+        return self._execute(action, interval_ms, timeout_ms, meta, timeout, overrides)
+
+    def _execute(
+        self,
+        action: str,
+        interval_ms: int | None,
+        timeout_ms: int,
+        meta: Mapping[str, str] | None,
+        timeout: float,
+        overrides: Mapping[str, str],
+    ) -> AgentRun:
         os.makedirs(self.rsctmp, exist_ok=True)
         params = {**self.params, **overrides}
         all_meta = {"timeout": str(timeout_ms), **(meta or {})}
@@ -117,7 +128,7 @@ class AgentCase:
         )  # fmt: skip
 
     def probe(self, **overrides: str) -> AgentRun:
-        return self.run("monitor", interval_ms=0, **overrides)
+        return self._execute("monitor", 0, 30000, None, 180, overrides)
 
     def monitor(self, **overrides: str) -> AgentRun:
-        return self.run("monitor", interval_ms=10000, **overrides)
+        return self._execute("monitor", 10000, 30000, None, 180, overrides)

@@ -23,9 +23,9 @@ from typing import Any
 import libvirt
 import pytest
 
-from xenha.agents.host import _domain0_mib
+from xenha.agents.host import _domain0
 from xenha.deadline import Deadline
-from xenha.libvirt.connection import Hypervisor
+from xenha.libvirt.connection import Domain0Memory, Hypervisor
 from xenha.libvirt.errors import ErrorKind, HypervisorError
 from xenha.ocf import OcfError, OcfExit
 
@@ -103,17 +103,24 @@ def test_domain0s_current_memory_rounded_up_to_whole_mib() -> None:
     assert hypervisor_with(Domain0Found(4096 * 1024 + 1, 16 * 1024 * 1024)).domain0_memory_mib() == 4097
 
 
+def test_domain0s_maximum_comes_from_the_same_read() -> None:
+    """What tells a Domain-0 without a fixed size apart (xen-autoballoon.md): the lab's figures
+    without dom0_mem, 1455112 of 1572336 KiB."""
+    found = hypervisor_with(Domain0Found(1455112, 1572336)).domain0_memory()
+    assert found == Domain0Memory(1422, 1536)
+
+
 class Domain0Answers:
     """A hypervisor whose Domain-0 lookups give these answers in turn (an int, or an error)."""
 
     def __init__(self, *answers: int | HypervisorError) -> None:
         self.answers = list(answers)
 
-    def domain0_memory_mib(self) -> int | None:
+    def domain0_memory(self) -> Domain0Memory | None:
         answer = self.answers.pop(0)
         if isinstance(answer, HypervisorError):
             raise answer
-        return answer
+        return Domain0Memory(answer, answer)
 
 
 class Log:
@@ -133,11 +140,11 @@ def test_xen_host_keeps_domain0s_last_known_memory_on_a_passing_error(tmp_path: 
     measured (it does not shrink the reserve to the default); with none, the action fails."""
     ctx: Any = SimpleNamespace(env=SimpleNamespace(rsctmp=str(tmp_path), instance="xen-host"), log=Log())
     hypervisor: Any = Domain0Answers(8192, busy_libxl())
-    assert _domain0_mib(ctx, hypervisor) == 8192
-    assert _domain0_mib(ctx, hypervisor) == 8192
+    assert _domain0(ctx, hypervisor) == Domain0Memory(8192, 8192)
+    assert _domain0(ctx, hypervisor) == Domain0Memory(8192, 8192)
     assert "keeps Domain-0's last known 8192 MiB" in ctx.log.warnings[0]
     fresh: Any = SimpleNamespace(env=SimpleNamespace(rsctmp=str(tmp_path / "new"), instance="xen-host"), log=Log())
     with pytest.raises(OcfError) as failed:
-        _domain0_mib(fresh, Domain0Answers(busy_libxl()))
+        _domain0(fresh, Domain0Answers(busy_libxl()))
     assert failed.value.code == OcfExit.ERR_GENERIC
     assert "cannot size the host reserve: look up Domain-0 failed on node2" in failed.value.reason

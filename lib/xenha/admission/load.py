@@ -232,3 +232,50 @@ def memory_health(free_mib: int, capacity_mib: int, booked_mib: int, tolerance_m
     if free_mib + tolerance_mib < believed:
         return Health(YELLOW, reason)
     return Health(GREEN, reason)
+
+
+def unsized_domain0_health(domain0_current_mib: int, domain0_max_mib: int, total_mib: int, capacity_mib: int) -> Health:
+    """Yellow when Xen lets Domain-0 grow into all of the host's memory.
+
+    Xen booted without ``dom0_mem=<size>,max:<size>`` gives Domain-0 all memory but its own
+    (the lab: 1421 of 1535 MiB) and no ceiling below the host's total. libvirt 9.0's libxl
+    driver then does not balloon Domain-0 down for a guest (its ``autoballoon`` is off unless
+    set in libxl.conf, and failed when set: docs/decisions/xen-autoballoon.md), so the
+    capacity is what Domain-0 happens to have left, and it moves whenever Domain-0 is resized.
+    The host still works: the capacity published is what guests can really get; yellow tells
+    the operator it is small and unstable, and what to change.
+
+    >>> unsized_domain0_health(768, 768, 1535, 748).colour  # dom0_mem=768M,max:768M
+    'green'
+    >>> health = unsized_domain0_health(1421, 1536, 1535, 95)  # no dom0_mem
+    >>> health.colour
+    'yellow'
+    >>> print(health.reason)  # doctest: +NORMALIZE_WHITESPACE
+    Domain-0 has no fixed size (no dom0_mem=<size>,max:<size> on Xen's command line): it holds
+    1421 of 1535 MiB and libvirt does not balloon it down for guests, so this host offers them
+    95 MiB; set dom0_mem=<size>,max:<size> (e.g. dom0_mem=1024M,max:1024M) on Xen's command
+    line and reboot, or shrink it now (xl mem-set 0 <size>) and set host_memory_reserve
+    """
+    if domain0_max_mib < total_mib:
+        return Health(GREEN, f"Domain-0 is sized: {domain0_current_mib} MiB, at most {domain0_max_mib}")
+    return Health(
+        YELLOW,
+        "Domain-0 has no fixed size (no dom0_mem=<size>,max:<size> on Xen's command line): it holds "
+        f"{domain0_current_mib} of {total_mib} MiB and libvirt does not balloon it down for guests, so this host "
+        f"offers them {capacity_mib} MiB; set dom0_mem=<size>,max:<size> (e.g. dom0_mem=1024M,max:1024M) on Xen's "
+        "command line and reboot, or shrink it now (xl mem-set 0 <size>) and set host_memory_reserve",
+    )
+
+
+def worst_health(*healths: Health) -> Health:
+    """The worst colour; the reasons of every health of that colour, joined.
+
+    >>> worst_health(Health(GREEN, "a"), Health(YELLOW, "b"), Health(YELLOW, "c"))
+    Health(colour='yellow', reason='b; c')
+    >>> worst_health(Health(GREEN, "a"), Health(GREEN, "b"))
+    Health(colour='green', reason='a')
+    """
+    order = (RED, YELLOW, GREEN)
+    colour = min((health.colour for health in healths), key=order.index)
+    reasons = [health.reason for health in healths if health.colour == colour]
+    return Health(colour, reasons[0] if colour == GREEN else "; ".join(reasons))

@@ -11,7 +11,9 @@ monitor it computes:
   boot (docs/decisions/migration-by-capability.md);
 * ``#health-xenha`` (transient node attribute) = red when the hypervisor cannot be reached
   or answers nonsense, yellow when its free memory has drifted below what the cluster
-  believes free on this host, green otherwise.
+  believes free on this host or when Xen's Domain-0 has no fixed size (no
+  ``dom0_mem=<size>,max:<size>``, no ``host_memory_reserve``: docs/decisions/xen-autoballoon.md),
+  green otherwise.
 
 Values are written only when they differ from what the CIB already holds. With
 ``node-health-strategy=migrate-on-red``, guests leave a host whose hypervisor is sick.
@@ -33,6 +35,8 @@ from xenha.admission.load import (
     hypervisor_own_mib,
     memory_health,
     occupant_of,
+    unsized_domain0_health,
+    worst_health,
 )
 from xenha.admission.stores import CibLedger, ReservationError
 from xenha.agents.parameters import (
@@ -43,7 +47,7 @@ from xenha.agents.parameters import (
     hypervisor_problems,
     quantity_parameter,
 )
-from xenha.libvirt.connection import Hypervisor
+from xenha.libvirt.connection import Domain0Memory, Hypervisor
 from xenha.libvirt.errors import HypervisorError
 from xenha.libvirt.live_migration import LIVE_MIGRATION_ATTRIBUTE, host_live_migration, state_file
 from xenha.ocf import Action, Agent, AgentSpec, Context, Handler, OcfError, OcfExit
@@ -97,7 +101,9 @@ SPEC = AgentSpec(
         "minus domains the cluster does not manage, physical CPUs times an overcommit ratio - "
         "on start and on every monitor, writing only what changed. Sets the node attribute "
         "#health-xenha to red when the hypervisor does not answer correctly and yellow when its "
-        "free memory has drifted below what the cluster has booked on the host; use "
+        "free memory has drifted below what the cluster has booked on the host, or when Xen's "
+        "Domain-0 has no fixed size (booted without dom0_mem=<size>,max:<size>) and "
+        "host_memory_reserve is not set; use "
         "node-health-strategy=migrate-on-red to move guests off a sick host."
     ),
     parameters=PARAMETERS,
@@ -207,9 +213,13 @@ class HostAgent(Agent):
             free_memory_mib = hypervisor.free_memory_mib()
             domains = [occupant_of(domain) for domain in hypervisor.active_domains()]
             guests_mib = sum(domain.demand.memory_mib for domain in domains)
+            configured_reserve = ctx.params.integer("host_memory_reserve")
+            # Domain-0 is read only when the reserve is not configured: it sizes the default
+            # reserve, and says whether Domain-0 has a fixed size (xen-autoballoon.md).
+            domain0 = _domain0(ctx, hypervisor) if configured_reserve is None else None
             reserve = host_reserve_mib(
-                ctx.params.integer("host_memory_reserve"),
-                lambda: _domain0_reserve_mib(ctx, hypervisor, facts.memory_mib, free_memory_mib, guests_mib),
+                configured_reserve,
+                lambda: _domain0_reserve_mib(ctx, domain0, facts.memory_mib, free_memory_mib, guests_mib),
             )
         except HypervisorError as error:
             return Health(RED, error.reason()), {}, None
@@ -230,6 +240,9 @@ class HostAgent(Agent):
         booked = sum(domain.demand.memory_mib for domain in managed)
         tolerance = ctx.params.integer("memory_drift_tolerance") or 0
         health = memory_health(free_memory_mib, capacity, booked, tolerance)
+        if domain0 is not None:
+            sizing = unsized_domain0_health(domain0.current_mib, domain0.max_mib, facts.memory_mib, capacity)
+            health = worst_health(health, sizing)
         return health, {"hv_memory": capacity, "cpu": cpu_capacity(facts.cpus, ratio)}, reserve
 
 
@@ -266,7 +279,7 @@ def _clear_lapsed(ctx: Context, ledger: CibLedger, seen: LedgerState) -> None:
 
 
 def _domain0_reserve_mib(
-    ctx: Context, hypervisor: Hypervisor, total_mib: int, free_mib: int, guests_mib: int
+    ctx: Context, domain0: Domain0Memory | None, total_mib: int, free_mib: int, guests_mib: int
 ) -> int | None:
     """The default host reserve where there is a Domain-0: its memory plus the hypervisor's own.
 
@@ -275,39 +288,41 @@ def _domain0_reserve_mib(
     is measured exactly while no guest runs and remembered; with guests running and nothing
     remembered, it is estimated from their demand (docs/decisions/xen-host-capacity.md).
     """
-    domain0 = _domain0_mib(ctx, hypervisor)
     if domain0 is None:
         return None
     state = _state(ctx)
-    measured = hypervisor_own_mib(total_mib, free_mib, domain0, guests_mib)
+    measured = hypervisor_own_mib(total_mib, free_mib, domain0.current_mib, guests_mib)
     remembered = state.load().get("hypervisor_own_mib")
     if guests_mib == 0:
         if remembered != measured:
             state.update(hypervisor_own_mib=measured)
     elif isinstance(remembered, int):
         measured = remembered
-    return domain0 + measured
+    return domain0.current_mib + measured
 
 
-def _domain0_mib(ctx: Context, hypervisor: Hypervisor) -> int | None:
+def _domain0(ctx: Context, hypervisor: Hypervisor) -> Domain0Memory | None:
     """Domain-0's memory (None: there is none). After the hypervisor answered the other calls, an
     error here is passing (libxl's "cannot acquire state change lock"): the last value measured
     stands, or, with none, the action fails with the reason. Taking it for "no Domain-0" would
     shrink the reserve to the default and publish an inflated capacity (issue 12, finding 10)."""
     state = _state(ctx)
     try:
-        found = hypervisor.domain0_memory_mib()
+        found = hypervisor.domain0_memory()
     except HypervisorError as error:
-        last = state.load().get("domain0_mib")
+        kept = state.load()
+        last, last_max = kept.get("domain0_mib"), kept.get("domain0_max_mib")
         if isinstance(last, int):
             ctx.log.warning(f"{error.reason()}; the host reserve keeps Domain-0's last known {last} MiB")
-            return last
+            # a state file from before the maximum was kept: taken as sized (no new warning)
+            return Domain0Memory(last, last_max if isinstance(last_max, int) else last)
         raise OcfError(
             OcfExit.ERR_GENERIC,
             f"cannot size the host reserve: {error.reason()}; retry, or set host_memory_reserve",
         ) from None
-    if state.load().get("domain0_mib") != found:
-        state.update(domain0_mib=found)
+    kept = state.load()
+    if found is not None and (kept.get("domain0_mib"), kept.get("domain0_max_mib")) != found:
+        state.update(domain0_mib=found.current_mib, domain0_max_mib=found.max_mib)
     return found
 
 

@@ -66,6 +66,13 @@ class NodeFacts(NamedTuple):
     cpus: int
 
 
+class Domain0Memory(NamedTuple):
+    """Xen's Domain-0: the memory it holds now and the most Xen lets it grow to."""
+
+    current_mib: int
+    max_mib: int  # >= the host's total when Xen was booted without dom0_mem=...,max:...
+
+
 class Hypervisor:
     """One libvirt connection, opened on first use, every call bounded by ``deadline``."""
 
@@ -247,8 +254,16 @@ class Hypervisor:
         lock") must not be taken for "no Domain-0", which would shrink the host reserve to
         the default and inflate the published capacity.
         """
+        domain0 = self.domain0_memory()
+        return None if domain0 is None else domain0.current_mib
+
+    def domain0_memory(self) -> Domain0Memory | None:
+        """Domain-0's current and maximum memory, in one call (see :meth:`domain0_memory_mib`)."""
         domain0 = self._lookup("look up Domain-0", lambda connection: connection.lookupByID(0))
-        return None if domain0 is None else _kib_to_mib(domain0.current_memory_kib())
+        if domain0 is None:
+            return None
+        current_kib, max_kib = domain0.memory_kib()
+        return Domain0Memory(_kib_to_mib(current_kib), _kib_to_mib(max_kib))
 
 
 def _kib_to_mib(kib: int) -> int:

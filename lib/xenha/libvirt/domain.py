@@ -171,10 +171,11 @@ class Domain:
         info = self._call(f"read {self.name}", self._handle.info)
         return int(info[1]), int(info[3])
 
-    def current_memory_kib(self) -> int:
-        """The memory the domain holds now, in KiB (below its maximum when ballooned down)."""
+    def memory_kib(self) -> tuple[int, int]:
+        """The memory the domain holds now (below its maximum when ballooned down) and the most
+        it may hold, in KiB, from one call."""
         info = self._call(f"read the memory of {self.name}", self._handle.info)
-        return int(info[2])
+        return int(info[2]), int(info[1])
 
     def os_type(self) -> str:
         return str(self._call(f"read the OS type of {self.name}", self._handle.OSType))

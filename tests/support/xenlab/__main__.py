@@ -1,6 +1,6 @@
 """``make xen-lab``: bring the Xen lab up with timings; ``KEEP=1`` leaves it up.
 
-python3 -m tests.support.xenlab up [--hosts N] [--keep] DEB...
+python3 -m tests.support.xenlab up [--hosts N] [--keep] [--autoballoon] DEB...
 python3 -m tests.support.xenlab down
 """
 
@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tests.support.xenlab.lab import BUILD, LabError, start_lab, stop_lab, stop_recorded
+from tests.support.xenlab.lab import BUILD, HostConfig, LabError, start_lab, stop_lab, stop_recorded
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     up = commands.add_parser("up", help="boot the Xen hosts, print timings, check each dom0")
     up.add_argument("--hosts", type=int, default=2)
     up.add_argument("--keep", action="store_true", help="leave the lab up and print how to reach it")
+    up.add_argument(
+        "--autoballoon", action="store_true", help="no dom0_mem= on Xen's line: libvirt autoballoons Domain-0"
+    )
     up.add_argument("debs", nargs="*", type=Path, help="xenha .deb files to install in the dom0s")
     commands.add_parser("down", help="stop a lab left up by --keep, and remove its files")
     args = parser.parse_args(argv)
@@ -29,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     try:
-        lab = start_lab([deb for deb in args.debs if deb.name.endswith(".deb")], count=args.hosts)
+        config = HostConfig(dom0_mem_mib=None) if args.autoballoon else HostConfig()
+        lab = start_lab([deb for deb in args.debs if deb.name.endswith(".deb")], count=args.hosts, config=config)
     except LabError as error:
         print(f"xenlab: {error}", file=sys.stderr)
         return 1

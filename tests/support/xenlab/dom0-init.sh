@@ -43,7 +43,8 @@ done
 
 mount -t 9p -o trans=virtio,version=9p2000.L,rw san /srv/san || fail "cannot mount the shared storage (9p tag san)"
 
-mkdir -p /var/run/xen /var/lib/xen /var/log/xen/console /run/xenstored /run/libvirt /var/lib/libvirt /var/log/libvirt /run/sshd
+# /var/lock is /run/lock: xl (resource-agents' Xen agent runs it) locks /var/lock/xl
+mkdir -p /var/run/xen /var/lib/xen /var/log/xen/console /run/xenstored /run/libvirt /var/lib/libvirt /var/log/libvirt /run/sshd /run/lock
 /usr/sbin/xenstored --pid-file /run/xenstored.pid || fail "xenstored did not start"
 sleep 1
 /usr/lib/xen-4.17/bin/xen-init-dom0 >/var/log/xen/xen-init-dom0.log 2>&1 || fail "xen-init-dom0 failed"
