@@ -108,7 +108,7 @@ def test_save_dir_where_xen_cannot_save_is_refused_by_validation(lab: Lab, cib: 
     assert "save_dir /srv/san/saves is on a 9p filesystem, where libvirt's xen driver cannot save" in (
         validated.reason or ""
     )
-    refused = agent.migrate(source, target, **save_restore)
+    refused = agent.migrate(source, target, pv_migration="save-restore", save_dir="/srv/san/saves")
     assert refused.code == 6, refused
     view = domain_view(source, guest_name)
     assert view.xl_id == first_id and not stopped_for_copy(view), view
