@@ -8,7 +8,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 LINT_VERSIONS := ruff==0.17.6 mypy==2.4.1 lxml-stubs==0.5.1
 
-.PHONY: all deps packaging-deps tools lint typecheck unit fuzz-ci fuzz acceptance cluster-test demo demo-plan bench bench-plan bench-verify man packages package-test xen-lab xen-lab-down xen-test test clean
+.PHONY: all deps packaging-deps tools lint typecheck unit fuzz-ci fuzz acceptance cluster-test demo demo-plan bench bench-plan bench-verify man packages package-test xen-lab xen-lab-down xen-test xen-cluster-test demo-xen test clean
 
 all: test
 
@@ -77,7 +77,7 @@ package-test: packages
 # VMs, a Debian 12 dom0 (cached under build/xenlab/cache) with xenha's .deb installed at boot.
 # Prints its timings; KEEP=1 leaves it up and prints how to reach each dom0.
 xen-lab: packages
-	$(PYTHON) -m tests.support.xenlab up $(if $(KEEP),--keep) dist/xenha-agents_*.deb
+	$(PYTHON) -m tests.support.xenlab up $(if $(KEEP),--keep) $(if $(CLUSTER),--cluster) dist/xenha-agents_*.deb
 
 xen-lab-down:
 	$(PYTHON) -m tests.support.xenlab down
@@ -86,7 +86,18 @@ xen-lab-down:
 xen-test: packages
 	$(PYTEST) -q -rA tests/xen
 
-test: deps lint typecheck unit fuzz-ci acceptance package-test cluster-test xen-test
+# A Pacemaker cluster of two Xen hosts (corosync, pacemakerd, sbd in each dom0; pcs; SBD
+# fencing on a shared disk): migration through Pacemaker, a refused move, host crash ->
+# fencing -> guests restarted where they fit, fencing powering a host off
+# (docs/decisions/xen-cluster.md). Its own lab, booted once.
+xen-cluster-test: packages
+	$(PYTEST) -q -rA tests/xencluster
+
+# `make demo` on real Xen: the cluster above, narrated (KEEP=1 leaves it up).
+demo-xen: packages
+	$(PYTHON) -m demo.xen_demo
+
+test: deps lint typecheck unit fuzz-ci acceptance package-test cluster-test xen-test xen-cluster-test
 
 # The planner on the example pool (examples/planner/, a five-host running cluster): its
 # N+k plan, what one more guest would do to it, the hosts' usage, and a pool too tight.

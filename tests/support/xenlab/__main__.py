@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     up = commands.add_parser("up", help="boot the Xen hosts, print timings, check each dom0")
     up.add_argument("--hosts", type=int, default=2)
     up.add_argument("--keep", action="store_true", help="leave the lab up and print how to reach it")
+    up.add_argument("--cluster", action="store_true", help="with the shared SBD disk and watchdogs (cluster mode)")
     up.add_argument("debs", nargs="*", type=Path, help="xenha .deb files to install in the dom0s")
     commands.add_parser("down", help="stop a lab left up by --keep, and remove its files")
     args = parser.parse_args(argv)
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     try:
-        lab = start_lab([deb for deb in args.debs if deb.name.endswith(".deb")], count=args.hosts)
+        lab = start_lab([deb for deb in args.debs if deb.name.endswith(".deb")], count=args.hosts, cluster=args.cluster)
     except LabError as error:
         print(f"xenlab: {error}", file=sys.stderr)
         return 1
