@@ -47,8 +47,8 @@ def test_move_through_pacemaker_is_capacity_checked_and_paused(two_hosts: XenClu
     Xen cannot live-migrate PV), Pacemaker then reports it on the target, Xen holds exactly
     one copy, and no reservation is left."""
     cluster, guest = two_hosts, "pv-move"
-    create_guests(cluster, {guest: (128, "xenhost1")})
     try:
+        create_guests(cluster, {guest: (128, "xenhost1")})
         assert list(xl_copies(cluster, guest)) == ["xenhost1"]
         started = time.monotonic()
         # pcs 0.11: the move's constraint, a wait for the cluster to apply it, the constraint removed
@@ -72,15 +72,19 @@ def test_move_through_pacemaker_is_capacity_checked_and_paused(two_hosts: XenClu
 
 
 def test_move_into_a_host_without_room_is_refused_by_the_scheduler(two_hosts: XenCluster) -> None:
-    """xenhost2 runs a 616 MiB guest (624 of its 748 MiB): a 128 MiB guest (132) does not
-    fit. The layer that refuses is Pacemaker's scheduler (placement-strategy=balanced and
+    """xenhost2 runs a 616 MiB guest (624 of its 748 MiB; it boots ballooned down to 128 MiB,
+    but xenha counts its maximum), pinned there by a location constraint: a 128 MiB guest
+    (132) does not fit. (Unpinned, the scheduler swaps them: it migrates the big guest to
+    xenhost1 while the small one moves in — seen on the first run, where xen-guest's
+    admission then refused the big guest's migrate_to, xenhost1 still holding the small
+    one, and Pacemaker stopped the big guest to recover.) The layer that refuses is Pacemaker's scheduler (placement-strategy=balanced and
     the utilization xen-host and xen-guest publish): the move's constraint is there, the
     allocation score on xenhost2 is -INFINITY and no migrate_to is ever run, so the guest
     keeps running on xenhost1 untouched (same Xen domain). xen-guest's admission, the layer
     behind it, is never asked (tests/xen shows it refusing on its own)."""
     cluster, guest, filler = two_hosts, "pv-stays", "pv-filler"
-    create_guests(cluster, {filler: (616, "xenhost2"), guest: (128, "xenhost1")})
     try:
+        create_guests(cluster, {filler: (616, "xenhost2"), guest: (128, "xenhost1")}, pinned=[filler])
         before = domain_view(cluster.host("xenhost1"), guest)
         room = cluster.node_utilization()["xenhost2"]["hv_memory"] - 624
         assert room < DEMAND_128, f"xenhost2 has room for the guest ({room} MiB): the refusal would prove nothing"
@@ -117,13 +121,13 @@ def test_host_crash_during_a_migration_fences_it_and_restarts_guests_where_they_
     cluster = two_hosts
     source, target = cluster.host("xenhost1"), cluster.host("xenhost2")
     guests = ["pv-ballast", "pv-moving", "pv-fits", "pv-too-big"]
-    create_guests(
-        cluster,
-        {"pv-ballast": (384, "xenhost1"), "pv-moving": (128, "xenhost1"), "pv-fits": (128, "xenhost2"),
-         "pv-too-big": (256, "xenhost2")},
-        priorities={"pv-moving": 20, "pv-fits": 10},
-    )  # fmt: skip
     try:
+        create_guests(
+            cluster,
+            {"pv-ballast": (384, "xenhost1"), "pv-moving": (128, "xenhost1"), "pv-fits": (128, "xenhost2"),
+             "pv-too-big": (256, "xenhost2")},
+            priorities={"pv-moving": 20, "pv-fits": 10},
+        )  # fmt: skip
         # crm_resource --move: what pcs resource move-with-constraint runs, without pcs's minute
         cluster.check(source.name, ["crm_resource", "--move", "--resource", "pv-moving", "--node", "xenhost2"])
         deadline = time.monotonic() + 240

@@ -50,9 +50,10 @@ WATCHDOG_MODULE = "i6300esb"  # QEMU's emulated watchdog (lab.py attaches it in 
 # xen-host's: its start writes to the CIB, which answers slowly when the dom0s are busy (a
 # 30 s default failed once while pcs ran beside it)
 HOST_OPS = ("start", "timeout=120s", "stop", "timeout=60s", "monitor", "interval=30s", "timeout=60s")
+BOOT_MEMORY_MIB = 128  # what create_guests' guests boot with (Debian's PV kernel needs 128)
 # xen-guest's operations: a paused move of a 128 MiB PV guest takes 20-51 s under TCG
 GUEST_OPS = (
-    "start", "timeout=120s", "stop", "timeout=120s", "monitor", "interval=30s", "timeout=60s",
+    "start", "timeout=240s", "stop", "timeout=120s", "monitor", "interval=30s", "timeout=60s",
     "migrate_to", "timeout=180s", "migrate_from", "timeout=120s",
 )  # fmt: skip
 
@@ -419,13 +420,23 @@ def create_guest_with_pcs(
     cluster.pcs("constraint", "delete", f"place-{name}", show=show)
 
 
-def create_guests(cluster: XenCluster, guests: Mapping[str, tuple[int, str]], priorities: Mapping[str, int] = {}) -> None:
+def create_guests(
+    cluster: XenCluster,
+    guests: Mapping[str, tuple[int, str]],
+    priorities: Mapping[str, int] = {},
+    pinned: Sequence[str] = (),
+) -> None:
     """PV guests as xen-guest resources, ``name -> (memory MiB, node)``, the same resources
     create_guest_with_pcs makes but written with cibadmin (a second each, not pcs's minute):
-    created stopped, pinned to their node, started together, unpinned once running."""
+    created stopped, pinned to their node, started together, unpinned once running (but
+    ``pinned`` ones: with placement-strategy=balanced the scheduler otherwise moves other
+    guests away to make room for one moved by hand). Each
+    boots with BOOT_MEMORY_MIB (the rest ballooned out): xenha and the scheduler count its
+    full memory, and a 616 MiB guest took over 5 minutes to build under TCG at load 14."""
     node = cluster.any_node()
     for name, (memory_mib, where) in guests.items():
-        config = put_guest(cluster.lab, name, pv_domain_xml(name, memory_mib=memory_mib))
+        xml = pv_domain_xml(name, memory_mib=memory_mib, current_mib=min(memory_mib, BOOT_MEMORY_MIB))
+        config = put_guest(cluster.lab, name, xml)
         meta = {"allow-migrate": "true", "target-role": "Stopped"}
         if name in priorities:
             meta["priority"] = str(priorities[name])
@@ -436,9 +447,10 @@ def create_guests(cluster: XenCluster, guests: Mapping[str, tuple[int, str]], pr
     for name in guests:
         cluster.check(node, ["crm_resource", "--resource", name, "--meta", "--delete-parameter", "target-role"])
     for name, (_, where) in guests.items():
-        cluster.wait_started(name, where)
+        cluster.wait_started(name, where, 600)
     for name in guests:
-        cluster.check(node, ["cibadmin", "--delete", "--xml-text", f'<rsc_location id="place-{name}"/>'])
+        if name not in pinned:
+            cluster.check(node, ["cibadmin", "--delete", "--xml-text", f'<rsc_location id="place-{name}"/>'])
 
 
 def delete_guests(cluster: XenCluster, names: Sequence[str], timeout_s: float = 300.0) -> None:
