@@ -248,11 +248,16 @@ def parse_fence_history(text: str) -> list[FenceEvent]:
 
 
 def _epoch(text: str | None) -> float | None:
-    """Pacemaker's "2026-12-03 10:40:01 +00:00" (2.1.5; a fraction after the seconds in later
-    versions) as epoch seconds."""
+    """The fencer's completion time as epoch seconds: "2026-12-03 11:30:20Z" in Pacemaker
+    2.1.5's XML (seen in the lab), with an offset or a fraction in other versions.
+
+    >>> _epoch("2026-12-03 11:30:20Z")
+    1796297420.0
+    """
     if not text:
         return None
-    for layout in ("%Y-%m-%d %H:%M:%S.%f %z", "%Y-%m-%d %H:%M:%S %z", "%a %b %d %H:%M:%S %Y"):
+    text = text.strip().replace("Z", " +0000") if text.strip().endswith("Z") else text
+    for layout in ("%Y-%m-%d %H:%M:%S.%f %z", "%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M:%S.%f%z", "%Y-%m-%d %H:%M:%S%z"):
         try:
             return datetime.strptime(text.strip(), layout).timestamp()
         except ValueError:
