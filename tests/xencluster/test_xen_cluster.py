@@ -195,10 +195,17 @@ def test_fencing_a_live_host_powers_it_off(two_hosts: XenCluster) -> None:
     cluster.host("xenhost1").sh("setsid pcs stonith fence xenhost2 </dev/null >/run/fence.out 2>&1 &", 60)
     cluster.wait_powered_off(victim, SBD_MSGWAIT_S + 60)
     off_after = time.monotonic() - asked
-    event = cluster.wait_fenced("xenhost2", since, 180)
+    # the fencer's log, not only its history: 2.1.5's history showed a repeated fencing of one
+    # host only as its first (docs/xen-lab-findings.md)
+    wait_for_log = time.monotonic() + 180
+    while not (done := pacemaker_log(cluster, "xenhost1", "Operation 'reboot' targeting xenhost2 using sbd-fence "
+                                     "returned 0")) and time.monotonic() < wait_for_log:  # fmt: skip
+        time.sleep(3)
+    assert done and log_epoch(done[-1]) >= since - 1, done
+    event = cluster.wait_fenced("xenhost2", since - 600, 60)
     print(f"xenhost2's QEMU exited {off_after:.1f} s after pcs stonith fence; the fencer recorded "
           f"{event.action} by {event.delegate} done {event.completed and event.completed - since:.1f} s after")  # fmt: skip
     console = victim.console_log.read_text(errors="replace")
     assert "Hardware Dom0 shutdown" in console, console[-2000:]
     assert off_after < SBD_MSGWAIT_S + 30
-    assert event.status == "success" and event.delegate == "xenhost1"
+    assert event.status == "success" and event.delegate == "xenhost1", event
