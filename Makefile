@@ -8,7 +8,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 LINT_VERSIONS := ruff==0.17.6 mypy==2.4.1 lxml-stubs==0.5.1
 
-.PHONY: all deps packaging-deps tools lint typecheck unit fuzz-ci fuzz acceptance cluster-test demo demo-plan bench bench-plan bench-verify bench-xen man packages package-test xen-lab xen-lab-down xen-test test clean
+.PHONY: all deps packaging-deps tools lint typecheck unit fuzz-ci fuzz acceptance cluster-test demo demo-plan bench bench-plan bench-verify bench-xen man packages package-test xen-lab xen-lab-down xen-test xen-cluster-test demo-xen test clean
 
 all: test
 
@@ -85,7 +85,7 @@ package-test: packages
 # Prints its timings; KEEP=1 leaves it up and prints how to reach each dom0; XENLAB_ARGS="--hosts 1
 # --autoballoon" boots one host without dom0_mem (tests/xen_autoballoon attaches to it).
 xen-lab: packages
-	$(PYTHON) -m tests.support.xenlab up $(if $(KEEP),--keep) $(XENLAB_ARGS) dist/xenha-agents_*.deb
+	$(PYTHON) -m tests.support.xenlab up $(if $(KEEP),--keep) $(if $(CLUSTER),--cluster) $(XENLAB_ARGS) dist/xenha-agents_*.deb
 
 xen-lab-down:
 	$(PYTHON) -m tests.support.xenlab down
@@ -95,6 +95,18 @@ xen-lab-down:
 xen-test: packages
 	$(PYTEST) -q -rA tests/xen; status=$$?; $(PYTEST) -q -rA tests/xen_autoballoon && exit $$status
 
+# A Pacemaker cluster of two Xen hosts (corosync, pacemakerd, sbd in each dom0; pcs; SBD
+# fencing on a shared disk): migration through Pacemaker, a refused move, host crash ->
+# fencing -> guests restarted where they fit, fencing powering a host off
+# (docs/decisions/xen-cluster.md). Its own lab, booted once.
+xen-cluster-test: packages
+	$(PYTEST) -q -rA tests/xencluster
+
+# `make demo` on real Xen: the cluster above, narrated (KEEP=1 leaves it up).
+demo-xen: packages
+	$(PYTHON) -m demo.xen_demo
+
+# xen-cluster-test joins `test` once it has passed whole (it has not yet: docs/decisions/xen-cluster.md)
 test: deps lint typecheck unit fuzz-ci acceptance package-test cluster-test xen-test
 
 # The planner on the example pool (examples/planner/, a five-host running cluster): its

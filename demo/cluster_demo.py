@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from demo.narration import Narrator
 from demo.verify_step import verify_step
 from tests.support.cluster.claim import PrefixClaim
 from tests.support.cluster.cluster import Cluster
@@ -44,35 +45,6 @@ GUESTS = {
     "app1": (96, "node3"),
 }
 PREFIX = os.environ.get("XENHA_DEMO_PREFIX", "xhd")
-
-
-class Narrator:
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.step_started = self.started
-
-    def step(self, title: str) -> None:
-        now = time.monotonic()
-        print(f"\n=== {title}   [+{now - self.started:.1f} s]", flush=True)
-        self.step_started = now
-
-    def say(self, text: str) -> None:
-        print(f"    {text}", flush=True)
-
-    def took(self, what: str) -> None:
-        print(f"    ({what}: {time.monotonic() - self.step_started:.1f} s)", flush=True)
-
-    def show(self, cluster: Cluster, node: str, argv: Sequence[str], keep: int = 40, check: bool = True) -> str:
-        print(f"    {node}$ {shlex.join(argv)}", flush=True)
-        result = cluster.run(node, argv, 120.0)
-        output = (result.stdout + result.stderr).rstrip("\n").splitlines()
-        for line in output[:keep]:
-            print(f"      {line}", flush=True)
-        if len(output) > keep:
-            print(f"      ... ({len(output) - keep} more lines)", flush=True)
-        if check and not result.ok and "xenha" not in argv[0]:
-            raise SystemExit(f"demo: {' '.join(argv)} failed on {node} (exit {result.returncode})")
-        return result.stdout
 
 
 def agent_lines(cluster: Cluster, node: str, resource: str, needle: str, since: float) -> list[str]:

@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument(
         "--autoballoon", action="store_true", help="no dom0_mem= on Xen's line: libvirt autoballoons Domain-0"
     )
+    up.add_argument("--cluster", action="store_true", help="with the shared SBD disk and watchdogs (cluster mode)")
     up.add_argument("debs", nargs="*", type=Path, help="xenha .deb files to install in the dom0s")
     commands.add_parser("down", help="stop a lab left up by --keep, and remove its files")
     args = parser.parse_args(argv)
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = HostConfig(dom0_mem_mib=None) if args.autoballoon else HostConfig()
-        lab = start_lab([deb for deb in args.debs if deb.name.endswith(".deb")], count=args.hosts, config=config)
+        debs = [deb for deb in args.debs if deb.name.endswith(".deb")]
+        lab = start_lab(debs, count=args.hosts, config=config, cluster=args.cluster)
     except LabError as error:
         print(f"xenlab: {error}", file=sys.stderr)
         return 1

@@ -46,6 +46,10 @@ DOM0_PACKAGES = (
     "corosync",
     "pcs",
     "resource-agents",
+    # fencing by SBD on the lab's shared disk (docs/decisions/xen-cluster.md): the sbd daemon
+    # and fence_sbd (Debian's fence-agents; mmdebstrap installs no Recommends)
+    "sbd",
+    "fence-agents",
     "libxml2-utils",  # xmllint: ocf-tester checks the meta-data with it
     # the lab's plumbing: boot without an init system, ssh for the harness, guests' busybox
     "busybox-static",

@@ -8,7 +8,10 @@ at teardown. The hosts share:
   ``xenhostN``), nothing else on it;
 - the SAN: one directory of this machine (``run/san``) mounted by every dom0 at
   ``/srv/san`` over virtio-9p, holding the guests' kernel, initramfs and domain XML, and
-  the CIB file that plays the cluster.
+  the CIB file that plays the cluster;
+- in cluster mode (``start_lab(..., cluster=True)``, ``cluster.py``): a raw file of this
+  machine attached to every VM as a shared virtio disk (SBD's), and a watchdog per VM
+  whose expiry powers the VM off (``docs/decisions/xen-cluster.md``).
 
 The harness reaches each dom0 by ssh through QEMU's user-mode NIC (``restrict=on``: the VM
 reaches nothing; only a forwarded port on 127.0.0.1 reaches it). Everything a run creates
@@ -37,6 +40,8 @@ REPO = HERE.parents[2]
 BUILD = REPO / "build" / "xenlab"
 CPU_MODEL = "Haswell-noTSX-IBRS"  # boots Xen under TCG and satisfies libvirt's libxl driver
 BOOT_TIMEOUT_S = 900.0  # TCG on a shared 2-core machine: generous, and proven by READY
+SBD_DISK_SERIAL = "xenlab-sbd"  # how a dom0 finds the shared SBD disk (/sys/block/vd*/serial)
+SBD_DISK_MIB = 8  # SBD's header and 255 slots need far less
 
 
 class LabError(RuntimeError):
@@ -92,6 +97,30 @@ class XenHost:
     def control_path(self) -> Path:
         return self.run_dir / f"{self.name}.ssh"
 
+    @property
+    def qemu_pid(self) -> int | None:
+        """The pid of this host's QEMU: ours, or the one recorded by the run that left the lab up."""
+        if self.process is not None:
+            return self.process.pid
+        record = self.run_dir / "pids.json"
+        pids: dict[str, int] = json.loads(record.read_text()) if record.exists() else {}
+        return pids.get(f"{self.name} qemu")
+
+    def qemu_running(self) -> bool:
+        """Whether this host's QEMU process still exists (it exits when the VM powers off or
+        reboots: the lab runs ``-no-reboot``)."""
+        if self.process is not None:
+            return self.process.poll() is None
+        pid = self.qemu_pid
+        if pid is None:
+            return False
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return False
+        return str(self.run_dir).encode() in cmdline and "State:\tZ" not in status
+
     def ssh_argv(self, multiplexed: bool = True) -> list[str]:
         options = [
             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
@@ -140,6 +169,13 @@ class Lab:
     run_dir: Path
     image: Image
     timings: Timings
+    lab_port: int = 0  # host 1's QEMU listens on it for the lab network; the others connect
+    cluster: bool = False  # the shared SBD disk and a watchdog per host (cluster.py)
+
+    @property
+    def sbd_disk(self) -> Path:
+        """The shared SBD disk as this machine sees it (cluster mode only)."""
+        return self.run_dir / "sbd.img"
 
     @property
     def san(self) -> Path:
@@ -212,13 +248,16 @@ def stop_recorded(run_dir: Path) -> list[str]:
 
 
 def _record_pids(lab_dir: Path, hosts: Sequence[XenHost]) -> None:
-    pids: dict[str, int] = {}
+    """Add the pids of ``hosts``' processes to the record (a host booted again by a session
+    that attached to the lab replaces its own entries; the others' stay)."""
+    record = lab_dir / "pids.json"
+    pids: dict[str, int] = json.loads(record.read_text()) if record.exists() else {}
     for host in hosts:
         if host.process is not None:
             pids[f"{host.name} qemu"] = host.process.pid
         if host.ssh_master is not None:
             pids[f"{host.name} ssh"] = host.ssh_master.pid
-    (lab_dir / "pids.json").write_text(json.dumps(pids))
+    record.write_text(json.dumps(pids))
 
 
 def attach_lab(build: Path = BUILD) -> Lab | None:
@@ -229,13 +268,16 @@ def attach_lab(build: Path = BUILD) -> Lab | None:
         return None
     saved = json.loads(record.read_text())
     hosts = [XenHost(index, HostConfig(), build / "run", port) for index, port in saved["ssh_ports"]]
-    lab = Lab(hosts, build / "run", Image(Path(saved["image"])), Timings())
+    lab = Lab(
+        hosts, build / "run", Image(Path(saved["image"])), Timings(), saved.get("lab_port", 0), saved.get("cluster", False)
+    )
     if any(not host.control_path.exists() or host.sh("test -e /run/xenlab-ready", 30).returncode for host in hosts):
         return None
     return lab
 
 
-def _qemu_argv(host: XenHost, image: Image, lab_port: int, count: int, listen: bool) -> list[str]:
+def _qemu_argv(host: XenHost, lab: Lab) -> list[str]:
+    image, lab_port, count, listen = lab.image, lab.lab_port, len(lab.hosts), host.index == 1
     xen_line = "console=com1 loglvl=info"
     if host.config.dom0_mem_mib is not None:
         xen_line += f" dom0_mem={host.config.dom0_mem_mib}M,max:{host.config.dom0_mem_mib}M"
@@ -258,6 +300,25 @@ def _qemu_argv(host: XenHost, image: Image, lab_port: int, count: int, listen: b
         "-device", f"virtio-net-pci,netdev=ctl,mac=52:54:00:98:00:{mac_suffix}",
         "-netdev", f"socket,id=lab,{lab_netdev}",
         "-device", f"virtio-net-pci,netdev=lab,mac=52:54:00:99:00:{mac_suffix}",
+        *(_cluster_devices(lab) if lab.cluster else []),
+    ]  # fmt: skip
+
+
+def _cluster_devices(lab: Lab) -> list[str]:
+    """The shared SBD disk and the watchdog of a cluster host.
+
+    The disk is one raw file opened by every VM, on a PCI slot after the root disk's (QEMU
+    places ``if=virtio`` drives after ``-device`` ones: the root disk must stay /dev/vda): no host cache (``directsync``: SBD's slots
+    are read by the other host, so every write must reach the file at once), QEMU's image
+    locking off and ``share-rw`` on (two VMs write it, as two hosts write a shared LUN).
+    The watchdog is the i6300esb that QEMU emulates, driven by dom0's ``i6300esb`` module;
+    at its expiry QEMU powers the VM off, and with ``-no-reboot`` an exited QEMU is how the
+    harness sees a host fenced (why this watchdog: docs/decisions/xen-cluster.md).
+    """
+    return [
+        "-drive", f"file={lab.sbd_disk},if=none,id=sbd,format=raw,cache=directsync,file.locking=off",
+        "-device", f"virtio-blk-pci,drive=sbd,share-rw=on,serial={SBD_DISK_SERIAL},addr=0x10",
+        "-device", "i6300esb,addr=0x11", "-action", "watchdog=poweroff",
     ]  # fmt: skip
 
 
@@ -315,11 +376,14 @@ def start_lab(
     count: int = 2,
     config: HostConfig | None = None,
     build: Path = BUILD,
+    cluster: bool = False,
 ) -> Lab:
     """Boot ``count`` Xen hosts in parallel and return when every dom0 is ready over ssh.
 
-    ``debs``: the project's packages, installed in each dom0 at boot. A lab left behind by an
-    earlier run is stopped first. On failure everything started is stopped again.
+    ``debs``: the project's packages, installed in each dom0 at boot. ``cluster``: attach the
+    shared SBD disk and a watchdog to every host (``cluster.py`` forms the cluster). A lab
+    left behind by an earlier run is stopped first. On failure everything started is
+    stopped again.
     """
     if count not in (1, 2):
         raise ValueError("the lab network (a QEMU socket netdev) joins one or two hosts")
@@ -332,24 +396,17 @@ def start_lab(
     run_dir.mkdir(parents=True)
     _prepare_run_dir(run_dir, image, debs)
     hosts = [XenHost(index, config or HostConfig(), run_dir, _free_port()) for index in range(1, count + 1)]
-    lab = Lab(hosts, run_dir, image, Timings(image_build_s=build_s))
-    lab_port = _free_port()
+    lab = Lab(hosts, run_dir, image, Timings(image_build_s=build_s), _free_port(), cluster)
+    if cluster:
+        with lab.sbd_disk.open("wb") as disk:
+            disk.truncate(SBD_DISK_MIB << 20)
     try:
         started: dict[str, float] = {}
         for host in hosts:
-            subprocess.run(
-                ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image.disk), "-F", "raw",
-                 str(run_dir / f"{host.name}.qcow2")],
-                check=True, capture_output=True,
-            )  # fmt: skip
-            argv = _qemu_argv(host, image, lab_port, count, listen=host.index == 1)
-            host.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                            stderr=(run_dir / f"{host.name}.qemu.err").open("wb"))  # fmt: skip
-            started[host.name] = time.monotonic()
-            _record_pids(run_dir, hosts)
+            started[host.name] = _launch(lab, host)
             if host.index == 1 and count > 1:
                 for _ in range(100):
-                    if _listening(lab_port):
+                    if _listening(lab.lab_port):
                         break
                     time.sleep(0.1)
         deadline = time.monotonic() + BOOT_TIMEOUT_S
@@ -362,9 +419,52 @@ def start_lab(
         raise
     lab.timings.total_s = time.monotonic() - begun
     (run_dir / "lab.json").write_text(
-        json.dumps({"image": str(image.directory), "ssh_ports": [[host.index, host.ssh_port] for host in hosts]})
-    )
+        json.dumps({
+            "image": str(image.directory),
+            "ssh_ports": [[host.index, host.ssh_port] for host in hosts],
+            "lab_port": lab.lab_port,
+            "cluster": cluster,
+        })
+    )  # fmt: skip
     return lab
+
+
+def _launch(lab: Lab, host: XenHost) -> float:
+    """Start ``host``'s QEMU on a fresh overlay of the image; returns when it started (monotonic)."""
+    overlay = lab.run_dir / f"{host.name}.qcow2"
+    overlay.unlink(missing_ok=True)
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(lab.image.disk), "-F", "raw", str(overlay)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    if host.console_log.exists():  # a host booted again: its earlier console stays for the post-mortem
+        boots = len(list(lab.run_dir.glob(f"{host.name}.console.*.log")))
+        host.console_log.rename(lab.run_dir / f"{host.name}.console.{boots + 1}.log")
+    host.process = subprocess.Popen(_qemu_argv(host, lab), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=(lab.run_dir / f"{host.name}.qemu.err").open("wb"))  # fmt: skip
+    _record_pids(lab.run_dir, lab.hosts)
+    return time.monotonic()
+
+
+def restart_host(lab: Lab, host: XenHost) -> float:
+    """Boot ``host`` again after its QEMU exited (crashed, fenced, powered off by its
+    watchdog), on a fresh overlay as a replaced machine would come back; returns the seconds
+    until its dom0 was ready over ssh. Only a host that connects to the lab network (not
+    host 1, which listens for it) can come back: QEMU's listening socket netdev takes a new
+    peer after the old one vanished, a new listener would have none."""
+    if host.qemu_running():
+        raise LabError(f"{host.name}: its QEMU (pid {host.qemu_pid}) still runs; crash or stop it first")
+    if host.index == 1 and len(lab.hosts) > 1:
+        raise LabError("xenhost1 listens for the lab network: it cannot rejoin a running lab; restart the lab")
+    _stop_process(host.ssh_master)
+    host.control_path.unlink(missing_ok=True)
+    if host.process is not None:
+        host.process.wait(10)
+    started = _launch(lab, host)
+    ready = _wait_ready(host, started, time.monotonic() + BOOT_TIMEOUT_S)
+    _open_ssh(host)
+    _record_pids(lab.run_dir, lab.hosts)
+    return ready
 
 
 def stop_lab(lab: Lab, keep_logs: bool = False) -> None:

@@ -1,0 +1,540 @@
+"""A Pacemaker cluster of the lab's Xen hosts (issue 11 item 6).
+
+corosync, pacemakerd and sbd run in each dom0; the cluster is written by pcs as an operator
+writes it (``pcs cluster setup`` in local mode: there is no pcsd in the lab), and fenced by
+SBD on the lab's shared disk, each host's watchdog behind it. Two hosts with corosync's
+``two_node``; the timings are stretched for hosts emulated by TCG on a shared machine. Why
+all of this: ``docs/decisions/xen-cluster.md``.
+
+The lab must be started with ``start_lab(..., cluster=True)`` (the shared SBD disk and the
+watchdogs). :func:`form_cluster` forms the cluster and configures fencing and the xen-host
+clone; :class:`XenCluster` runs pcs and Pacemaker's tools in a dom0, crashes and fences
+hosts, and brings a crashed host back into the cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shlex
+import signal
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from tests.support.cluster.crm_mon import ClusterStatus, CrmMonError, parse_crm_mon
+from tests.support.commands import Result
+from tests.support.xenlab.guests import put_guest, pv_domain_xml
+from tests.support.xenlab.lab import SBD_DISK_SERIAL, Lab, LabError, XenHost, restart_host
+
+CLUSTER_NAME = "xenlab"
+# corosync's token: 10 s (default 3 s with knet). A TCG dom0 on a loaded 2-core machine
+# stalls for seconds; a short token makes the membership flap and the hosts fence each other.
+TOKEN_MS = 10_000
+# SBD: the watchdog fires when sbd has not tickled it for SBD_WATCHDOG_S; a fencing message
+# counts as delivered after SBD_MSGWAIT_S (twice the watchdog: the victim has either read it
+# or been reset by its watchdog). sbd warns when its loop is late by SBD_WARN_S: those
+# warnings are the measurement the timings rest on (xen-cluster.md).
+SBD_WATCHDOG_S = 20
+SBD_MSGWAIT_S = 40
+SBD_WARN_S = 2
+STONITH_TIMEOUT_S = 120  # above msgwait, with room for fence_sbd's own start under TCG
+# fence_sbd is Python (the fencing library): its start and monitor took over 20 s, the
+# default timeout, in a loaded dom0; the device was then stopped: a cluster without fencing
+FENCE_OPS = ("start", "timeout=120s", "monitor", "interval=300s", "timeout=120s")
+FENCE_DEVICE = "sbd-fence"
+HOST_RESOURCE = "xen-host"
+WATCHDOG_MODULE = "i6300esb"  # QEMU's emulated watchdog (lab.py attaches it in cluster mode)
+# xen-host's: its start writes to the CIB, which answers slowly when the dom0s are busy (a
+# 30 s default failed once while pcs ran beside it)
+HOST_OPS = ("start", "timeout=120s", "stop", "timeout=60s", "monitor", "interval=30s", "timeout=60s")
+BOOT_MEMORY_MIB = 128  # what create_guests' guests boot with (Debian's PV kernel needs 128)
+# xen-guest's operations: a paused move of a 128 MiB PV guest takes 20-51 s under TCG
+GUEST_OPS = (
+    "start", "timeout=240s", "stop", "timeout=120s", "monitor", "interval=30s", "timeout=60s",
+    "migrate_to", "timeout=180s", "migrate_from", "timeout=120s",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FenceEvent:
+    """One entry of the fencer's history (``stonith_admin --history``)."""
+
+    target: str
+    action: str
+    status: str
+    delegate: str
+    completed: float | None  # epoch seconds, by the clock of the dom0 that was asked
+
+
+Show = Callable[[Sequence[str]], None]
+
+
+class XenCluster:
+    """The formed cluster: pcs and Pacemaker's tools in the dom0s, crashes, fencing, rejoins."""
+
+    def __init__(self, lab: Lab, sbd_device: str) -> None:
+        self.lab = lab
+        self.sbd_device = sbd_device
+
+    @classmethod
+    def attach(cls, lab: Lab, show: Show | None = None) -> XenCluster:
+        """The cluster of a lab left up (``xenlab up --cluster --keep``): formed now when it is not yet."""
+        if lab.hosts[0].sh("pidof pacemakerd", 30).returncode != 0:
+            return form_cluster(lab, show)
+        return cls(lab, _sbd_device(lab.hosts[0]))
+
+    @property
+    def nodes(self) -> list[str]:
+        return [host.name for host in self.lab.hosts]
+
+    def host(self, name: str) -> XenHost:
+        return self.lab.host(name)
+
+    def up_hosts(self) -> list[XenHost]:
+        return [host for host in self.lab.hosts if host.qemu_running()]
+
+    def any_node(self) -> str:
+        """A host whose QEMU runs (the first): where to ask the cluster."""
+        up = self.up_hosts()
+        if not up:
+            raise LabError("no Xen host of the cluster is running")
+        return up[0].name
+
+    def run(self, node: str, argv: Sequence[str], timeout_s: float = 120.0) -> Result:
+        """``argv`` in ``node``'s dom0, as :class:`tests.support.commands.Result` (never raises on
+        the exit code)."""
+        started = time.monotonic()
+        done = self.host(node).run(argv, timeout=timeout_s)
+        return Result(tuple(argv), done.returncode, done.stdout, done.stderr, time.monotonic() - started, node)
+
+    def check(self, node: str, argv: Sequence[str], timeout_s: float = 120.0) -> str:
+        result = self.run(node, argv, timeout_s)
+        if not result.ok:
+            raise LabError(result.explain())
+        return result.stdout
+
+    def pcs(self, *argv: str, node: str | None = None, timeout_s: float = 180.0, show: Show | None = None) -> str:
+        if show is not None:
+            show(["pcs", *argv])
+        return self.check(node or self.any_node(), ["pcs", *argv], timeout_s)
+
+    def status(self, node: str | None = None) -> ClusterStatus:
+        text = self.check(node or self.any_node(), ["crm_mon", "-1", "--output-as=xml"], 60)
+        return parse_crm_mon(text)
+
+    def wait_for(
+        self, what: str, predicate: Callable[[ClusterStatus], bool], timeout_s: float, interval_s: float = 3.0
+    ) -> ClusterStatus:
+        """Poll crm_mon until ``predicate`` holds; fail naming what was awaited and the last status."""
+        deadline = time.monotonic() + timeout_s
+        last: ClusterStatus | str = "no answer from crm_mon"
+        while time.monotonic() < deadline:
+            try:
+                status = self.status()
+            except (LabError, CrmMonError) as error:
+                last = str(error)
+            else:
+                if predicate(status):
+                    return status
+                last = status
+            time.sleep(interval_s)
+        raise AssertionError(f"{what}: not true after {timeout_s:.0f} s; last status: {last}")
+
+    def wait_started(self, resource: str, node: str, timeout_s: float = 300.0) -> ClusterStatus:
+        return self.wait_for(
+            f"{resource} started on {node}", lambda status: status.started_on(resource) == (node,), timeout_s
+        )
+
+    def wait_online(self, nodes: Sequence[str], timeout_s: float = 300.0) -> ClusterStatus:
+        return self.wait_for(
+            f"{', '.join(nodes)} online with a DC",
+            lambda status: status.dc is not None and all(status.node(node).online for node in nodes),
+            timeout_s,
+        )
+
+    def placements(self, guests: Sequence[str]) -> dict[str, str | None]:
+        """Where Pacemaker says each guest is started (None: not started anywhere)."""
+        status = self.status()
+        return {guest: (status.started_on(guest) or (None,))[0] for guest in guests}
+
+    def node_utilization(self) -> dict[str, dict[str, int]]:
+        text = self.check(self.any_node(), ["cibadmin", "--query", "--scope", "nodes"])
+        found: dict[str, dict[str, int]] = {}
+        for node in ET.fromstring(text).iter("node"):
+            values = {pair.get("name", ""): int(pair.get("value", "0")) for u in node.iter("utilization") for pair in u}
+            found[node.get("uname", "")] = values
+        return found
+
+    def dom0_clock(self, node: str) -> float:
+        """Epoch seconds by ``node``'s dom0 clock (the clock its fencing history is written in)."""
+        return float(self.check(node, ["date", "+%s.%N"], 30).strip())
+
+    def crash(self, host: XenHost) -> None:
+        """A power loss: SIGKILL to the host's QEMU. Raises unless the process is gone after it."""
+        pid = host.qemu_pid
+        if pid is None or not host.qemu_running():
+            raise LabError(f"{host.name}: its QEMU is not running, nothing to crash")
+        os.kill(pid, signal.SIGKILL)
+        self.wait_powered_off(host, 30)
+
+    def wait_powered_off(self, host: XenHost, timeout_s: float) -> float:
+        """Until ``host``'s QEMU process has exited; returns the seconds waited."""
+        started = time.monotonic()
+        while host.qemu_running():
+            if time.monotonic() - started > timeout_s:
+                raise AssertionError(f"{host.name}'s QEMU (pid {host.qemu_pid}) still runs after {timeout_s:.0f} s")
+            time.sleep(0.5)
+        return time.monotonic() - started
+
+    def fence_history(self, target: str, node: str | None = None) -> list[FenceEvent]:
+        text = self.check(node or self.any_node(), ["stonith_admin", "--history", target, "--output-as=xml"], 60)
+        return parse_fence_history(text)
+
+    def wait_fenced(self, target: str, since: float, timeout_s: float) -> FenceEvent:
+        """The first successful fencing of ``target`` completed at or after ``since`` (the
+        asked dom0's clock), as the fencer records it."""
+        node = next(name for name in self.nodes if name != target)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for event in self.fence_history(target, node):
+                if event.status == "success" and event.completed is not None and event.completed >= since:
+                    return event
+            time.sleep(3)
+        raise AssertionError(
+            f"no successful fencing of {target} recorded after {timeout_s:.0f} s: {self.fence_history(target, node)}"
+        )
+
+    def rejoin(self, host: XenHost) -> float:
+        """Boot a crashed or fenced host again and bring it back into the cluster; returns the
+        seconds from its boot to the cluster seeing it online with its capacity published."""
+        started = time.monotonic()
+        restart_host(self.lab, host)
+        config = self.check(self.any_node(), ["cat", "/etc/corosync/corosync.conf"])
+        keys = {path: self.check(self.any_node(), ["base64", "-w0", path]) for path in KEYS}
+        _install(host, config, keys)
+        # the fencing message the cluster left in its slot ("reset"): a fenced host clears it
+        # before its sbd starts, as an operator does when the host comes back
+        host.check(f"sbd -d {self.sbd_device} message {host.name} clear", 60)
+        _start_daemons(host, self.sbd_device)
+        self.wait_online(self.nodes)
+        wait_capacity(self, self.nodes)
+        return time.monotonic() - started
+
+    def sbd_latency_warnings(self, host: XenHost) -> list[str]:
+        """sbd's complaints that its loop ran late (syslog in the dom0): the measurement behind
+        SBD_WATCHDOG_S."""
+        return host.sh("grep -h 'Latency' /var/log/messages 2>/dev/null", 30).stdout.splitlines()
+
+
+KEYS = ("/etc/corosync/authkey", "/etc/pacemaker/authkey")
+
+
+def parse_fence_history(text: str) -> list[FenceEvent]:
+    """``stonith_admin --history NODE --output-as=xml``, oldest first."""
+    events = [
+        FenceEvent(
+            target=element.get("target", ""),
+            action=element.get("action", ""),
+            status=element.get("status", ""),
+            delegate=element.get("delegate", ""),
+            completed=_epoch(element.get("completed")),
+        )
+        for element in ET.fromstring(text).iter("fence_event")
+    ]
+    return sorted(events, key=lambda event: event.completed or 0.0)
+
+
+def _epoch(text: str | None) -> float | None:
+    """The fencer's completion time as epoch seconds: "2026-12-03 11:30:20Z" in Pacemaker
+    2.1.5's XML (seen in the lab), with an offset or a fraction in other versions.
+
+    >>> _epoch("2026-12-03 11:30:20Z")
+    1796297420.0
+    """
+    if not text:
+        return None
+    text = text.strip().replace("Z", " +0000") if text.strip().endswith("Z") else text
+    for layout in ("%Y-%m-%d %H:%M:%S.%f %z", "%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %H:%M:%S.%f%z", "%Y-%m-%d %H:%M:%S%z"):
+        try:
+            return datetime.strptime(text.strip(), layout).timestamp()
+        except ValueError:
+            continue
+    return None
+
+
+def _sbd_device(host: XenHost) -> str:
+    """The shared disk in a dom0, found by the serial lab.py gave it."""
+    found = host.check(
+        f"for d in /sys/block/vd*; do [ \"$(cat $d/serial 2>/dev/null)\" = {SBD_DISK_SERIAL} ] && echo /dev/${{d##*/}}; done",
+        30,
+    ).split()
+    if len(found) != 1:
+        raise LabError(f"{host.name}: no single virtio disk with serial {SBD_DISK_SERIAL}: {found} (a cluster=True lab?)")
+    return found[0]
+
+
+def _install(host: XenHost, corosync_conf: str, keys: dict[str, str]) -> None:
+    """corosync.conf and the keys into ``host``'s dom0 (what pcsd would have copied)."""
+    script = "mkdir -p /etc/corosync /etc/pacemaker && cat >/etc/corosync/corosync.conf"
+    done = host.run(["sh", "-c", script], input_text=corosync_conf, timeout=60)
+    if done.returncode != 0:
+        raise LabError(f"{host.name}: cannot write corosync.conf: {done.stderr.strip()}")
+    for path, encoded in keys.items():
+        owner = "hacluster:haclient" if "pacemaker" in path else "root:root"
+        done = host.run(
+            ["sh", "-c", f"base64 -d >{path} && chown {owner} {path} && chmod 0400 {path}"],
+            input_text=encoded,
+            timeout=60,
+        )
+        if done.returncode != 0:
+            raise LabError(f"{host.name}: cannot write {path}: {done.stderr.strip()}")
+
+
+def _start_daemons(host: XenHost, sbd_device: str) -> None:
+    """The watchdog's driver, syslog (sbd logs only there), sbd, corosync, pacemakerd: in the
+    background, as dom0-init.sh starts libvirtd (the dom0 has no init system)."""
+    host.check(
+        "set -e\n"
+        f"modprobe {WATCHDOG_MODULE}\n"
+        "for _ in $(seq 20); do [ -c /dev/watchdog ] && break; sleep 0.5; done\n"
+        "[ -c /dev/watchdog ]\n"
+        "pidof syslogd >/dev/null || busybox syslogd -O /var/log/messages\n"
+        f"sbd -d {sbd_device} -w /dev/watchdog -P -5 {SBD_WARN_S} watch\n"
+        "corosync\n"
+        "mkdir -p /var/log/pacemaker && chown hacluster:haclient /var/log/pacemaker\n"
+        "setsid -f pacemakerd </dev/null >/var/log/pacemakerd.out 2>&1\n",
+        120,
+    )
+
+
+def form_cluster(lab: Lab, show: Show | None = None) -> XenCluster:
+    """Form the cluster on a ``cluster=True`` lab: pcs writes corosync.conf, the harness
+    copies it and the keys to every dom0, sbd initialises the shared disk, the daemons start;
+    then pcs configures fencing, placement by utilization and the xen-host clone. Returns
+    once every host is online with its capacity published."""
+    if not lab.cluster:
+        raise LabError("the lab has no shared SBD disk or watchdogs: start it with start_lab(..., cluster=True)")
+    first = lab.hosts[0]
+    device = _sbd_device(first)
+    for host in lab.hosts[1:]:
+        if _sbd_device(host) != device:
+            raise LabError(f"{host.name} sees the SBD disk as {_sbd_device(host)}, {first.name} as {device}")
+    cluster = XenCluster(lab, device)
+    nodes = [part for host in lab.hosts for part in (host.name, f"addr={host.address}")]
+    setup = ["pcs", "cluster", "setup", CLUSTER_NAME, *nodes, "totem", f"token={TOKEN_MS}",
+             "--corosync_conf", "/root/corosync.conf"]  # fmt: skip
+    if show is not None:
+        show(setup)
+    cluster.check(first.name, setup)
+    corosync_conf = cluster.check(first.name, ["cat", "/root/corosync.conf"])
+    if "two_node: 1" not in corosync_conf:
+        raise LabError(f"pcs wrote no two_node into corosync.conf:\n{corosync_conf}")
+    keys = {
+        "/etc/corosync/authkey": base64.b64encode(os.urandom(256)).decode(),
+        "/etc/pacemaker/authkey": base64.b64encode(os.urandom(4096)).decode(),
+    }
+    for host in lab.hosts:
+        _install(host, corosync_conf, keys)
+    create = ["sbd", "-d", device, "-1", str(SBD_WATCHDOG_S), "-4", str(SBD_MSGWAIT_S), "create"]
+    if show is not None:
+        show(create)
+    cluster.check(first.name, create)
+    for host in lab.hosts:
+        _start_daemons(host, device)
+    cluster.wait_online(cluster.nodes)
+    configure(cluster, show)
+    return cluster
+
+
+def configure(cluster: XenCluster, show: Show | None = None) -> None:
+    """Fencing, placement by utilization, the xen-host clone: with pcs, as an operator would."""
+    cluster.pcs("property", "set", "stonith-enabled=true", f"stonith-timeout={STONITH_TIMEOUT_S}s",
+                "placement-strategy=balanced", show=show)  # fmt: skip
+    cluster.pcs("resource", "defaults", "update", "resource-stickiness=100", show=show)
+    cluster.pcs("stonith", "create", FENCE_DEVICE, "fence_sbd", f"devices={cluster.sbd_device}",
+                f"pcmk_host_list={' '.join(cluster.nodes)}", "op", *FENCE_OPS, show=show)  # fmt: skip
+    cluster.pcs("resource", "create", HOST_RESOURCE, "ocf:xenha:xen-host", "hypervisor=xen:///system",
+                "cpu_overcommit=4", "op", *HOST_OPS, "clone", show=show)  # fmt: skip
+    cluster.wait_for(f"{FENCE_DEVICE} started", lambda status: bool(status.started_on(FENCE_DEVICE)), 300)
+    wait_capacity(cluster, cluster.nodes)
+
+
+def wait_capacity(cluster: XenCluster, nodes: Sequence[str], timeout_s: float = 300.0) -> dict[str, int]:
+    """Until xen-host has published hv_memory for every one of ``nodes``; returns it."""
+    deadline = time.monotonic() + timeout_s
+    published: dict[str, dict[str, int]] = {}
+    while time.monotonic() < deadline:
+        published = cluster.node_utilization()
+        if all(published.get(node, {}).get("hv_memory") for node in nodes):
+            return {node: published[node]["hv_memory"] for node in nodes}
+        time.sleep(3)
+    raise AssertionError(f"xen-host did not publish hv_memory for {nodes} in {timeout_s:.0f} s: {published}")
+
+
+def guest_params(name: str, config: str) -> dict[str, str]:
+    return {"config": config, "hypervisor": "xen:///system", "remoteuri": "xen+tcp://%n/system", "force_stop": "true"}
+
+
+def _op_settings(ops: Sequence[str]) -> list[tuple[str, dict[str, str]]]:
+    """pcs's ``op NAME key=value... NAME ...`` list as (name, settings) pairs."""
+    parsed: list[tuple[str, dict[str, str]]] = []
+    for word in ops:
+        if "=" in word:
+            key, _, value = word.partition("=")
+            parsed[-1][1][key] = value
+        else:
+            parsed.append((word, {}))
+    return parsed
+
+
+def guest_primitive(name: str, config: str, meta: dict[str, str]) -> str:
+    """The CIB's ``<primitive>`` that ``pcs resource create`` writes for a guest (create_guest_with_pcs)."""
+    attrs = "".join(f'<nvpair id="{name}-ia-{key}" name="{key}" value="{value}"/>'
+                    for key, value in guest_params(name, config).items())  # fmt: skip
+    metas = "".join(f'<nvpair id="{name}-meta-{key}" name="{key}" value="{value}"/>' for key, value in meta.items())
+    ops = "".join(
+        f'<op id="{name}-{op}-{settings.get("interval", "0s")}" name="{op}" interval="{settings.get("interval", "0s")}"'
+        f' timeout="{settings["timeout"]}"/>'
+        for op, settings in _op_settings(GUEST_OPS)
+    )
+    return (
+        f'<primitive id="{name}" class="ocf" provider="xenha" type="xen-guest">'
+        f'<instance_attributes id="{name}-ia">{attrs}</instance_attributes>'
+        f'<meta_attributes id="{name}-meta">{metas}</meta_attributes>'
+        f"<operations>{ops}</operations></primitive>"
+    )
+
+
+def create_guest_with_pcs(
+    cluster: XenCluster, name: str, memory_mib: int, node: str, meta: Sequence[str] = (), show: Show | None = None
+) -> None:
+    """A PV guest (its XML on the SAN) as a xen-guest resource that moves between the hosts,
+    created with pcs as an operator would, started on ``node``: created disabled, pinned
+    there, enabled, then unpinned (stickiness keeps it). Four pcs runs: ~2 minutes under TCG
+    (pcs alone takes 25-40 s to start in an emulated dom0), so the tests use create_guests."""
+    config = put_guest(cluster.lab, name, pv_domain_xml(name, memory_mib=memory_mib))
+    params = [f"{key}={value}" for key, value in guest_params(name, config).items()]
+    cluster.pcs("resource", "create", name, "ocf:xenha:xen-guest", *params, "meta", "allow-migrate=true", *meta,
+                "op", *GUEST_OPS, "--disabled", show=show)  # fmt: skip
+    cluster.pcs("constraint", "location", "add", f"place-{name}", name, node, "INFINITY", show=show)
+    cluster.pcs("resource", "enable", name, show=show)
+    cluster.wait_started(name, node)
+    cluster.pcs("constraint", "delete", f"place-{name}", show=show)
+
+
+def create_guests(
+    cluster: XenCluster,
+    guests: Mapping[str, tuple[int, str]],
+    priorities: Mapping[str, int] = {},
+    pinned: Sequence[str] = (),
+) -> None:
+    """PV guests as xen-guest resources, ``name -> (memory MiB, node)``, the same resources
+    create_guest_with_pcs makes but written with cibadmin (a second each, not pcs's minute):
+    created stopped, pinned to their node, started together, unpinned once running (but
+    ``pinned`` ones: with placement-strategy=balanced the scheduler otherwise moves other
+    guests away to make room for one moved by hand). Each
+    boots with BOOT_MEMORY_MIB (the rest ballooned out): xenha and the scheduler count its
+    full memory, and a 616 MiB guest took over 5 minutes to build under TCG at load 14."""
+    node = cluster.any_node()
+    for name, (memory_mib, where) in guests.items():
+        xml = pv_domain_xml(name, memory_mib=memory_mib, current_mib=min(memory_mib, BOOT_MEMORY_MIB))
+        config = put_guest(cluster.lab, name, xml)
+        meta = {"allow-migrate": "true", "target-role": "Stopped"}
+        if name in priorities:
+            meta["priority"] = str(priorities[name])
+        cluster.check(node, ["cibadmin", "--create", "--scope", "resources", "--xml-text",
+                             guest_primitive(name, config, meta)])  # fmt: skip
+        cluster.check(node, ["cibadmin", "--create", "--scope", "constraints", "--xml-text",
+                             f'<rsc_location id="place-{name}" rsc="{name}" node="{where}" score="INFINITY"/>'])  # fmt: skip
+    for name in guests:
+        cluster.check(node, ["crm_resource", "--resource", name, "--meta", "--delete-parameter", "target-role"])
+    for name, (_, where) in guests.items():
+        cluster.wait_started(name, where, 600)
+    for name in guests:
+        if name not in pinned:
+            cluster.check(node, ["cibadmin", "--delete", "--xml-text", f'<rsc_location id="place-{name}"/>'])
+
+
+def delete_guests(cluster: XenCluster, names: Sequence[str], timeout_s: float = 300.0) -> None:
+    """Stop guests together, remove them and their constraints from the cluster, and make sure no
+    domain is left on a running host."""
+    node = cluster.any_node()
+    present = [name for name in names if cluster.status(node).resource(name) is not None]
+    for name in present:
+        cluster.run(node, ["crm_resource", "--resource", name, "--clear"], 60)
+        cluster.run(node, ["crm_resource", "--resource", name, "--meta", "--set-parameter", "target-role",
+                           "--parameter-value", "Stopped"], 60)  # fmt: skip
+    def inactive(status: ClusterStatus) -> bool:
+        return not any((resource := status.resource(name)) is not None and resource.active for name in present)
+
+    cluster.wait_for(f"{present} stopped", inactive, timeout_s)
+    for name in present:
+        cluster.run(node, ["cibadmin", "--delete", "--xml-text", f'<rsc_location id="place-{name}"/>'], 60)
+        cluster.run(node, ["cibadmin", "--delete", "--xml-text", f'<primitive id="{name}"/>'], 60)
+        cluster.run(node, ["crm_resource", "--cleanup", "--resource", name], 60)
+    for host in cluster.up_hosts():
+        host.sh("; ".join(f"xl destroy {name} >/dev/null 2>&1" for name in names) + "; true", 60)
+
+
+def xl_copies(cluster: XenCluster, name: str) -> dict[str, str]:
+    """Every running host holding a Xen domain called ``name``, with its ``xl list`` flags."""
+    found = {}
+    for host in cluster.up_hosts():
+        fields = host.sh(f"xl list {shlex.quote(name)} 2>/dev/null | tail -n +2", 60).stdout.split()
+        if len(fields) >= 5:
+            found[host.name] = fields[4]
+    return found
+
+
+@dataclass(frozen=True)
+class Failover:
+    """A host crash as the cluster lived it; times in seconds from the crash."""
+
+    victim: str
+    survivor: str
+    fenced: FenceEvent
+    fenced_after_s: float  # by the survivor's clock; a lower bound (the crash is read after the kill)
+    running_after_s: dict[str, float]  # guest -> when Pacemaker first reported it started on the survivor
+    placements: dict[str, str | None]  # every guest asked about, once the cluster settled
+
+    def lines(self) -> list[str]:
+        out = [f"{self.victim} crashed (its QEMU killed); fenced by {self.fenced.delegate} via "
+               f"{self.fenced.action} {self.fenced_after_s:.1f} s after the crash"]  # fmt: skip
+        out += [f"{guest} running on {self.survivor} {seconds:.1f} s after the crash"
+                for guest, seconds in self.running_after_s.items()]  # fmt: skip
+        out += [f"{guest} stays stopped" for guest, node in self.placements.items() if node is None]
+        return out
+
+
+def crash_and_recover(
+    cluster: XenCluster, victim: XenHost, guests: Sequence[str], expect_running: Sequence[str], timeout_s: float = 600
+) -> Failover:
+    """Kill ``victim``'s QEMU (a power loss), then wait for the survivor to fence it and for
+    ``expect_running`` to be started on the survivor; the cluster is then left to settle and
+    where every one of ``guests`` ended up is recorded. Used by the tests and the benchmark."""
+    survivor = next(name for name in cluster.nodes if name != victim.name)
+    killed = time.monotonic()
+    cluster.crash(victim)
+    crashed = cluster.dom0_clock(survivor)  # read after the kill: never before the crash
+    running: dict[str, float] = {}
+    deadline = killed + timeout_s
+    while len(running) < len(expect_running):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"after {timeout_s:.0f} s only {sorted(running)} of {list(expect_running)} run "
+                                 f"on {survivor}: {cluster.placements(guests)}")  # fmt: skip
+        try:
+            status = cluster.status(survivor)
+        except (LabError, CrmMonError):
+            time.sleep(2)
+            continue
+        for guest in expect_running:
+            if guest not in running and status.started_on(guest) == (survivor,):
+                running[guest] = time.monotonic() - killed
+        time.sleep(2)
+    fenced = cluster.wait_fenced(victim.name, crashed, 120)
+    cluster.run(survivor, ["crm_resource", "--wait", "--timeout=180s"], 240)
+    placed = cluster.placements(guests)
+    return Failover(victim.name, survivor, fenced, (fenced.completed or 0.0) - crashed, running, placed)
