@@ -165,6 +165,7 @@ def test_target_libvirtd_killed_during_a_paused_move(
     "the stop on the source then fails (libxl's migration job, which cannot be aborted, holds the domain's "
     "lock): Pacemaker would fence the source (docs/xen-lab-findings.md #1)",
 )
+@pytest.mark.leaves_debris
 def test_network_cut_during_a_paused_move_hits_the_timeout(
     lab: Lab,
     cib: Path,
