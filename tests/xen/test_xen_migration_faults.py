@@ -116,12 +116,6 @@ def test_save_dir_where_xen_cannot_save_is_refused_by_validation(lab: Lab, cib: 
     assert reservations(lab) == ""
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="defect seen in the lab, not fixed yet: the restarted libvirtd does not know the half-received "
-    "domain (Xen holds it paused); stop there answers 'stopped' and leaves it (docs/xen-lab-findings.md #4)",
-)
 def test_target_libvirtd_killed_during_a_paused_move(
     lab: Lab,
     cib: Path,
@@ -158,13 +152,6 @@ def test_target_libvirtd_killed_during_a_paused_move(
     assert len(running_copies(lab, guest_name)) <= 1
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="defect seen in the lab, not fixed yet: migrate_to answers in time and touches neither copy, but "
-    "the stop on the source then fails (libxl's migration job, which cannot be aborted, holds the domain's "
-    "lock): Pacemaker would fence the source (docs/xen-lab-findings.md #1)",
-)
 @pytest.mark.leaves_debris
 def test_network_cut_during_a_paused_move_hits_the_timeout(
     lab: Lab,

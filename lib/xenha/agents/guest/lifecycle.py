@@ -18,6 +18,7 @@ from xenha.libvirt import states
 from xenha.libvirt.connection import Hypervisor
 from xenha.libvirt.domain import Domain
 from xenha.libvirt.errors import ErrorKind, HypervisorError
+from xenha.libvirt.toolstack import Toolstack, Unknown, judge_unknown  # no subprocess until xl runs
 from xenha.ocf import OcfError, OcfExit
 
 POLL_INTERVAL_S = 0.2
@@ -92,14 +93,22 @@ def stop(action: GuestAction) -> OcfExit:
     """Stop every domain of this resource here; success only once none runs (and none was another's)."""
     ctx = action.ctx
     hypervisor = action.hypervisor()
+    toolstack = action.services.toolstack(hypervisor)
     located = locate(action, hypervisor)
     stopped: list[str] = []
-    while located.domain is not None and _to_be_stopped(action, hypervisor, located.domain):
+    gone_in_xen: set[int] = set()  # destroyed through the toolstack while libvirt's job held them
+    while located.domain is not None and _to_be_stopped(action, hypervisor, located.domain, gone_in_xen):
         domain = located.domain
-        _stop_domain(action, hypervisor, domain)
+        if toolstack is not None and domain.active() and domain.job_active():
+            _destroy_held_by_job(action, toolstack, domain)
+            gone_in_xen.add(domain.id())
+        else:
+            _stop_domain(action, hypervisor, domain)
         stopped.append(domain.name)
         forget(action)
         located = locate(action, hypervisor)  # none may be left: search again, by every identity
+    if toolstack is not None:
+        stopped.extend(_stop_unknown_to_libvirt(action, hypervisor, toolstack))
     if located.intruder is not None:
         ctx.log.warning(f"{located.intruder.reason(ctx.env.instance, action.here)}; it is left running")
     if not stopped:
@@ -110,10 +119,65 @@ def stop(action: GuestAction) -> OcfExit:
     return OcfExit.SUCCESS
 
 
-def _to_be_stopped(action: GuestAction, hypervisor: Hypervisor, domain: Domain) -> bool:
+def _to_be_stopped(action: GuestAction, hypervisor: Hypervisor, domain: Domain, gone_in_xen: set[int]) -> bool:
     """True for a domain that runs here, is dead but still held by the hypervisor (preserve), or
-    is still being received (or restarted) and then would run."""
+    is still being received (or restarted) and then would run. Not for libvirt's object of a
+    domain this stop destroyed through the toolstack: libvirt's job keeps it until the job fails."""
+    if domain.id() in gone_in_xen:
+        return False
     return domain.active() or dead_but_kept(action, domain) or _wait_for_arrival(action, hypervisor, domain)
+
+
+def _destroy_held_by_job(action: GuestAction, toolstack: Toolstack, domain: Domain) -> None:
+    """Destroy through the toolstack a domain whose libvirt job (a migration libxl cannot abort)
+    blocks libvirt's own shutdown and destroy for as long as the copy hangs.
+
+    Destroying the source never makes a second copy: the migration then fails, and a copy
+    that had already arrived is the target's to stop (Pacemaker stops it there first).
+    """
+    action.ctx.log.warning(
+        f"guest {domain.name} on {action.here} is held by a libvirt job that cannot be aborted (a migration): "
+        f"destroying it through {toolstack.command}"
+    )
+    toolstack.destroy(domain.id(), domain.name)
+
+
+def _stop_unknown_to_libvirt(action: GuestAction, hypervisor: Hypervisor, toolstack: Toolstack) -> list[str]:
+    """Stop what Xen holds under the guest's name that libvirt does not know (a libvirtd
+    restarted during an arrival forgets the half-received domain); the names destroyed.
+
+    Only a paused domain that never ran is destroyed (:func:`judge_unknown`); beside one that
+    ran, the guest cannot be called stopped; one whose UUID says it is another guest is left.
+    """
+    ctx = action.ctx
+    remembered = action.memo.load().running
+    names = dict.fromkeys(name for name in (action.domain_name(), remembered.name if remembered else None) if name)
+    config_uuid = action.spec.uuid if action.spec is not None else None
+    destroyed = []
+    for name in names:
+        held = toolstack.domain(name)
+        if held is None or hypervisor.lookup(name) is not None:
+            continue  # not there, or libvirt knows it: the search by every identity judged it
+        verdict = judge_unknown(held, config_uuid)
+        if verdict is Unknown.NOT_OURS:
+            ctx.log.warning(
+                f"Xen on {action.here} holds a domain {name} (ID {held.domain_id}, UUID {held.uuid}) that libvirt "
+                f"does not know and whose UUID is not {config_uuid}: not {ctx.env.instance}'s, left as it is"
+            )
+            continue
+        if verdict is Unknown.UNVERIFIED:
+            raise OcfError(
+                OcfExit.ERR_GENERIC,
+                f"Xen on {action.here} runs a domain {name} (ID {held.domain_id}, {held.state}) that libvirt does "
+                f"not know: it may be this guest, so it is not stopped; destroy it (xl destroy {name}) or rename it",
+            )
+        ctx.log.warning(
+            f"Xen on {action.here} holds {name} (ID {held.domain_id}) paused and never run, unknown to libvirt: "
+            f"an arrival libvirtd lost; destroying it through {toolstack.command}"
+        )
+        toolstack.destroy(held.domain_id, name)
+        destroyed.append(name)
+    return destroyed
 
 
 def _stop_domain(action: GuestAction, hypervisor: Hypervisor, domain: Domain) -> None:
