@@ -128,19 +128,20 @@ class XenHypervisor(FakeHypervisor):
 
 class FakeXl:
     """Xen's own list of domains on one host, as ``xl`` shows and destroys them: every active
-    domain libvirt knows, and those it has ``lost`` (a restarted libvirtd forgot them)."""
+    domain libvirt knows, and those Xen holds beside them (:meth:`hold`: one libvirt forgot, or
+    one it shows shut off while its job receives it)."""
 
     def __init__(self, hypervisor: XenHypervisor, events: list[str]) -> None:
         self.command = "xl"
         self.node = hypervisor.node
         self.hypervisor = hypervisor
         self.events = events
-        self.lost: dict[int, toolstack.XenDomain] = {}
+        self.held: dict[int, toolstack.XenDomain] = {}
         self.destroyed: set[int] = set()  # libvirt's objects stay while its job holds them
 
-    def lose(self, name: str, domain_id: int, state: str = "--p---", cpu_seconds: float = 0.0,
+    def hold(self, name: str, domain_id: int, state: str = "--p---", cpu_seconds: float = 0.0,
              uuid: str = "00000000-0000-4000-8000-000000000099") -> None:  # fmt: skip
-        self.lost[domain_id] = toolstack.XenDomain(name, domain_id, state, cpu_seconds, uuid)
+        self.held[domain_id] = toolstack.XenDomain(name, domain_id, state, cpu_seconds, uuid)
 
     def listed(self) -> list[toolstack.XenDomain]:
         known = [
@@ -148,7 +149,7 @@ class FakeXl:
             for domain in self.hypervisor.domains.values()
             if isinstance(domain, XenDomain) and domain.state != SHUTOFF
         ]
-        return [held for held in (*known, *self.lost.values()) if held.domain_id not in self.destroyed]
+        return [held for held in (*known, *self.held.values()) if held.domain_id not in self.destroyed]
 
     def domain(self, identifier: str | int) -> toolstack.XenDomain | None:
         found = [held for held in self.listed() if identifier in (held.name, held.domain_id)]
@@ -515,12 +516,28 @@ def test_stop_destroys_through_xl_a_guest_an_unabortable_migration_holds(tmp_pat
     assert host.xl.listed() == []
 
 
+def test_stop_destroys_through_xl_an_arrival_held_by_an_unabortable_migration(tmp_path: Path) -> None:
+    """On the target of a migration whose copy hangs, libvirt shows the arriving domain shut off
+    under its job (for minutes) while Xen holds it paused: stop destroys it through xl instead
+    of waiting for a job that will not end in its time."""
+    host = TwoNodes(tmp_path)
+    host.source.domains["web1"] = arriving = XenDomain(host.source, "web1", SHUTOFF)
+    arriving.job = True
+    host.xl.hold("web1", 9, uuid=arriving.uuid())
+    started = time.monotonic()
+    assert host.run("stop", CRM_meta_timeout="20000") == OcfExit.SUCCESS
+    assert time.monotonic() - started < 5
+    assert host.events == ["xl destroy web1 on node1"]
+    assert "an incoming migration or a restart" in host.log
+    assert host.xl.listed() == []
+
+
 def test_stop_destroys_through_xl_a_half_received_domain_libvirt_lost(tmp_path: Path) -> None:
     """A libvirtd restarted during an arrival forgets the domain Xen keeps paused: stop finds it
     in Xen's list and destroys it instead of calling the guest stopped."""
     host = TwoNodes(tmp_path)
     del host.source.domains["web1"]
-    host.xl.lose("web1", 8)
+    host.xl.hold("web1", 8)
     assert host.run("stop") == OcfExit.SUCCESS
     assert host.events == ["xl destroy web1 on node1"]
     assert "paused and never run, unknown to libvirt" in host.log
@@ -546,7 +563,7 @@ def test_stop_never_destroys_through_xl_a_domain_it_cannot_tell_is_an_arrival(
     host.config.write_text(host.config.read_text().replace(
         "<name>web1</name>", "<name>web1</name><uuid>00000000-0000-4000-8000-000000000099</uuid>"))  # fmt: skip
     del host.source.domains["web1"]
-    host.xl.lose("web1", 8, state, cpu_seconds, uuid)
+    host.xl.hold("web1", 8, state, cpu_seconds, uuid)
     assert host.run("stop") == code
     assert host.events == events
     assert said in host.log

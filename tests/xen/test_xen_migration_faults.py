@@ -77,6 +77,8 @@ def copy_under_way(lab: Lab, source: XenHost, name: str, move: Future[AgentRun])
 def stop_on_both(agent: Dom0Agent, lab: Lab, name: str) -> dict[str, AgentRun]:
     """What Pacemaker does after a failed migrate_to: stop on the target, then on the source."""
     stops = {host.name: agent.run(host, "stop", timeout_ms=120000) for host in reversed(lab.hosts)}
+    for node, run in stops.items():
+        print(f"stop on {node} -> {run.code} in {run.seconds:.1f} s:\n{run.stderr}")
     for host in lab.hosts:
         assert stops[host.name].code == 0, (host.name, stops[host.name])
         assert domain_view(host, name).xl_id is None, f"{name} left on {host.name} after its stop"

@@ -96,14 +96,17 @@ def stop(action: GuestAction) -> OcfExit:
     toolstack = action.services.toolstack(hypervisor)
     located = locate(action, hypervisor)
     stopped: list[str] = []
-    gone_in_xen: set[int] = set()  # destroyed through the toolstack while libvirt's job held them
-    while located.domain is not None and _to_be_stopped(action, hypervisor, located.domain, gone_in_xen):
+    # UUIDs destroyed through the toolstack while libvirt's job held them: libvirt keeps their
+    # objects until that job fails, which is not this stop's to wait for
+    gone_in_xen: set[str] = set()
+    while located.domain is not None and located.domain.uuid() not in gone_in_xen:
         domain = located.domain
-        if toolstack is not None and domain.active() and domain.job_active():
-            _destroy_held_by_job(action, toolstack, domain)
-            gone_in_xen.add(domain.id())
-        else:
+        if toolstack is not None and _destroyed_beside_job(action, toolstack, domain):
+            gone_in_xen.add(domain.uuid())
+        elif _to_be_stopped(action, hypervisor, domain):
             _stop_domain(action, hypervisor, domain)
+        else:
+            break
         stopped.append(domain.name)
         forget(action)
         located = locate(action, hypervisor)  # none may be left: search again, by every identity
@@ -119,27 +122,35 @@ def stop(action: GuestAction) -> OcfExit:
     return OcfExit.SUCCESS
 
 
-def _to_be_stopped(action: GuestAction, hypervisor: Hypervisor, domain: Domain, gone_in_xen: set[int]) -> bool:
+def _to_be_stopped(action: GuestAction, hypervisor: Hypervisor, domain: Domain) -> bool:
     """True for a domain that runs here, is dead but still held by the hypervisor (preserve), or
-    is still being received (or restarted) and then would run. Not for libvirt's object of a
-    domain this stop destroyed through the toolstack: libvirt's job keeps it until the job fails."""
-    if domain.id() in gone_in_xen:
-        return False
+    is still being received (or restarted) and then would run."""
     return domain.active() or dead_but_kept(action, domain) or _wait_for_arrival(action, hypervisor, domain)
 
 
-def _destroy_held_by_job(action: GuestAction, toolstack: Toolstack, domain: Domain) -> None:
-    """Destroy through the toolstack a domain whose libvirt job (a migration libxl cannot abort)
-    blocks libvirt's own shutdown and destroy for as long as the copy hangs.
+def _destroyed_beside_job(action: GuestAction, toolstack: Toolstack, domain: Domain) -> bool:
+    """Destroy through the toolstack a domain a libvirt job holds; False when none does.
 
-    Destroying the source never makes a second copy: the migration then fails, and a copy
-    that had already arrived is the target's to stop (Pacemaker stops it there first).
+    libxl's migration job cannot be aborted: on the source it blocks libvirt's shutdown and
+    destroy for as long as the copy hangs (minutes, the network cut); on the target the
+    arriving domain stays shut off in libvirt and paused in Xen until then. Xen destroys
+    either at once, and the migration then fails: never a second copy (a copy that had
+    already arrived is the target's to stop; Pacemaker stops it there first). When Xen
+    holds nothing of it yet (a restart between its destroy and its create), libvirt's
+    own path waits for the job instead.
     """
+    if not domain.job_active():
+        return False
+    held = toolstack.domain(domain.id() if domain.id() >= 0 else domain.name)
+    if held is None or held.uuid.lower() != domain.uuid().lower():
+        return False
+    incoming = "an incoming migration or a restart" if not domain.active() else "a migration or a save"
     action.ctx.log.warning(
-        f"guest {domain.name} on {action.here} is held by a libvirt job that cannot be aborted (a migration): "
-        f"destroying it through {toolstack.command}"
+        f"guest {domain.name} on {action.here} is held by a libvirt job that cannot be aborted ({incoming}): "
+        f"destroying it (ID {held.domain_id}, {held.state}) through {toolstack.command}"
     )
-    toolstack.destroy(domain.id(), domain.name)
+    toolstack.destroy(held.domain_id, held.name)
+    return True
 
 
 def _stop_unknown_to_libvirt(action: GuestAction, hypervisor: Hypervisor, toolstack: Toolstack) -> list[str]:
