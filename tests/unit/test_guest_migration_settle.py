@@ -193,7 +193,7 @@ class TwoNodes(Host):
         self.source.domains["web1"] = self.guest
         self.saves = tmp_path / "saves"
         self.saves.mkdir()
-        self.xl = FakeXl(self.source, self.events)  # this node's (the source's)
+        self.xl: FakeXl | None = FakeXl(self.source, self.events)  # this node's (the source's); None: no xl
 
     def make_services(self, ctx: Context) -> FakeServices:
         services = TwoNodeServices(ctx, {"node1": self.source, "node2": self.target}, self)
@@ -455,8 +455,10 @@ def test_a_failed_restore_with_the_target_unverifiable_keeps_the_saved_state(nod
 
 
 # ---- the target's stop: an arriving domain is not "stopped" ------------------------------------
+# Through libvirt alone (a driver without a toolstack beside it): on Xen, xl sees the arrival.
 def test_stop_does_not_call_an_arriving_domain_stopped(tmp_path: Path) -> None:
     host = TwoNodes(tmp_path)
+    host.xl = None
     host.source.domains["web1"] = arriving = XenDomain(host.source, "web1", SHUTOFF)
     arriving.job = True
     assert host.run("stop", CRM_meta_timeout="3000") == OcfExit.ERR_GENERIC
@@ -466,6 +468,7 @@ def test_stop_does_not_call_an_arriving_domain_stopped(tmp_path: Path) -> None:
 
 def test_stop_destroys_an_arriving_domain_once_it_runs(tmp_path: Path) -> None:
     host = TwoNodes(tmp_path)
+    host.xl = None
     host.source.domains["web1"] = arriving = XenDomain(host.source, "web1", SHUTOFF)
     arriving.job = True
 
@@ -530,6 +533,29 @@ def test_stop_destroys_through_xl_an_arrival_held_by_an_unabortable_migration(tm
     assert host.events == ["xl destroy web1 on node1"]
     assert "an incoming migration or a restart" in host.log
     assert host.xl.listed() == []
+
+
+def test_stop_calls_stopped_a_failed_arrival_xen_holds_nothing_of(tmp_path: Path) -> None:
+    """libvirt keeps the object of an arrival whose restore failed under its job (seen for
+    minutes in the lab); Xen holds nothing of it: nothing can run, the guest is stopped."""
+    host = TwoNodes(tmp_path)
+    host.source.domains["web1"] = arriving = XenDomain(host.source, "web1", SHUTOFF)
+    arriving.job = True
+    assert host.run("stop", CRM_meta_timeout="20000") == OcfExit.SUCCESS
+    assert host.events == []
+    assert "Xen holds nothing of it: its restore has failed" in host.log
+
+
+def test_stop_waits_for_libvirts_restart_of_a_guest_that_ran_here(tmp_path: Path) -> None:
+    """A guest that ran here, shut off under libvirt's job while Xen holds nothing of it, is
+    between the destroy and the create of libvirt's restart: it is not called stopped."""
+    host = TwoNodes(tmp_path)
+    assert host.run("monitor") == OcfExit.SUCCESS  # remembered as running here
+    host.guest.state = SHUTOFF
+    host.guest.job = True
+    assert host.run("stop", CRM_meta_timeout="3000") == OcfExit.ERR_GENERIC
+    assert host.events == []
+    assert "is stopped" not in host.log
 
 
 def test_stop_destroys_through_xl_a_half_received_domain_libvirt_lost(tmp_path: Path) -> None:

@@ -8,6 +8,8 @@ none of them acts on a domain this resource does not own.
 
 from __future__ import annotations
 
+import enum
+
 from xenha.agents.guest.action import GuestAction
 from xenha.agents.guest.booking import book
 from xenha.agents.guest.identity import Located, forget, locate
@@ -101,13 +103,15 @@ def stop(action: GuestAction) -> OcfExit:
     gone_in_xen: set[str] = set()
     while located.domain is not None and located.domain.uuid() not in gone_in_xen:
         domain = located.domain
-        if toolstack is not None and _destroyed_beside_job(action, toolstack, domain):
+        held = _beside_job(action, toolstack, domain) if toolstack is not None else Held.NO_JOB
+        if held is not Held.NO_JOB:
             gone_in_xen.add(domain.uuid())
         elif _to_be_stopped(action, hypervisor, domain):
             _stop_domain(action, hypervisor, domain)
         else:
             break
-        stopped.append(domain.name)
+        if held is not Held.NOTHING_IN_XEN:
+            stopped.append(domain.name)
         forget(action)
         located = locate(action, hypervisor)  # none may be left: search again, by every identity
     if toolstack is not None:
@@ -128,29 +132,46 @@ def _to_be_stopped(action: GuestAction, hypervisor: Hypervisor, domain: Domain) 
     return domain.active() or dead_but_kept(action, domain) or _wait_for_arrival(action, hypervisor, domain)
 
 
-def _destroyed_beside_job(action: GuestAction, toolstack: Toolstack, domain: Domain) -> bool:
-    """Destroy through the toolstack a domain a libvirt job holds; False when none does.
+class Held(enum.Enum):
+    """What stop made of a domain through the toolstack, beside libvirt's job."""
+
+    NO_JOB = "no job"  # libvirt's own path stops it (or waits for a restart under way)
+    DESTROYED = "destroyed"  # Xen held it; destroyed through the toolstack
+    NOTHING_IN_XEN = "nothing in Xen"  # an arrival that never ran here and Xen holds nothing of
+
+
+def _beside_job(action: GuestAction, toolstack: Toolstack, domain: Domain) -> Held:
+    """Stop through the toolstack a domain a libvirt job holds (docs/decisions/stop-through-xl.md).
 
     libxl's migration job cannot be aborted: on the source it blocks libvirt's shutdown and
     destroy for as long as the copy hangs (minutes, the network cut); on the target the
-    arriving domain stays shut off in libvirt and paused in Xen until then. Xen destroys
-    either at once, and the migration then fails: never a second copy (a copy that had
-    already arrived is the target's to stop; Pacemaker stops it there first). When Xen
-    holds nothing of it yet (a restart between its destroy and its create), libvirt's
-    own path waits for the job instead.
+    arriving domain stays shut off in libvirt and paused in Xen until then, and libvirt
+    keeps its object under the job after the restore has failed. Xen destroys the domain at
+    once and the migration then fails: never a second copy (a copy that had already arrived
+    is the target's to stop; Pacemaker stops it there first). An arrival Xen holds nothing
+    of has nothing left to run. A guest that ran here and that Xen holds nothing of is being
+    restarted by libvirt (between its destroy and its create): libvirt's path waits for it.
     """
     if not domain.job_active():
-        return False
-    held = toolstack.domain(domain.id() if domain.id() >= 0 else domain.name)
-    if held is None or held.uuid.lower() != domain.uuid().lower():
-        return False
-    incoming = "an incoming migration or a restart" if not domain.active() else "a migration or a save"
+        return Held.NO_JOB
+    active = domain.active()
+    in_xen = toolstack.domain(domain.id() if active else domain.name)
+    if in_xen is None or in_xen.uuid.lower() != domain.uuid().lower():
+        remembered = action.memo.load().running
+        if active or (remembered is not None and remembered.uuid == domain.uuid()):
+            return Held.NO_JOB
+        action.ctx.log.warning(
+            f"guest {domain.name} is shut off on {action.here} under a libvirt job (an arrival) and Xen holds "
+            "nothing of it: its restore has failed, nothing of it can run here"
+        )
+        return Held.NOTHING_IN_XEN
+    job = "a migration or a save" if active else "an incoming migration or a restart"
     action.ctx.log.warning(
-        f"guest {domain.name} on {action.here} is held by a libvirt job that cannot be aborted ({incoming}): "
-        f"destroying it (ID {held.domain_id}, {held.state}) through {toolstack.command}"
+        f"guest {domain.name} on {action.here} is held by a libvirt job that cannot be aborted ({job}): "
+        f"destroying it (ID {in_xen.domain_id}, {in_xen.state}) through {toolstack.command}"
     )
-    toolstack.destroy(held.domain_id, held.name)
-    return True
+    toolstack.destroy(in_xen.domain_id, in_xen.name)
+    return Held.DESTROYED
 
 
 def _stop_unknown_to_libvirt(action: GuestAction, hypervisor: Hypervisor, toolstack: Toolstack) -> list[str]:
