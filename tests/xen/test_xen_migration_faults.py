@@ -154,7 +154,6 @@ def test_target_libvirtd_killed_during_a_paused_move(
     assert len(running_copies(lab, guest_name)) <= 1
 
 
-@pytest.mark.leaves_debris
 def test_network_cut_during_a_paused_move_hits_the_timeout(
     lab: Lab,
     cib: Path,
@@ -189,8 +188,34 @@ def test_network_cut_during_a_paused_move_hits_the_timeout(
         stops = stop_on_both(agent, lab, guest_name)
         print("stops: " + "; ".join(f"{host}: {run.code} in {run.seconds:.1f} s" for host, run in stops.items()))
     finally:
-        target.sh(f"ip link set {nic} up")
-    wait_for(f"{target.address} back", lambda: source.sh(f"ping -c 1 -W 2 {target.address}").returncode == 0, 60)
+        network_back(source, target, nic)
     time.sleep(20)  # a copy the network held back would land now
-    for host in lab.hosts:
-        assert domain_view(host, guest_name).xl_id is None, f"{guest_name} appeared on {host.name} afterwards"
+    try:
+        for host in lab.hosts:
+            assert domain_view(host, guest_name).xl_id is None, f"{guest_name} appeared on {host.name} afterwards"
+    finally:
+        clear_failed_arrival(target, guest_name)
+
+
+def network_back(source: XenHost, target: XenHost, nic: str) -> None:
+    """Bring the target's lab NIC up again (asked again on each try: one ssh may be lost)."""
+    started = time.monotonic()
+
+    def reachable() -> bool:
+        target.sh(f"ip link set {nic} up")
+        return source.sh(f"ping -c 1 -W 2 {target.address}").returncode == 0
+
+    wait_for(f"{target.address} back", reachable, 180)
+    print(f"the lab network to {target.name} was back {time.monotonic() - started:.0f} s after it was brought up")
+
+
+def clear_failed_arrival(target: XenHost, name: str) -> None:
+    """libvirt on the target keeps the object of the failed arrival under its migration job,
+    which nothing ends (seen held for over 10 minutes): shown, then cleared the way the stop's
+    warning tells the operator (libvirtd restarted), so that no later test meets it."""
+    left = target.sh(f"virsh -c xen:///system domjobinfo {name}")
+    print(f"libvirt on {target.name} afterwards: {left.stdout.strip() or left.stderr.strip()}")
+    if left.returncode == 0:
+        target.check("pkill -x libvirtd; sleep 2; (/usr/sbin/libvirtd --listen >>/var/log/libvirtd.out 2>&1 &)")
+        wait_for(f"libvirtd on {target.name}", lambda: target.sh("virsh -c xen:///system version").returncode == 0, 120)
+        assert target.sh(f"virsh -c xen:///system dominfo {name}").returncode != 0, f"{name} still in libvirt"

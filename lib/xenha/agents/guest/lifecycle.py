@@ -162,7 +162,8 @@ def _beside_job(action: GuestAction, toolstack: Toolstack, domain: Domain) -> He
             return Held.NO_JOB
         action.ctx.log.warning(
             f"guest {domain.name} is shut off on {action.here} under a libvirt job (an arrival) and Xen holds "
-            "nothing of it: its restore has failed, nothing of it can run here"
+            "nothing of it: its restore has failed, nothing of it can run here. libvirt keeps the object until "
+            f"libvirtd restarts on {action.here}; until then {domain.name} cannot start on or move to {action.here}"
         )
         return Held.NOTHING_IN_XEN
     job = "a migration or a save" if active else "an incoming migration or a restart"
