@@ -103,8 +103,8 @@ def stop(action: GuestAction) -> OcfExit:
     gone_in_xen: set[str] = set()
     while located.domain is not None and located.domain.uuid() not in gone_in_xen:
         domain = located.domain
-        held = _beside_job(action, toolstack, domain) if toolstack is not None else Held.NO_JOB
-        if held is not Held.NO_JOB:
+        held = _through_toolstack(action, toolstack, domain) if toolstack is not None else Held.BY_LIBVIRT
+        if held is not Held.BY_LIBVIRT:
             gone_in_xen.add(domain.uuid())
         elif _to_be_stopped(action, hypervisor, domain):
             _stop_domain(action, hypervisor, domain)
@@ -133,46 +133,54 @@ def _to_be_stopped(action: GuestAction, hypervisor: Hypervisor, domain: Domain) 
 
 
 class Held(enum.Enum):
-    """What stop made of a domain through the toolstack, beside libvirt's job."""
+    """What stop made of one of libvirt's domains by asking Xen too."""
 
-    NO_JOB = "no job"  # libvirt's own path stops it (or waits for a restart under way)
-    DESTROYED = "destroyed"  # Xen held it; destroyed through the toolstack
-    NOTHING_IN_XEN = "nothing in Xen"  # an arrival that never ran here and Xen holds nothing of
+    BY_LIBVIRT = "by libvirt"  # libvirt's own path stops it (or waits for a restart under way)
+    DESTROYED = "destroyed"  # a libvirt job held it; destroyed through the toolstack
+    NOTHING_IN_XEN = "nothing in Xen"  # libvirt's record of a domain Xen no longer holds
 
 
-def _beside_job(action: GuestAction, toolstack: Toolstack, domain: Domain) -> Held:
-    """Stop through the toolstack a domain a libvirt job holds (docs/decisions/stop-through-xl.md).
+def _through_toolstack(action: GuestAction, toolstack: Toolstack, domain: Domain) -> Held:
+    """Stop, through the toolstack, what libvirt cannot (docs/decisions/stop-through-xl.md).
 
     libxl's migration job cannot be aborted: on the source it blocks libvirt's shutdown and
     destroy for as long as the copy hangs (minutes, the network cut); on the target the
-    arriving domain stays shut off in libvirt and paused in Xen until then, and libvirt
-    keeps its object under the job after the restore has failed. Xen destroys the domain at
-    once and the migration then fails: never a second copy (a copy that had already arrived
-    is the target's to stop; Pacemaker stops it there first). An arrival Xen holds nothing
-    of has nothing left to run. A guest that ran here and that Xen holds nothing of is being
-    restarted by libvirt (between its destroy and its create): libvirt's path waits for it.
+    arriving domain stays shut off in libvirt and paused in Xen until then. Xen destroys
+    the domain at once and the migration then fails: never a second copy (a copy that had
+    already arrived is the target's to stop; Pacemaker stops it there first).
+
+    libvirt can keep a record of a domain Xen no longer holds: a failed arrival's, under its
+    job, for as long as libvirtd runs; and a destroyed domain's, when libvirt's death
+    handler could not take the domain from a job within its 30 s (seen after the destroy
+    above). Nothing of such a record can run; libvirt cannot destroy it either. A guest that
+    ran here, shut off under a job with nothing in Xen, is being restarted by libvirt (between
+    its destroy and its create): libvirt's own path waits for it.
     """
-    if not domain.job_active():
-        return Held.NO_JOB
+    job = domain.job_active()
     active = domain.active()
+    if not job and not active:
+        return Held.BY_LIBVIRT
     in_xen = toolstack.domain(domain.id() if active else domain.name)
-    if in_xen is None or in_xen.uuid.lower() != domain.uuid().lower():
-        remembered = action.memo.load().running
-        if active or (remembered is not None and remembered.uuid == domain.uuid()):
-            return Held.NO_JOB
+    if in_xen is not None and in_xen.uuid.lower() == domain.uuid().lower():
+        if not job:
+            return Held.BY_LIBVIRT
+        what = "a migration or a save" if active else "an incoming migration or a restart"
         action.ctx.log.warning(
-            f"guest {domain.name} is shut off on {action.here} under a libvirt job (an arrival) and Xen holds "
-            "nothing of it: its restore has failed, nothing of it can run here. libvirt keeps the object until "
-            f"libvirtd restarts on {action.here}; until then {domain.name} cannot start on or move to {action.here}"
+            f"guest {domain.name} on {action.here} is held by a libvirt job that cannot be aborted ({what}): "
+            f"destroying it (ID {in_xen.domain_id}, {in_xen.state}) through {toolstack.command}"
         )
-        return Held.NOTHING_IN_XEN
-    job = "a migration or a save" if active else "an incoming migration or a restart"
+        toolstack.destroy(in_xen.domain_id, in_xen.name)
+        return Held.DESTROYED
+    remembered = action.memo.load().running
+    if not active and remembered is not None and remembered.uuid == domain.uuid():
+        return Held.BY_LIBVIRT
+    record = f"libvirt's record of {domain.name} ({'running' if active else 'an arrival'})"
     action.ctx.log.warning(
-        f"guest {domain.name} on {action.here} is held by a libvirt job that cannot be aborted ({job}): "
-        f"destroying it (ID {in_xen.domain_id}, {in_xen.state}) through {toolstack.command}"
+        f"{record} on {action.here} names a domain Xen no longer holds: nothing of it can run here. libvirt keeps "
+        f"that record until libvirtd restarts on {action.here}; until then {domain.name} cannot start on or move "
+        f"to {action.here}, and admissions into it may refuse"
     )
-    toolstack.destroy(in_xen.domain_id, in_xen.name)
-    return Held.DESTROYED
+    return Held.NOTHING_IN_XEN
 
 
 def _stop_unknown_to_libvirt(action: GuestAction, hypervisor: Hypervisor, toolstack: Toolstack) -> list[str]:
