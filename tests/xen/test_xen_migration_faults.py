@@ -74,6 +74,12 @@ def copy_under_way(lab: Lab, source: XenHost, name: str, move: Future[AgentRun])
     raise FaultNotArranged(f"never saw {name} stopped for the copy on {source.name} while migrate_to ran")
 
 
+def start_libvirtd(host: XenHost) -> None:
+    """Start libvirtd in the dom0 as the lab does (unless it runs) and wait until it answers."""
+    host.sh("pgrep -x libvirtd || (/usr/sbin/libvirtd --listen >>/var/log/libvirtd.out 2>&1 &)")
+    wait_for(f"libvirtd on {host.name}", lambda: host.sh("virsh -c xen:///system version").returncode == 0, 120)
+
+
 def stop_on_both(agent: Dom0Agent, lab: Lab, name: str) -> dict[str, AgentRun]:
     """What Pacemaker does after a failed migrate_to: stop on the target, then on the source."""
     stops = {host.name: agent.run(host, "stop", timeout_ms=120000) for host in reversed(lab.hosts)}
@@ -147,8 +153,7 @@ def test_target_libvirtd_killed_during_a_paused_move(
         elif source.name in at_return:  # reported as left running on the source: it must really run
             assert not_frozen(source, guest_name), f"{guest_name} frozen on {source.name} after: {result.reason}"
     finally:
-        target.sh("pgrep -x libvirtd || (/usr/sbin/libvirtd --listen >>/var/log/libvirtd.out 2>&1 &)")
-        wait_for(f"libvirtd on {target.name}", lambda: target.sh("virsh -c xen:///system version").returncode == 0, 120)
+        start_libvirtd(target)
     if result.code != 0:
         stop_on_both(agent, lab, guest_name)
     assert len(running_copies(lab, guest_name)) <= 1
@@ -227,6 +232,6 @@ def clear_stale_records(lab: Lab, name: str) -> None:
         record = host.sh(f"virsh -c xen:///system domstate {name}")
         print(f"libvirt on {host.name} afterwards: {record.stdout.strip() or record.stderr.strip()}")
         if record.returncode == 0:
-            host.check("pkill -x libvirtd; sleep 2; (/usr/sbin/libvirtd --listen >>/var/log/libvirtd.out 2>&1 &)")
-            wait_for(f"libvirtd on {host.name}", lambda: host.sh("virsh -c xen:///system version").returncode == 0, 120)
+            host.check("pkill -x libvirtd; sleep 2")
+            start_libvirtd(host)
             assert host.sh(f"virsh -c xen:///system dominfo {name}").returncode != 0, f"{name} still in libvirt"
