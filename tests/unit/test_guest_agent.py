@@ -229,6 +229,9 @@ class FakeServices:
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
 
+    def toolstack(self, hypervisor: object) -> object | None:
+        return None  # no hypervisor toolstack beside libvirt (Xen's xl: test_guest_migration_settle)
+
     def hypervisor(self, uri: str, node: str) -> FakeHypervisor:
         self._hypervisor.deadline = self._ctx.deadline
         return self._hypervisor

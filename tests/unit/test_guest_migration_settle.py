@@ -20,7 +20,7 @@ import pytest
 
 from tests.unit.test_guest_agent import RUNNING, SHUTOFF, FakeDomain, FakeHypervisor, FakeLedger, FakeServices, Host
 from xenha.deadline import Deadline
-from xenha.libvirt import states
+from xenha.libvirt import states, toolstack
 from xenha.libvirt.domain import Domain, DomainStatus, JobFailed, JobStillActive
 from xenha.libvirt.drivers import traits
 from xenha.libvirt.errors import ErrorKind, HypervisorError
@@ -126,10 +126,48 @@ class XenHypervisor(FakeHypervisor):
         self.domains[name] = XenDomain(self, name)
 
 
+class FakeXl:
+    """Xen's own list of domains on one host, as ``xl`` shows and destroys them: every active
+    domain libvirt knows, and those Xen holds beside them (:meth:`hold`: one libvirt forgot, or
+    one it shows shut off while its job receives it)."""
+
+    def __init__(self, hypervisor: XenHypervisor, events: list[str]) -> None:
+        self.command = "xl"
+        self.node = hypervisor.node
+        self.hypervisor = hypervisor
+        self.events = events
+        self.held: dict[int, toolstack.XenDomain] = {}
+        self.destroyed: set[int] = set()  # libvirt's objects stay while its job holds them
+
+    def hold(self, name: str, domain_id: int, state: str = "--p---", cpu_seconds: float = 0.0,
+             uuid: str = "00000000-0000-4000-8000-000000000099") -> None:  # fmt: skip
+        self.held[domain_id] = toolstack.XenDomain(name, domain_id, state, cpu_seconds, uuid)
+
+    def listed(self) -> list[toolstack.XenDomain]:
+        known = [
+            toolstack.XenDomain(domain.name, domain.domain_id, "r-----", 12.5, domain.uuid())
+            for domain in self.hypervisor.domains.values()
+            if isinstance(domain, XenDomain) and domain.state != SHUTOFF
+        ]
+        return [held for held in (*known, *self.held.values()) if held.domain_id not in self.destroyed]
+
+    def domain(self, identifier: str | int) -> toolstack.XenDomain | None:
+        found = [held for held in self.listed() if identifier in (held.name, held.domain_id)]
+        return found[0] if found else None
+
+    def destroy(self, domain_id: int, name: str) -> None:
+        self.events.append(f"xl destroy {name} on {self.node}")
+        self.destroyed.add(domain_id)
+
+
 class TwoNodeServices(FakeServices):
     def __init__(self, ctx: Context, nodes: dict[str, XenHypervisor], host: Host) -> None:
         super().__init__(ctx, nodes["node1"], host.ledger, host.cluster)
         self._nodes = nodes
+        self._xl = host.xl if isinstance(host, TwoNodes) else None
+
+    def toolstack(self, hypervisor: object) -> FakeXl | None:
+        return self._xl
 
     def hypervisor(self, uri: str, node: str) -> XenHypervisor:
         hypervisor = self._nodes[node]
@@ -155,6 +193,7 @@ class TwoNodes(Host):
         self.source.domains["web1"] = self.guest
         self.saves = tmp_path / "saves"
         self.saves.mkdir()
+        self.xl: FakeXl | None = FakeXl(self.source, self.events)  # this node's (the source's); None: no xl
 
     def make_services(self, ctx: Context) -> FakeServices:
         services = TwoNodeServices(ctx, {"node1": self.source, "node2": self.target}, self)
@@ -416,8 +455,10 @@ def test_a_failed_restore_with_the_target_unverifiable_keeps_the_saved_state(nod
 
 
 # ---- the target's stop: an arriving domain is not "stopped" ------------------------------------
+# Through libvirt alone (a driver without a toolstack beside it): on Xen, xl sees the arrival.
 def test_stop_does_not_call_an_arriving_domain_stopped(tmp_path: Path) -> None:
     host = TwoNodes(tmp_path)
+    host.xl = None
     host.source.domains["web1"] = arriving = XenDomain(host.source, "web1", SHUTOFF)
     arriving.job = True
     assert host.run("stop", CRM_meta_timeout="3000") == OcfExit.ERR_GENERIC
@@ -427,12 +468,14 @@ def test_stop_does_not_call_an_arriving_domain_stopped(tmp_path: Path) -> None:
 
 def test_stop_destroys_an_arriving_domain_once_it_runs(tmp_path: Path) -> None:
     host = TwoNodes(tmp_path)
+    host.xl = None
     host.source.domains["web1"] = arriving = XenDomain(host.source, "web1", SHUTOFF)
     arriving.job = True
 
-    def restore_completes() -> None:
+    def restore_completes() -> None:  # libvirt's Finish: running, and the job over
         time.sleep(0.3)
         arriving.state = RUNNING
+        arriving.job = False
 
     threading.Thread(target=restore_completes).start()
     assert host.run("stop", CRM_meta_timeout="5000", force_stop="true") == OcfExit.SUCCESS
@@ -457,6 +500,114 @@ def test_stop_of_a_defined_inactive_domain_is_stopped_at_once(tmp_path: Path) ->
     defined.persistent = True
     assert host.run("stop") == OcfExit.SUCCESS
     assert host.events == []
+
+
+# ---- stop through xl: what libvirt lost, or cannot act on while its job holds it -----------------
+def test_stop_destroys_through_xl_a_guest_an_unabortable_migration_holds(tmp_path: Path) -> None:
+    """libxl's migration job (the network to the target cut) blocks libvirt's shutdown and destroy
+    for minutes: stop destroys the domain through xl, at once, and ends although libvirt's
+    object (held by its job) still looks active."""
+    host = TwoNodes(tmp_path)
+    host.guest.job = True
+    host.guest.obeys_shutdown = False
+    started = time.monotonic()
+    assert host.run("stop", CRM_meta_timeout="20000") == OcfExit.SUCCESS
+    assert time.monotonic() - started < 5
+    assert host.events == ["xl destroy web1 on node1"]
+    assert "shutdown" not in host.guest.calls
+    assert "held by a libvirt job that cannot be aborted" in host.log
+    assert host.xl.listed() == []
+
+
+def test_stop_destroys_through_xl_an_arrival_held_by_an_unabortable_migration(tmp_path: Path) -> None:
+    """On the target of a migration whose copy hangs, libvirt shows the arriving domain shut off
+    under its job (for minutes) while Xen holds it paused: stop destroys it through xl instead
+    of waiting for a job that will not end in its time."""
+    host = TwoNodes(tmp_path)
+    host.source.domains["web1"] = arriving = XenDomain(host.source, "web1", SHUTOFF)
+    arriving.job = True
+    host.xl.hold("web1", 9, uuid=arriving.uuid())
+    started = time.monotonic()
+    assert host.run("stop", CRM_meta_timeout="20000") == OcfExit.SUCCESS
+    assert time.monotonic() - started < 5
+    assert host.events == ["xl destroy web1 on node1"]
+    assert "an incoming migration or a restart" in host.log
+    assert host.xl.listed() == []
+
+
+def test_stop_calls_stopped_a_failed_arrival_xen_holds_nothing_of(tmp_path: Path) -> None:
+    """libvirt keeps the object of an arrival whose restore failed under its job (seen for
+    minutes in the lab); Xen holds nothing of it: nothing can run, the guest is stopped."""
+    host = TwoNodes(tmp_path)
+    host.source.domains["web1"] = arriving = XenDomain(host.source, "web1", SHUTOFF)
+    arriving.job = True
+    assert host.run("stop", CRM_meta_timeout="20000") == OcfExit.SUCCESS
+    assert host.events == []
+    assert "libvirt's record of web1 (an arrival) on node1 names a domain Xen no longer holds" in host.log
+    assert "until libvirtd restarts on node1" in host.log
+
+
+def test_stop_calls_stopped_a_running_record_xen_no_longer_holds(tmp_path: Path) -> None:
+    """A domain destroyed through xl while libvirt's job held it can stay "running" in libvirt
+    (its death handler gave up waiting for the job; seen in the lab): libvirt cannot destroy
+    it, Xen holds nothing of it; stop says so, names the remedy, and succeeds."""
+    host = TwoNodes(tmp_path)
+    host.xl.destroyed.add(host.guest.domain_id)
+    host.guest.obeys_shutdown = False
+    assert host.run("stop", CRM_meta_timeout="20000") == OcfExit.SUCCESS
+    assert host.events == []
+    assert "shutdown" not in host.guest.calls
+    assert "libvirt's record of web1 (running) on node1 names a domain Xen no longer holds" in host.log
+
+
+def test_stop_waits_for_libvirts_restart_of_a_guest_that_ran_here(tmp_path: Path) -> None:
+    """A guest that ran here, shut off under libvirt's job while Xen holds nothing of it, is
+    between the destroy and the create of libvirt's restart: it is not called stopped."""
+    host = TwoNodes(tmp_path)
+    assert host.run("monitor") == OcfExit.SUCCESS  # remembered as running here
+    host.guest.state = SHUTOFF
+    host.guest.job = True
+    assert host.run("stop", CRM_meta_timeout="3000") == OcfExit.ERR_GENERIC
+    assert host.events == []
+    assert "is stopped" not in host.log
+
+
+def test_stop_destroys_through_xl_a_half_received_domain_libvirt_lost(tmp_path: Path) -> None:
+    """A libvirtd restarted during an arrival forgets the domain Xen keeps paused: stop finds it
+    in Xen's list and destroys it instead of calling the guest stopped."""
+    host = TwoNodes(tmp_path)
+    del host.source.domains["web1"]
+    host.xl.hold("web1", 8)
+    assert host.run("stop") == OcfExit.SUCCESS
+    assert host.events == ["xl destroy web1 on node1"]
+    assert "paused and never run, unknown to libvirt" in host.log
+    assert "web1 is stopped on node1" in host.log
+
+
+@pytest.mark.parametrize(
+    ("state", "cpu_seconds", "uuid", "code", "events", "said"),
+    [
+        ("-b----", 31.0, "00000000-0000-4000-8000-000000000099", OcfExit.ERR_GENERIC, [], "xl destroy web1"),
+        ("--p---", 4.0, "00000000-0000-4000-8000-000000000099", OcfExit.ERR_GENERIC, [], "it may be this guest"),
+        ("--p---", 0.0, "11111111-0000-4000-8000-000000000001", OcfExit.SUCCESS, [], "not web1's, left as it is"),
+    ],
+    ids=["running-unknown", "paused-but-ran", "another-uuid"],
+)
+def test_stop_never_destroys_through_xl_a_domain_it_cannot_tell_is_an_arrival(
+    tmp_path: Path, state: str, cpu_seconds: float, uuid: str, code: int, events: list[str], said: str
+) -> None:
+    """A domain only Xen knows under the guest's name that has run (hand-started with xl, or the
+    guest itself) is never destroyed, and the guest is not called stopped beside it (1); one
+    whose UUID differs from the configuration's is another guest: left, and stop succeeds."""
+    host = TwoNodes(tmp_path)
+    host.config.write_text(host.config.read_text().replace(
+        "<name>web1</name>", "<name>web1</name><uuid>00000000-0000-4000-8000-000000000099</uuid>"))  # fmt: skip
+    del host.source.domains["web1"]
+    host.xl.hold("web1", 8, state, cpu_seconds, uuid)
+    assert host.run("stop") == code
+    assert host.events == events
+    assert said in host.log
+    assert [held.domain_id for held in host.xl.listed()] == [8]
 
 
 # ---- the job of a driver that cannot abort (libvirt/domain.py) ---------------------------------

@@ -19,13 +19,6 @@ from tests.support.xenlab.lab import REPO, Lab, attach_lab, start_lab, stop_lab
 pytestmark = pytest.mark.xen
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``leaves_debris`` run after every other: the defect they show (a migration
-    job libxl cannot abort, still holding the guest) can leave libvirt a domain object it
-    cannot read, and the next test's admission on that host would then refuse (seen once)."""
-    items.sort(key=lambda item: item.get_closest_marker("leaves_debris") is not None)
-
-
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     debs = sorted((REPO / "dist").glob("xenha-agents_*.deb"))

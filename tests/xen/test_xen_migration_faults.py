@@ -74,9 +74,17 @@ def copy_under_way(lab: Lab, source: XenHost, name: str, move: Future[AgentRun])
     raise FaultNotArranged(f"never saw {name} stopped for the copy on {source.name} while migrate_to ran")
 
 
+def start_libvirtd(host: XenHost) -> None:
+    """Start libvirtd in the dom0 as the lab does (unless it runs) and wait until it answers."""
+    host.sh("pgrep -x libvirtd || (/usr/sbin/libvirtd --listen >>/var/log/libvirtd.out 2>&1 &)")
+    wait_for(f"libvirtd on {host.name}", lambda: host.sh("virsh -c xen:///system version").returncode == 0, 120)
+
+
 def stop_on_both(agent: Dom0Agent, lab: Lab, name: str) -> dict[str, AgentRun]:
     """What Pacemaker does after a failed migrate_to: stop on the target, then on the source."""
     stops = {host.name: agent.run(host, "stop", timeout_ms=120000) for host in reversed(lab.hosts)}
+    for node, run in stops.items():
+        print(f"stop on {node} -> {run.code} in {run.seconds:.1f} s:\n{run.stderr}")
     for host in lab.hosts:
         assert stops[host.name].code == 0, (host.name, stops[host.name])
         assert domain_view(host, name).xl_id is None, f"{name} left on {host.name} after its stop"
@@ -116,12 +124,6 @@ def test_save_dir_where_xen_cannot_save_is_refused_by_validation(lab: Lab, cib: 
     assert reservations(lab) == ""
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="defect seen in the lab, not fixed yet: the restarted libvirtd does not know the half-received "
-    "domain (Xen holds it paused); stop there answers 'stopped' and leaves it (docs/xen-lab-findings.md #4)",
-)
 def test_target_libvirtd_killed_during_a_paused_move(
     lab: Lab,
     cib: Path,
@@ -151,21 +153,12 @@ def test_target_libvirtd_killed_during_a_paused_move(
         elif source.name in at_return:  # reported as left running on the source: it must really run
             assert not_frozen(source, guest_name), f"{guest_name} frozen on {source.name} after: {result.reason}"
     finally:
-        target.sh("pgrep -x libvirtd || (/usr/sbin/libvirtd --listen >>/var/log/libvirtd.out 2>&1 &)")
-        wait_for(f"libvirtd on {target.name}", lambda: target.sh("virsh -c xen:///system version").returncode == 0, 120)
+        start_libvirtd(target)
     if result.code != 0:
         stop_on_both(agent, lab, guest_name)
     assert len(running_copies(lab, guest_name)) <= 1
 
 
-@pytest.mark.xfail(
-    raises=AssertionError,
-    strict=True,
-    reason="defect seen in the lab, not fixed yet: migrate_to answers in time and touches neither copy, but "
-    "the stop on the source then fails (libxl's migration job, which cannot be aborted, holds the domain's "
-    "lock): Pacemaker would fence the source (docs/xen-lab-findings.md #1)",
-)
-@pytest.mark.leaves_debris
 def test_network_cut_during_a_paused_move_hits_the_timeout(
     lab: Lab,
     cib: Path,
@@ -185,9 +178,8 @@ def test_network_cut_during_a_paused_move_hits_the_timeout(
         move = in_background(lambda: agent.migrate(source, target, timeout_ms=timeout_ms))
         copy_under_way(lab, source, guest_name, move)
         target.check(f"ip link set {nic} down")
-        cut = source.sh(f"ping -c 2 -W 2 {target.address}")
-        if cut.returncode == 0 or move.done():
-            raise FaultNotArranged(f"the network to {target.name} was not cut during the copy: {cut.stdout}")
+        if reaches(source, target) or move.done():
+            raise FaultNotArranged(f"the network to {target.name} was not cut during the copy")
         result = move.result()
         at_return = running_copies(lab, guest_name)
         print(f"migrate_to -> {result.code} in {result.seconds:.1f} s: {result.reason}; "
@@ -200,8 +192,46 @@ def test_network_cut_during_a_paused_move_hits_the_timeout(
         stops = stop_on_both(agent, lab, guest_name)
         print("stops: " + "; ".join(f"{host}: {run.code} in {run.seconds:.1f} s" for host, run in stops.items()))
     finally:
-        target.sh(f"ip link set {nic} up")
-    wait_for(f"{target.address} back", lambda: source.sh(f"ping -c 1 -W 2 {target.address}").returncode == 0, 60)
+        network_back(source, target, nic)
     time.sleep(20)  # a copy the network held back would land now
+    try:
+        for host in lab.hosts:
+            assert domain_view(host, guest_name).xl_id is None, f"{guest_name} appeared on {host.name} afterwards"
+    finally:
+        clear_stale_records(lab, guest_name)
+
+
+def reaches(source: XenHost, target: XenHost) -> bool:
+    """Whether ``source`` opens a TCP connection to the target's sshd over the lab network
+    within 5 s (the dom0s have no ping: a check built on it could not fail)."""
+    probe = source.sh(f"timeout 5 bash -c 'exec 3<>/dev/tcp/{target.address}/22'")
+    if probe.returncode not in (0, 1, 124):
+        raise AssertionError(f"the connection probe itself failed on {source.name}: {probe}")
+    return probe.returncode == 0
+
+
+def network_back(source: XenHost, target: XenHost, nic: str) -> None:
+    """Bring the target's lab NIC up again (asked again on each try: one ssh may be lost)."""
+    started = time.monotonic()
+
+    def reachable() -> bool:
+        target.sh(f"ip link set {nic} up")
+        return reaches(source, target)
+
+    wait_for(f"{target.address} back", reachable, 180)
+    print(f"the lab network to {target.name} was back {time.monotonic() - started:.0f} s after it was brought up")
+
+
+def clear_stale_records(lab: Lab, name: str) -> None:
+    """libvirt can keep a record of a domain Xen no longer holds: the failed arrival's, under
+    its migration job, which nothing ends (seen held for over 10 minutes), and the source's,
+    destroyed through xl while that job held it, when libvirt's death handler gave up waiting
+    for the job (it then says "running" and fails every read). Shown, then cleared the way the
+    stop's warning tells the operator (libvirtd restarted), so that no later test meets them."""
     for host in lab.hosts:
-        assert domain_view(host, guest_name).xl_id is None, f"{guest_name} appeared on {host.name} afterwards"
+        record = host.sh(f"virsh -c xen:///system domstate {name}")
+        print(f"libvirt on {host.name} afterwards: {record.stdout.strip() or record.stderr.strip()}")
+        if record.returncode == 0:
+            host.check("pkill -x libvirtd; sleep 2")
+            start_libvirtd(host)
+            assert host.sh(f"virsh -c xen:///system dominfo {name}").returncode != 0, f"{name} still in libvirt"

@@ -36,6 +36,9 @@ class DriverTraits(NamedTuple):
     # Filesystem types (as /proc/self/mounts names them) a save cannot be written to
     # (xenha.libvirt.savedir): validation refuses a save_dir there.
     save_fails_on: frozenset[str] = frozenset()
+    # The hypervisor's own toolstack, reached when libvirt has lost a domain the hypervisor still
+    # holds, or cannot act on one its unabortable job holds (xenha.libvirt.toolstack); None: none.
+    toolstack: str | None = None
 
 
 # libvirt's libxl driver (src/libxl/libxl_driver.c) implements none of these: its jobs cannot
@@ -66,6 +69,10 @@ _TRAITS = {
         # write cannot pin them ("Failed to write page data to stream (14 = Bad address)",
         # seen in the lab), and the guest stays suspended (docs/decisions/save-dir-filesystems.md).
         save_fails_on=frozenset({"9p"}),
+        # A libvirtd restarted during an arrival forgets the half-received domain Xen keeps; a
+        # migration job libxl cannot abort blocks destroy for minutes (both seen in the lab):
+        # stop reaches such domains through xl (docs/decisions/stop-through-xl.md).
+        toolstack="xl",
     ),
 }
 

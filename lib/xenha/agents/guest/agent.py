@@ -39,6 +39,7 @@ from xenha.libvirt.domxml import (
 from xenha.libvirt.drivers import DriverTraits, config_refusals, traits
 from xenha.libvirt.errors import ErrorKind, HypervisorError
 from xenha.libvirt.savedir import read_mount_table, save_dir_refusal
+from xenha.libvirt.toolstack import ToolstackError
 from xenha.libvirt.uri import UriError, parse
 from xenha.ocf import Agent, Context, OcfError, OcfExit
 
@@ -107,6 +108,8 @@ class GuestAgent(Agent):
     def translate(self, error: Exception) -> OcfError | None:
         if isinstance(error, HypervisorError):
             return OcfError(OcfExit.ERR_GENERIC, error.reason())
+        if isinstance(error, ToolstackError):
+            return OcfError(OcfExit.ERR_GENERIC, str(error))
         return None
 
     def handlers(self) -> Mapping[str, Callable[[Context], OcfExit]]:

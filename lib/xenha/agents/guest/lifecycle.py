@@ -8,6 +8,8 @@ none of them acts on a domain this resource does not own.
 
 from __future__ import annotations
 
+import enum
+
 from xenha.agents.guest.action import GuestAction
 from xenha.agents.guest.booking import book
 from xenha.agents.guest.identity import Located, forget, locate
@@ -18,6 +20,7 @@ from xenha.libvirt import states
 from xenha.libvirt.connection import Hypervisor
 from xenha.libvirt.domain import Domain
 from xenha.libvirt.errors import ErrorKind, HypervisorError
+from xenha.libvirt.toolstack import Toolstack, Unknown, judge_unknown  # no subprocess until xl runs
 from xenha.ocf import OcfError, OcfExit
 
 POLL_INTERVAL_S = 0.2
@@ -92,14 +95,27 @@ def stop(action: GuestAction) -> OcfExit:
     """Stop every domain of this resource here; success only once none runs (and none was another's)."""
     ctx = action.ctx
     hypervisor = action.hypervisor()
+    toolstack = action.services.toolstack(hypervisor)
     located = locate(action, hypervisor)
     stopped: list[str] = []
-    while located.domain is not None and _to_be_stopped(action, hypervisor, located.domain):
+    # UUIDs destroyed through the toolstack while libvirt's job held them: libvirt keeps their
+    # objects until that job fails, which is not this stop's to wait for
+    gone_in_xen: set[str] = set()
+    while located.domain is not None and located.domain.uuid() not in gone_in_xen:
         domain = located.domain
-        _stop_domain(action, hypervisor, domain)
-        stopped.append(domain.name)
+        held = _through_toolstack(action, toolstack, domain) if toolstack is not None else Held.BY_LIBVIRT
+        if held is not Held.BY_LIBVIRT:
+            gone_in_xen.add(domain.uuid())
+        elif _to_be_stopped(action, hypervisor, domain):
+            _stop_domain(action, hypervisor, domain)
+        else:
+            break
+        if held is not Held.NOTHING_IN_XEN:
+            stopped.append(domain.name)
         forget(action)
         located = locate(action, hypervisor)  # none may be left: search again, by every identity
+    if toolstack is not None:
+        stopped.extend(_stop_unknown_to_libvirt(action, hypervisor, toolstack))
     if located.intruder is not None:
         ctx.log.warning(f"{located.intruder.reason(ctx.env.instance, action.here)}; it is left running")
     if not stopped:
@@ -114,6 +130,95 @@ def _to_be_stopped(action: GuestAction, hypervisor: Hypervisor, domain: Domain) 
     """True for a domain that runs here, is dead but still held by the hypervisor (preserve), or
     is still being received (or restarted) and then would run."""
     return domain.active() or dead_but_kept(action, domain) or _wait_for_arrival(action, hypervisor, domain)
+
+
+class Held(enum.Enum):
+    """What stop made of one of libvirt's domains by asking Xen too."""
+
+    BY_LIBVIRT = "by libvirt"  # libvirt's own path stops it (or waits for a restart under way)
+    DESTROYED = "destroyed"  # a libvirt job held it; destroyed through the toolstack
+    NOTHING_IN_XEN = "nothing in Xen"  # libvirt's record of a domain Xen no longer holds
+
+
+def _through_toolstack(action: GuestAction, toolstack: Toolstack, domain: Domain) -> Held:
+    """Stop, through the toolstack, what libvirt cannot (docs/decisions/stop-through-xl.md).
+
+    libxl's migration job cannot be aborted: on the source it blocks libvirt's shutdown and
+    destroy for as long as the copy hangs (minutes, the network cut); on the target the
+    arriving domain stays shut off in libvirt and paused in Xen until then. Xen destroys
+    the domain at once and the migration then fails: never a second copy (a copy that had
+    already arrived is the target's to stop; Pacemaker stops it there first).
+
+    libvirt can keep a record of a domain Xen no longer holds: a failed arrival's, under its
+    job, for as long as libvirtd runs; and a destroyed domain's, when libvirt's death
+    handler could not take the domain from a job within its 30 s (seen after the destroy
+    above). Nothing of such a record can run; libvirt cannot destroy it either. A guest that
+    ran here, shut off under a job with nothing in Xen, is being restarted by libvirt (between
+    its destroy and its create): libvirt's own path waits for it.
+    """
+    job = domain.job_active()
+    active = domain.active()
+    if not job and not active:
+        return Held.BY_LIBVIRT
+    in_xen = toolstack.domain(domain.id() if active else domain.name)
+    if in_xen is not None and in_xen.uuid.lower() == domain.uuid().lower():
+        if not job:
+            return Held.BY_LIBVIRT
+        what = "a migration or a save" if active else "an incoming migration or a restart"
+        action.ctx.log.warning(
+            f"guest {domain.name} on {action.here} is held by a libvirt job that cannot be aborted ({what}): "
+            f"destroying it (ID {in_xen.domain_id}, {in_xen.state}) through {toolstack.command}"
+        )
+        toolstack.destroy(in_xen.domain_id, in_xen.name)
+        return Held.DESTROYED
+    remembered = action.memo.load().running
+    if not active and remembered is not None and remembered.uuid == domain.uuid():
+        return Held.BY_LIBVIRT
+    record = f"libvirt's record of {domain.name} ({'running' if active else 'an arrival'})"
+    action.ctx.log.warning(
+        f"{record} on {action.here} names a domain Xen no longer holds: nothing of it can run here. libvirt keeps "
+        f"that record until libvirtd restarts on {action.here}; until then {domain.name} cannot start on or move "
+        f"to {action.here}, and admissions into it may refuse"
+    )
+    return Held.NOTHING_IN_XEN
+
+
+def _stop_unknown_to_libvirt(action: GuestAction, hypervisor: Hypervisor, toolstack: Toolstack) -> list[str]:
+    """Stop what Xen holds under the guest's name that libvirt does not know (a libvirtd
+    restarted during an arrival forgets the half-received domain); the names destroyed.
+
+    Only a paused domain that never ran is destroyed (:func:`judge_unknown`); beside one that
+    ran, the guest cannot be called stopped; one whose UUID says it is another guest is left.
+    """
+    ctx = action.ctx
+    remembered = action.memo.load().running
+    names = dict.fromkeys(name for name in (action.domain_name(), remembered.name if remembered else None) if name)
+    config_uuid = action.spec.uuid if action.spec is not None else None
+    destroyed = []
+    for name in names:
+        held = toolstack.domain(name)
+        if held is None or hypervisor.lookup(name) is not None:
+            continue  # not there, or libvirt knows it: the search by every identity judged it
+        verdict = judge_unknown(held, config_uuid)
+        if verdict is Unknown.NOT_OURS:
+            ctx.log.warning(
+                f"Xen on {action.here} holds a domain {name} (ID {held.domain_id}, UUID {held.uuid}) that libvirt "
+                f"does not know and whose UUID is not {config_uuid}: not {ctx.env.instance}'s, left as it is"
+            )
+            continue
+        if verdict is Unknown.UNVERIFIED:
+            raise OcfError(
+                OcfExit.ERR_GENERIC,
+                f"Xen on {action.here} runs a domain {name} (ID {held.domain_id}, {held.state}) that libvirt does "
+                f"not know: it may be this guest, so it is not stopped; destroy it (xl destroy {name}) or rename it",
+            )
+        ctx.log.warning(
+            f"Xen on {action.here} holds {name} (ID {held.domain_id}) paused and never run, unknown to libvirt: "
+            f"an arrival libvirtd lost; destroying it through {toolstack.command}"
+        )
+        toolstack.destroy(held.domain_id, name)
+        destroyed.append(name)
+    return destroyed
 
 
 def _stop_domain(action: GuestAction, hypervisor: Hypervisor, domain: Domain) -> None:

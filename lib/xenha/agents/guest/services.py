@@ -22,6 +22,7 @@ from xenha.ocf import Context
 if TYPE_CHECKING:
     from xenha.admission.stores import Ledger
     from xenha.libvirt.live_migration import LiveMigration
+    from xenha.libvirt.toolstack import Toolstack
     from xenha.pacemaker.cluster import ClusterCli
 
 
@@ -42,6 +43,13 @@ class GuestServices:
         from xenha.libvirt.live_migration import host_live_migration, state_file  # noqa: PLC0415 - migration code only when migrating (performance.md)
 
         return host_live_migration(hypervisor.driver, hypervisor.deadline, state_file(self._ctx.env.rsctmp))
+
+    def toolstack(self, hypervisor: Hypervisor) -> Toolstack | None:
+        """The hypervisor's own toolstack on this node (``xl`` on Xen), None where the driver has none."""
+        from xenha.libvirt.toolstack import Toolstack  # noqa: PLC0415 - only stop on a Xen host needs it (performance.md)
+
+        command = hypervisor.driver.toolstack
+        return None if command is None else Toolstack(command, hypervisor.deadline, hypervisor.node)
 
     def cluster(self) -> ClusterCli:
         from xenha.pacemaker.cluster import ClusterCli  # noqa: PLC0415 - the cluster stack only when used (performance.md)
