@@ -16,7 +16,8 @@ at teardown. The hosts share:
 The harness reaches each dom0 by ssh through QEMU's user-mode NIC (``restrict=on``: the VM
 reaches nothing; only a forwarded port on 127.0.0.1 reaches it). Everything a run creates
 lives in ``build/xenlab/run``; teardown stops the processes this module started, by pid,
-and removes that directory.
+and removes that directory. A test session gets its lab from :func:`session_lab` (booted
+with dist/'s .deb, or the one ``XENLAB_ATTACH=1`` finds left up).
 """
 
 from __future__ import annotations
