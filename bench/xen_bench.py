@@ -55,6 +55,7 @@ from tests.support.xenlab.guests import (
     DomainView,
     destroy_everywhere,
     domain_view,
+    guest_agent,
     put_guest,
     pv_domain_xml,
 )
@@ -207,8 +208,7 @@ def moves_benchmark(lab: Lab) -> str:
     hosts = [lab.host("xenhost1"), lab.host("xenhost2")]
     config = put_guest(lab, GUEST, pv_domain_xml(GUEST, memory_mib=MEMORY_MIB))
     write_cib(lab.san / "cib.xml", {"xenhost1": {}, "xenhost2": {}})
-    agent = Dom0Agent("xen-guest", GUEST, {"config": config, "hypervisor": "xen:///system",
-                                           "remoteuri": "xen+tcp://%n/system", "force_stop": "true"})  # fmt: skip
+    agent = guest_agent(config, GUEST, force_stop="true")
     destroy_everywhere(lab, GUEST)
     for host in hosts:  # what an earlier run's agent remembered (rates, a move in flight)
         host.sh(f"rm -rf /run/xenlab-rsctmp/{GUEST}")

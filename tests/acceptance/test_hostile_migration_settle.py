@@ -13,6 +13,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import libvirt
@@ -111,23 +112,33 @@ def live_migration_under_way(hosts: HostSet, move: Move, timeout_ms: int) -> tup
     return thread, results
 
 
+@contextmanager
+def migrate_to_failed_by_a_frozen_target(hosts: HostSet, move: Move, timeout_ms: int) -> Iterator[AgentRun]:
+    """A live migration under way to hostB, whose libvirtd is then frozen until the block
+    ends (hostA's link unshaped then too); yields migrate_to's answer, checked to have come
+    inside its timeout (Pacemaker kills an action that outlives it and counts it failed:
+    fencing, for a stop) and not to claim success."""
+    thread, results = live_migration_under_way(hosts, move, timeout_ms=timeout_ms)
+    hosts.freeze_libvirtd("hostB")
+    try:
+        thread.join(120)
+        assert results, "migrate_to did not answer in 120 s with the target's libvirtd frozen"
+        result = results[0]
+        assert result.seconds < timeout_ms / 1000, f"migrate_to outlived its {timeout_ms // 1000} s timeout:\n{result}"
+        assert result.code != 0, f"migrate_to claimed success with the target's libvirtd frozen: {result}"
+        yield result
+    finally:
+        hosts.thaw_libvirtd("hostB")
+        hosts.shape("hostA", None)
+
+
 def test_failed_live_migration_never_resumes_the_source_while_the_target_may_hold_a_copy(
     hosts: HostSet, tmp_path: Path
 ) -> None:
     move = guest_move(hosts, tmp_path, "livesettle", hvm_migration="live")
     try:
-        thread, results = live_migration_under_way(hosts, move, timeout_ms=30000)
-        hosts.freeze_libvirtd("hostB")
-        try:
-            thread.join(120)
-        finally:
-            hosts.thaw_libvirtd("hostB")
-            hosts.shape("hostA", None)
-        assert results, "migrate_to did not answer in 120 s with the target's libvirtd frozen"
-        result = results[0]
-        # Pacemaker kills an action that outlives its timeout and counts it failed (fencing, for a stop).
-        assert result.seconds < 30, f"migrate_to outlived its 30 s timeout:\n{result}"
-        assert result.code != 0, f"migrate_to claimed success with the target's libvirtd frozen: {result}"
+        with migrate_to_failed_by_a_frozen_target(hosts, move, timeout_ms=30000) as result:
+            pass  # answered in time and failed (checked); the target's libvirtd thaws on leaving
         # Whatever the target does once it answers again, the guest must not run on both.
         seen = watched(lambda: live_on(move), seconds=15)
         assert ["hostA", "hostB"] not in seen, f"the guest ran on both hosts after the failed migration:\n{result}"
@@ -153,14 +164,7 @@ def test_a_source_libvirt_resumes_while_the_target_is_frozen_is_paused_before_mi
     resumed by hand; Pacemaker's stop on both nodes destroys it.)"""
     move = guest_move(hosts, tmp_path, "keepalive", hvm_migration="live")
     try:
-        thread, results = live_migration_under_way(hosts, move, timeout_ms=60000)
-        hosts.freeze_libvirtd("hostB")
-        try:
-            thread.join(120)
-            assert results, "migrate_to did not answer in 120 s with the target's libvirtd frozen"
-            result = results[0]
-            assert result.seconds < 60, f"migrate_to outlived its 60 s timeout:\n{result}"
-            assert result.code != 0, f"migrate_to claimed success with the target's libvirtd frozen: {result}"
+        with migrate_to_failed_by_a_frozen_target(hosts, move, timeout_ms=60000) as result:
             assert "could not be verified" in result.stderr, f"not the unverifiable target:\n{result}"
             assert "keepalive is paused on hostA so that it cannot run twice" in result.stderr, (
                 f"the source was not paused:\n{result}"
@@ -168,9 +172,6 @@ def test_a_source_libvirt_resumes_while_the_target_is_frozen_is_paused_before_mi
             assert move.state("hostA") == libvirt.VIR_DOMAIN_PAUSED, f"the source is not paused:\n{result}"
             # The case under test: libvirt had resumed the source (or never paused it), the agent paused it.
             assert "keepalive is running on hostA while hostB may hold a running copy" in result.stderr, result
-        finally:
-            hosts.thaw_libvirtd("hostB")
-            hosts.shape("hostA", None)
         # The thawed target may finish what it received (in most runs here it starts its copy within
         # a second; in some its Finish had not arrived): the source must stay paused meanwhile.
         seen = watched(lambda: executing_on(move), seconds=15)

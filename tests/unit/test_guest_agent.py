@@ -441,28 +441,33 @@ def test_a_reconnect_continues_stops_graceful_wait_instead_of_starting_it_again(
     assert domain.calls == ["shutdown", "shutdown", "destroy"]
 
 
-def test_a_guest_rebooting_through_libxls_shutoff_is_running(host: Host) -> None:
-    """Issue 11 item 2 through the seam: shut off while a job of libvirt's re-creates it."""
+def started_then_shut_off(host: Host, kept_dead: bool = False, restart_reads: int | None = None) -> FakeDomain:
+    """web1 started by the agent, then shut off as libvirt reports it: dead but kept by Xen
+    (``kept_dead``: on_poweroff/on_crash=preserve), or being re-created by a job of libvirt's
+    for ``restart_reads`` reads of its state (libxl's reboot)."""
     assert host.run("start") == OcfExit.SUCCESS
     domain = host.hypervisor.domains["web1"]
-    domain.state, domain.restart_reads = SHUTOFF, 5
+    domain.state, domain.kept_dead, domain.restart_reads = SHUTOFF, kept_dead, restart_reads
+    return domain
+
+
+def test_a_guest_rebooting_through_libxls_shutoff_is_running(host: Host) -> None:
+    """Issue 11 item 2 through the seam: shut off while a job of libvirt's re-creates it."""
+    started_then_shut_off(host, restart_reads=5)
     assert host.run("monitor") == OcfExit.SUCCESS
     assert "while libvirt restarts it: waiting" in host.log and "was restarted on node1" in host.log
 
 
 def test_a_shut_off_guest_without_a_job_or_an_id_is_stopped(host: Host) -> None:
     """The guard beside it: a real stop is still 7, at once (no wait without a job)."""
-    assert host.run("start") == OcfExit.SUCCESS
-    host.hypervisor.domains["web1"].state = SHUTOFF
+    started_then_shut_off(host)
     assert host.run("monitor") == OcfExit.NOT_RUNNING
     assert "waiting" not in host.log
 
 
 def test_a_preserved_dead_guest_is_not_not_running_and_stop_destroys_it(host: Host) -> None:
     """Issue 11 item 8: on_poweroff/on_crash=preserve keeps a dead domain holding memory."""
-    assert host.run("start") == OcfExit.SUCCESS
-    domain = host.hypervisor.domains["web1"]
-    domain.state, domain.kept_dead = SHUTOFF, True
+    domain = started_then_shut_off(host, kept_dead=True)
     assert host.run("monitor") == OcfExit.ERR_GENERIC
     assert "Xen still holds it and its memory" in host.log
     assert host.run("stop") == OcfExit.SUCCESS
@@ -473,18 +478,14 @@ def test_a_preserved_dead_guest_is_not_not_running_and_stop_destroys_it(host: Ho
 
 
 def test_start_destroys_a_preserved_dead_guest_before_starting_it(host: Host) -> None:
-    assert host.run("start") == OcfExit.SUCCESS
-    domain = host.hypervisor.domains["web1"]
-    domain.state, domain.kept_dead = SHUTOFF, True
+    domain = started_then_shut_off(host, kept_dead=True)
     assert host.run("start") == OcfExit.SUCCESS
     assert "dead but still held on node1: destroying it" in host.log
     assert host.hypervisor.domains["web1"] is not domain and host.run("monitor") == OcfExit.SUCCESS
 
 
 def test_a_restart_outlasting_the_wait_is_running_only_where_the_guest_ran(host: Host) -> None:
-    assert host.run("start") == OcfExit.SUCCESS
-    domain = host.hypervisor.domains["web1"]
-    domain.state, domain.restart_reads = SHUTOFF, 10**9  # libvirt's job outlasts the monitor's wait
+    started_then_shut_off(host, restart_reads=10**9)  # libvirt's job outlasts the monitor's wait
     assert host.run("monitor", CRM_meta_timeout="4000") == OcfExit.SUCCESS
     assert "still being restarted by libvirt on node1 (it rebooted): reported running" in host.log
     (host.rsctmp.parent / "other").mkdir()

@@ -330,16 +330,36 @@ def test_a_source_that_cannot_be_paused_is_reported_as_possibly_running_twice(no
     assert nodes.released
 
 
-def test_a_source_running_while_the_target_runs_too_is_paused(nodes: TwoNodes) -> None:
+@pytest.mark.parametrize(
+    ("source_left", "failure", "settled", "reported"),
+    [
+        pytest.param(
+            RESUMED_BY_LIBVIRT, "operation failed: migration out job: canceled by client", ["suspend on node1"],
+            "web1 runs on node2, and web1 is paused on node1 so that it cannot run twice",
+            id="a_source_running_while_the_target_runs_too_is_paused",
+        ),
+        pytest.param(
+            PAUSED_BY_LIBXL, "Failed to send migration data to destination host", [],
+            "web1 runs on node2, and web1 is left paused for an unknown reason on node1",
+            id="a_source_paused_for_an_unknown_reason_is_not_guessed",
+        ),
+    ],
+)  # fmt: skip
+def test_a_copy_running_on_the_target_after_the_failure(
+    nodes: TwoNodes, source_left: DomainStatus, failure: str, settled: list[str], reported: str
+) -> None:
+    """The target runs its copy: the source is paused where libvirt resumed it (it must not
+    run twice), and left as it is where it was paused for a reason the agent cannot tell."""
+
     def migrate(domain: XenDomain) -> None:
-        domain.state = RESUMED_BY_LIBVIRT
+        domain.state = source_left
         nodes.arrive(RUNNING)
-        raise JobFailed("operation failed: migration out job: canceled by client")
+        raise JobFailed(failure)
 
     nodes.guest.on_migrate = migrate
     assert nodes.migrate() == OcfExit.ERR_GENERIC
-    assert nodes.events == ["suspend on node1"]
-    assert "web1 runs on node2, and web1 is paused on node1 so that it cannot run twice" in nodes.log
+    assert nodes.events == settled
+    assert reported in nodes.log
 
 
 def test_a_job_still_active_after_the_failure_touches_neither_copy(nodes: TwoNodes) -> None:
@@ -385,18 +405,6 @@ def test_an_arriving_libxl_domain_is_waited_for_not_destroyed(nodes: TwoNodes) -
     assert nodes.migrate() == OcfExit.ERR_GENERIC
     assert nodes.events == ["resume on node1"]
     assert "it runs on node1 only" in nodes.log
-
-
-def test_a_copy_running_on_the_target_while_the_source_holds_one_is_not_guessed(nodes: TwoNodes) -> None:
-    def migrate(domain: XenDomain) -> None:
-        domain.state = PAUSED_BY_LIBXL
-        nodes.arrive(RUNNING)
-        raise JobFailed("Failed to send migration data to destination host")
-
-    nodes.guest.on_migrate = migrate
-    assert nodes.migrate() == OcfExit.ERR_GENERIC
-    assert nodes.events == []
-    assert "web1 runs on node2, and web1 is left paused for an unknown reason on node1" in nodes.log
 
 
 def test_a_frozen_source_that_libvirt_reports_running_is_not_called_running(nodes: TwoNodes) -> None:

@@ -6,7 +6,6 @@ to build the cached dom0 image) and the packages in dist/ (`make xen-test` build
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,27 +13,15 @@ import pytest
 
 from tests.support.cib import write_cib
 from tests.support.xenlab.guests import destroy_everywhere
-from tests.support.xenlab.lab import REPO, Lab, attach_lab, start_lab, stop_lab
+from tests.support.xenlab.lab import Lab, session_lab
 
 pytestmark = pytest.mark.xen
 
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
-    debs = sorted((REPO / "dist").glob("xenha-agents_*.deb"))
-    if not debs:
-        pytest.fail("no xenha .deb in dist/: run the lab tests with `make xen-test` (it builds them)")
-    if os.environ.get("XENLAB_ATTACH") == "1":
-        attached = attach_lab()
-        if attached is not None:  # left up by `make xen-lab KEEP=1`: not ours to stop
-            yield attached
-            return
-    started = start_lab(debs[-1:])
-    print("\n".join(f"xenlab: {line}" for line in started.timings.lines()))
-    try:
-        yield started
-    finally:
-        stop_lab(started, keep_logs=True)
+    with session_lab("xen-test") as booted:
+        yield booted
 
 
 @pytest.fixture

@@ -14,18 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.xenlab.guests import Dom0Agent, FaultNotArranged, domain_view, put_guest, pv_domain_xml, wait_for
+from tests.support.xenlab.guests import FaultNotArranged, domain_view, guest_agent, put_guest, pv_domain_xml, wait_for
 from tests.support.xenlab.lab import Lab, XenHost
 
 pytestmark = pytest.mark.xen
-
-
-def guest_agent(config: str, name: str, **params: str) -> Dom0Agent:
-    return Dom0Agent(
-        "xen-guest",
-        name,
-        {"config": config, "hypervisor": "xen:///system", "remoteuri": "xen+tcp://%n/system", **params},
-    )
 
 
 def console(host: XenHost, name: str) -> str:

@@ -16,42 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cib import query
 from tests.support.xenlab.guests import (
-    Dom0Agent,
     DomainView,
     FaultNotArranged,
     domain_view,
-    put_guest,
-    pv_domain_xml,
+    reservations,
+    started_on,
     stopped_for_copy,
     wait_for,
 )
 from tests.support.xenlab.lab import Lab, XenHost
 
 pytestmark = pytest.mark.xen
-
-
-def guest_agent(config: str, name: str, **params: str) -> Dom0Agent:
-    return Dom0Agent(
-        "xen-guest",
-        name,
-        {"config": config, "hypervisor": "xen:///system", "remoteuri": "xen+tcp://%n/system",
-         "force_stop": "true", **params},
-    )  # fmt: skip
-
-
-def started_on(lab: Lab, host: XenHost, name: str, memory_mib: int = 128) -> Dom0Agent:
-    agent = guest_agent(put_guest(lab, name, pv_domain_xml(name, memory_mib=memory_mib)), name)
-    started = agent.run(host, "start")
-    assert started.code == 0, started
-    return agent
-
-
-def reservations(lab: Lab) -> str:
-    crm_config = query(lab.san / "cib.xml", "//crm_config")
-    assert crm_config, "cibadmin cannot read the lab's CIB"
-    return " ".join(part for part in crm_config.split('"') if "-rsv-" in part and part.startswith("xenha-ledger"))
 
 
 def background_migration(source: XenHost, name: str, target: XenHost, flags: str, log: str) -> None:

@@ -23,11 +23,12 @@ from tests.support.xenlab.guests import (
     DomainView,
     FaultNotArranged,
     domain_view,
+    reservations,
+    started_on,
     stopped_for_copy,
     wait_for,
 )
 from tests.support.xenlab.lab import Lab, XenHost
-from tests.xen.test_xen_migration import reservations, started_on
 
 pytestmark = pytest.mark.xen
 

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.xenlab.guests import SAN_IN_DOM0, Dom0Agent, domain_view
+from tests.support.xenlab.guests import SAN_IN_DOM0, domain_view, guest_agent, reservations
 from tests.support.xenlab.lab import Lab
-from tests.xen.test_xen_migration import reservations
 
 pytestmark = pytest.mark.xen
 
@@ -38,12 +37,7 @@ def xl_config(name: str, memory_mib: int = 128) -> str:
 def test_an_xl_configuration_starts_monitors_migrates_and_stops(lab: Lab, cib: Path, guest_name: str) -> None:
     source, target = lab.host("xenhost1"), lab.host("xenhost2")
     (lab.san / "guests" / f"xl-{guest_name}").write_text(xl_config(guest_name))
-    agent = Dom0Agent(
-        "xen-guest",
-        guest_name,
-        {"config": f"{SAN_IN_DOM0}/guests/xl-{guest_name}", "hypervisor": "xen:///system",
-         "remoteuri": "xen+tcp://%n/system", "force_stop": "true"},
-    )  # fmt: skip
+    agent = guest_agent(f"{SAN_IN_DOM0}/guests/xl-{guest_name}", guest_name, force_stop="true")
     validated = agent.run(source, "validate-all")
     assert validated.code == 0, validated
     assert "is an xl configuration: libvirt converts and checks it at start" in validated.stderr

@@ -8,33 +8,21 @@ other): never two labs at once on the 2-core machine, and neither stops the othe
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.cib import write_cib
-from tests.support.xenlab.lab import REPO, HostConfig, Lab, attach_lab, start_lab, stop_lab
+from tests.support.xenlab.lab import HostConfig, Lab, session_lab
 
 pytestmark = pytest.mark.xen
 
 
 @pytest.fixture(scope="session")
 def autoballoon_lab() -> Iterator[Lab]:
-    debs = sorted((REPO / "dist").glob("xenha-agents_*.deb"))
-    if not debs:
-        pytest.fail("no xenha .deb in dist/: run the lab tests with `make xen-test` (it builds them)")
-    if os.environ.get("XENLAB_ATTACH") == "1":
-        attached = attach_lab()  # `make xen-lab KEEP=1 XENLAB_ARGS="--hosts 1 --autoballoon"`
-        if attached is not None:
-            yield attached
-            return
-    started = start_lab(debs[-1:], count=1, config=HostConfig(dom0_mem_mib=None))
-    print("\n".join(f"xenlab: {line}" for line in started.timings.lines()))
-    try:
-        yield started
-    finally:
-        stop_lab(started, keep_logs=True)
+    """XENLAB_ATTACH=1: a lab left up by `make xen-lab KEEP=1 XENLAB_ARGS="--hosts 1 --autoballoon"`."""
+    with session_lab("xen-test", count=1, config=HostConfig(dom0_mem_mib=None)) as booted:
+        yield booted
 
 
 @pytest.fixture

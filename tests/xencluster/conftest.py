@@ -8,38 +8,29 @@ cluster before a test that needs both.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.xenlab.cluster import XenCluster, form_cluster
-from tests.support.xenlab.lab import REPO, attach_lab, start_lab, stop_lab
+from tests.support.xenlab.lab import Lab, session_lab
 
 pytestmark = pytest.mark.xen
 
 
 @pytest.fixture(scope="session")
 def xen_cluster() -> Iterator[XenCluster]:
-    debs = sorted((REPO / "dist").glob("xenha-agents_*.deb"))
-    if not debs:
-        pytest.fail("no xenha .deb in dist/: run these tests with `make xen-cluster-test` (it builds them)")
-    if os.environ.get("XENLAB_ATTACH") == "1":
-        attached = attach_lab()
-        if attached is not None and attached.cluster:  # left up by `xenlab up --cluster --keep`: not ours to stop
-            cluster = XenCluster.attach(attached)
-            yield cluster
-            return
-    lab = start_lab(debs[-1:], cluster=True)
-    print("\n".join(f"xenlab: {line}" for line in lab.timings.lines()))
-    try:
-        started = time.monotonic()
-        cluster = form_cluster(lab)
-        print(f"xenlab: cluster formed and configured in {time.monotonic() - started:.0f} s")
-        yield cluster
-    finally:
-        stop_lab(lab, keep_logs=True)
+    with session_lab("xen-cluster-test", cluster=True) as lab:
+        # attached: left up by `xenlab up --cluster --keep`, its cluster formed by that run
+        yield XenCluster.attach(lab) if lab.attached else formed(lab)
+
+
+def formed(lab: Lab) -> XenCluster:
+    started = time.monotonic()
+    cluster = form_cluster(lab)
+    print(f"xenlab: cluster formed and configured in {time.monotonic() - started:.0f} s")
+    return cluster
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from tests.support.cib import query
 from tests.support.ocf import AgentRun
 from tests.support.xenlab.lab import Lab, XenHost
 
@@ -148,6 +149,33 @@ class Dom0Agent:
         """migrate_from on the target, as Pacemaker calls it after a migrate_to that succeeded."""
         meta = {"migrate_source": source.name, "migrate_target": target.name}
         return self.run(target, "migrate_from", meta=meta, overrides=overrides)
+
+
+def guest_agent(config: str, name: str, **params: str) -> Dom0Agent:
+    """xen-guest for the guest ``name`` defined by ``config`` (a path in the dom0s), on the
+    dom0's own libxl driver and reaching the other dom0 over libvirt's TCP transport, as the
+    lab's hosts run it; ``params`` add to those."""
+    return Dom0Agent(
+        "xen-guest",
+        name,
+        {"config": config, "hypervisor": "xen:///system", "remoteuri": "xen+tcp://%n/system", **params},
+    )
+
+
+def started_on(lab: Lab, host: XenHost, name: str, memory_mib: int = 128) -> Dom0Agent:
+    """A PV guest of ``memory_mib`` put on the SAN and started on ``host`` by xen-guest (with
+    ``force_stop``: the lab's guest ignores a graceful shutdown); its agent."""
+    agent = guest_agent(put_guest(lab, name, pv_domain_xml(name, memory_mib=memory_mib)), name, force_stop="true")
+    started = agent.run(host, "start")
+    assert started.code == 0, started
+    return agent
+
+
+def reservations(lab: Lab) -> str:
+    """The ids of xen-guest's reservations in the lab's CIB ('' when there are none)."""
+    crm_config = query(lab.san / "cib.xml", "//crm_config")
+    assert crm_config, "cibadmin cannot read the lab's CIB"
+    return " ".join(part for part in crm_config.split('"') if "-rsv-" in part and part.startswith("xenha-ledger"))
 
 
 def destroy_everywhere(lab: Lab, name: str) -> None:

@@ -16,7 +16,8 @@ at teardown. The hosts share:
 The harness reaches each dom0 by ssh through QEMU's user-mode NIC (``restrict=on``: the VM
 reaches nothing; only a forwarded port on 127.0.0.1 reaches it). Everything a run creates
 lives in ``build/xenlab/run``; teardown stops the processes this module started, by pid,
-and removes that directory.
+and removes that directory. A test session gets its lab from :func:`session_lab` (booted
+with dist/'s .deb, or the one ``XENLAB_ATTACH=1`` finds left up).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,6 +173,7 @@ class Lab:
     timings: Timings
     lab_port: int = 0  # host 1's QEMU listens on it for the lab network; the others connect
     cluster: bool = False  # the shared SBD disk and a watchdog per host (cluster.py)
+    attached: bool = False  # left up by another run (attach_lab): not this run's to stop
 
     @property
     def sbd_disk(self) -> Path:
@@ -269,8 +272,9 @@ def attach_lab(build: Path = BUILD) -> Lab | None:
     saved = json.loads(record.read_text())
     hosts = [XenHost(index, HostConfig(), build / "run", port) for index, port in saved["ssh_ports"]]
     lab = Lab(
-        hosts, build / "run", Image(Path(saved["image"])), Timings(), saved.get("lab_port", 0), saved.get("cluster", False)
-    )
+        hosts, build / "run", Image(Path(saved["image"])), Timings(), saved.get("lab_port", 0), saved.get("cluster", False),
+        attached=True,
+    )  # fmt: skip
     if any(not host.control_path.exists() or host.sh("test -e /run/xenlab-ready", 30).returncode for host in hosts):
         return None
     return lab
@@ -480,3 +484,31 @@ def stop_lab(lab: Lab, keep_logs: bool = False) -> None:
         for log in lab.run_dir.glob("*.log"):
             shutil.copyfile(log, logs / log.name)
     stop_recorded(lab.run_dir)
+
+
+@contextmanager
+def session_lab(
+    make_target: str, count: int = 2, config: HostConfig | None = None, cluster: bool = False
+) -> Iterator[Lab]:
+    """The lab for one test session: booted with the newest xenha .deb in dist/, its timings
+    printed, stopped at the end with its consoles kept in build/xenlab/logs.
+
+    ``make_target``: the make target that builds the .deb and runs these tests (named when
+    dist/ has none). With ``XENLAB_ATTACH=1`` a lab left up by ``make xen-lab KEEP=1`` is
+    used instead, if its dom0s answer (and, for ``cluster``, it was booted in cluster mode);
+    it is never stopped here (``lab.attached``): whoever left it up stops it.
+    """
+    debs = sorted((REPO / "dist").glob("xenha-agents_*.deb"))
+    if not debs:
+        raise LabError(f"no xenha .deb in dist/: run these tests with `make {make_target}` (it builds them)")
+    if os.environ.get("XENLAB_ATTACH") == "1":
+        attached = attach_lab()
+        if attached is not None and (attached.cluster or not cluster):
+            yield attached
+            return
+    lab = start_lab(debs[-1:], count=count, config=config, cluster=cluster)
+    print("\n".join(f"xenlab: {line}" for line in lab.timings.lines()))
+    try:
+        yield lab
+    finally:
+        stop_lab(lab, keep_logs=True)
