@@ -56,6 +56,8 @@ def run_demo(lab: Lab, narrator: Narrator, attached: bool) -> None:
                 narrator.say(f"{host.name} was down: booted again, rejoined in {cluster.rejoin(host):.0f} s")
     else:
         cluster = form_cluster(lab, show=lambda argv: narrator.say(f"{first}$ {' '.join(argv)}"))
+        narrator.say("(the pcs commands from `pcs cluster cib` on ran in one pcs process: pcs takes 20-40 s")
+        narrator.say(" to start in an emulated dom0)")
     narrator.took("formed and configured")
     narrator.show(cluster, first, ["sh", "-c", "grep -E 'token|two_node|ring0_addr' /etc/corosync/corosync.conf"])
     narrator.show(cluster, first, ["sbd", "-d", cluster.sbd_device, "dump"], keep=12)

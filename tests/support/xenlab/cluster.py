@@ -15,12 +15,14 @@ hosts, and brings a crashed host back into the cluster.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shlex
 import signal
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -48,12 +50,15 @@ FENCE_DEVICE = "sbd-fence"
 HOST_RESOURCE = "xen-host"
 WATCHDOG_MODULE = "i6300esb"  # QEMU's emulated watchdog (lab.py attaches it in cluster mode)
 # xen-host's: its start writes to the CIB, which answers slowly when the dom0s are busy (a
-# 30 s default failed once while pcs ran beside it)
-HOST_OPS = ("start", "timeout=120s", "stop", "timeout=60s", "monitor", "interval=30s", "timeout=60s")
+# 30 s default failed once while pcs ran beside it). Monitors of xen-host and xen-guest every
+# 60 s with 120 s to finish: each is a Python process in a dom0 that TCG and two labs on two
+# cores leave ~half a core; at 30 s / 60 s, four guests and xen-host starved the dom0 until its
+# CIB stopped answering and monitors and probes timed out (docs/xen-lab-findings.md)
+HOST_OPS = ("start", "timeout=120s", "stop", "timeout=60s", "monitor", "interval=60s", "timeout=120s")
 BOOT_MEMORY_MIB = 128  # what create_guests' guests boot with (Debian's PV kernel needs 128)
 # xen-guest's operations: a paused move of a 128 MiB PV guest takes 20-51 s under TCG
 GUEST_OPS = (
-    "start", "timeout=240s", "stop", "timeout=120s", "monitor", "interval=30s", "timeout=60s",
+    "start", "timeout=240s", "stop", "timeout=120s", "monitor", "interval=60s", "timeout=120s",
     "migrate_to", "timeout=180s", "migrate_from", "timeout=120s",
 )  # fmt: skip
 
@@ -126,9 +131,10 @@ class XenCluster:
         return parse_crm_mon(text)
 
     def wait_for(
-        self, what: str, predicate: Callable[[ClusterStatus], bool], timeout_s: float, interval_s: float = 3.0
+        self, what: str, predicate: Callable[[ClusterStatus], bool], timeout_s: float, interval_s: float = 5.0
     ) -> ClusterStatus:
-        """Poll crm_mon until ``predicate`` holds; fail naming what was awaited and the last status."""
+        """Poll crm_mon until ``predicate`` holds; fail naming what was awaited and the last status.
+        Every 5 s: crm_mon costs a busy dom0 seconds of CPU, which its CIB and monitors need."""
         deadline = time.monotonic() + timeout_s
         last: ClusterStatus | str = "no answer from crm_mon"
         while time.monotonic() < deadline:
@@ -342,22 +348,64 @@ def form_cluster(lab: Lab, show: Show | None = None) -> XenCluster:
     if show is not None:
         show(create)
     cluster.check(first.name, create)
-    for host in lab.hosts:
-        _start_daemons(host, device)
+    with ThreadPoolExecutor(len(lab.hosts)) as starting:  # each a minute of ssh under TCG: side by side
+        list(starting.map(lambda host: _start_daemons(host, device), lab.hosts))
     cluster.wait_online(cluster.nodes)
     configure(cluster, show)
     return cluster
 
 
+CIB_DRAFT = "/root/cib-draft.xml"
+# pcs's commands run in one Python process (pcs.app.main once per command): pcs takes 20-40 s
+# to import in an emulated dom0, which four separate runs paid four times. Each command is
+# exactly what an operator types; a failing one stops the batch with its own message.
+PCS_BATCH = """
+import json, sys, time
+from pcs import app, utils
+started = time.monotonic()
+for argv in json.loads(sys.stdin.read()):
+    print(f"[{time.monotonic() - started:.0f} s] $ pcs " + " ".join(argv), flush=True)
+    # what a new pcs process starts with: -f sets these and no later command resets them
+    app.usefile = utils.usefile = False
+    app.filename = utils.filename = ""
+    try:
+        app.main(argv)
+    except SystemExit as stop:
+        if stop.code not in (None, 0):
+            sys.exit(f"pcs {' '.join(argv)} failed ({stop.code}); the commands after it were not run")
+print(f"[{time.monotonic() - started:.0f} s] done", flush=True)
+"""
+
+
+def configuration_commands(cluster: XenCluster) -> list[list[str]]:
+    """Fencing, placement by utilization, the xen-host clone, as pcs commands on a draft of the
+    CIB (``pcs -f``), then the draft pushed at once: an operator's way to change a cluster in
+    one step (``pcs cluster cib``, ``pcs -f ...``, ``pcs cluster cib-push --config``)."""
+    draft = ["-f", CIB_DRAFT]
+    return [
+        ["cluster", "cib", CIB_DRAFT],
+        [*draft, "property", "set", "stonith-enabled=true", f"stonith-timeout={STONITH_TIMEOUT_S}s",
+         "placement-strategy=balanced"],
+        [*draft, "resource", "defaults", "update", "resource-stickiness=100"],
+        [*draft, "stonith", "create", FENCE_DEVICE, "fence_sbd", f"devices={cluster.sbd_device}",
+         f"pcmk_host_list={' '.join(cluster.nodes)}", "op", *FENCE_OPS],
+        [*draft, "resource", "create", HOST_RESOURCE, "ocf:xenha:xen-host", "hypervisor=xen:///system",
+         "cpu_overcommit=4", "op", *HOST_OPS, "clone"],
+        ["cluster", "cib-push", CIB_DRAFT, "--config"],
+    ]  # fmt: skip
+
+
 def configure(cluster: XenCluster, show: Show | None = None) -> None:
-    """Fencing, placement by utilization, the xen-host clone: with pcs, as an operator would."""
-    cluster.pcs("property", "set", "stonith-enabled=true", f"stonith-timeout={STONITH_TIMEOUT_S}s",
-                "placement-strategy=balanced", show=show)  # fmt: skip
-    cluster.pcs("resource", "defaults", "update", "resource-stickiness=100", show=show)
-    cluster.pcs("stonith", "create", FENCE_DEVICE, "fence_sbd", f"devices={cluster.sbd_device}",
-                f"pcmk_host_list={' '.join(cluster.nodes)}", "op", *FENCE_OPS, show=show)  # fmt: skip
-    cluster.pcs("resource", "create", HOST_RESOURCE, "ocf:xenha:xen-host", "hypervisor=xen:///system",
-                "cpu_overcommit=4", "op", *HOST_OPS, "clone", show=show)  # fmt: skip
+    """Fencing, placement by utilization, the xen-host clone: with pcs, as an operator would
+    (:func:`configuration_commands`, run by one pcs process)."""
+    commands = configuration_commands(cluster)
+    if show is not None:
+        for argv in commands:
+            show(["pcs", *argv])
+    node = cluster.any_node()
+    done = cluster.host(node).run(["python3", "-c", PCS_BATCH], input_text=json.dumps(commands), timeout=600)
+    if done.returncode != 0:
+        raise LabError(f"{node}: configuring the cluster with pcs failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
     cluster.wait_for(f"{FENCE_DEVICE} started", lambda status: bool(status.started_on(FENCE_DEVICE)), 300)
     wait_capacity(cluster, cluster.nodes)
 
@@ -438,24 +486,57 @@ def create_guests(
     guests away to make room for one moved by hand). Each
     boots with BOOT_MEMORY_MIB (the rest ballooned out): xenha and the scheduler count its
     full memory, and a 616 MiB guest took over 5 minutes to build under TCG at load 14."""
-    node = cluster.any_node()
+    script = ["set -e"]
     for name, (memory_mib, where) in guests.items():
         xml = pv_domain_xml(name, memory_mib=memory_mib, current_mib=min(memory_mib, BOOT_MEMORY_MIB))
         config = put_guest(cluster.lab, name, xml)
         meta = {"allow-migrate": "true", "target-role": "Stopped"}
         if name in priorities:
             meta["priority"] = str(priorities[name])
-        cluster.check(node, ["cibadmin", "--create", "--scope", "resources", "--xml-text",
-                             guest_primitive(name, config, meta)])  # fmt: skip
-        cluster.check(node, ["cibadmin", "--create", "--scope", "constraints", "--xml-text",
-                             f'<rsc_location id="place-{name}" rsc="{name}" node="{where}" score="INFINITY"/>'])  # fmt: skip
-    for name in guests:
-        cluster.check(node, ["crm_resource", "--resource", name, "--meta", "--delete-parameter", "target-role"])
+        script.append(shlex.join(["cibadmin", "--create", "--scope", "resources", "--xml-text",
+                                  guest_primitive(name, config, meta)]))  # fmt: skip
+        script.append(shlex.join(pin_command(name, where)))
+    # started together (one transition, when the scheduler sees the changes at once)
+    script += [shlex.join(["crm_resource", "--resource", name, "--meta", "--delete-parameter", "target-role"])
+               for name in guests]  # fmt: skip
+    # one ssh session for all of it: each round trip costs seconds in a busy emulated dom0
+    cluster.host(cluster.any_node()).check("\n".join(script), 300)
     for name, (_, where) in guests.items():
         cluster.wait_started(name, where, 600)
-    for name in guests:
-        if name not in pinned:
-            cluster.check(node, ["cibadmin", "--delete", "--xml-text", f'<rsc_location id="place-{name}"/>'])
+    unpin(cluster, [name for name in guests if name not in pinned])
+
+
+def pin_command(name: str, node: str) -> list[str]:
+    return ["cibadmin", "--create", "--scope", "constraints", "--xml-text",
+            f'<rsc_location id="place-{name}" rsc="{name}" node="{node}" score="INFINITY"/>']  # fmt: skip
+
+
+def pin(cluster: XenCluster, names: Sequence[str], node: str) -> None:
+    """Location constraints ``place-NAME`` (INFINITY on ``node``): the scheduler keeps the guests
+    there while ``node`` is up (it may still run them elsewhere when ``node`` is gone)."""
+    if names:
+        cluster.host(cluster.any_node()).check("set -e\n" + "\n".join(shlex.join(pin_command(name, node)) for name in names), 120)
+
+
+def unpin(cluster: XenCluster, names: Sequence[str]) -> None:
+    """Remove the ``place-NAME`` constraints of :func:`pin` (absent ones are not an error)."""
+    if names:
+        deletions = [shlex.join(["cibadmin", "--delete", "--xml-text", f'<rsc_location id="place-{name}"/>'])
+                     for name in names]  # fmt: skip
+        cluster.host(cluster.any_node()).sh("\n".join(deletions), 120)
+
+
+def arrange(cluster: XenCluster, placements: Mapping[str, str], timeout_s: float = 300.0) -> None:
+    """Move the guests not yet where ``placements`` wants them (``crm_resource --move``, then its
+    constraint cleared: stickiness keeps them); nothing is run for those already there."""
+    current = cluster.placements(list(placements))
+    moving = [name for name, node in placements.items() if current[name] != node]
+    node = cluster.any_node()
+    for name in moving:
+        cluster.check(node, ["crm_resource", "--move", "--resource", name, "--node", placements[name]])
+    for name in moving:
+        cluster.wait_started(name, placements[name], timeout_s)
+        cluster.check(node, ["crm_resource", "--clear", "--resource", name])
 
 
 def delete_guests(cluster: XenCluster, names: Sequence[str], timeout_s: float = 300.0) -> None:
@@ -471,8 +552,8 @@ def delete_guests(cluster: XenCluster, names: Sequence[str], timeout_s: float = 
         return not any((resource := status.resource(name)) is not None and resource.active for name in present)
 
     cluster.wait_for(f"{present} stopped", inactive, timeout_s)
+    unpin(cluster, present)
     for name in present:
-        cluster.run(node, ["cibadmin", "--delete", "--xml-text", f'<rsc_location id="place-{name}"/>'], 60)
         cluster.run(node, ["cibadmin", "--delete", "--xml-text", f'<primitive id="{name}"/>'], 60)
         cluster.run(node, ["crm_resource", "--cleanup", "--resource", name], 60)
     for host in cluster.up_hosts():
