@@ -79,3 +79,10 @@ def test_a_gone_domain_needs_no_destroy() -> None:
     runner = FakeXlRunner([])
     toolstack(runner).destroy(7, "pv1")
     assert runner.calls == [("xl", "list", "-v", "7")]
+
+
+def test_a_negative_id_is_never_passed_to_xl() -> None:
+    runner = FakeXlRunner([("pv1", 7, "--p---")])
+    with pytest.raises(ValueError, match="look it up by name"):
+        toolstack(runner).domain(-1)
+    assert runner.calls == []

@@ -233,6 +233,8 @@ def clear_stale_records(lab: Lab, name: str) -> None:
         record = host.sh(f"virsh -c xen:///system domstate {name}")
         print(f"libvirt on {host.name} afterwards: {record.stdout.strip() or record.stderr.strip()}")
         if record.returncode == 0:
-            host.check("pkill -x libvirtd; sleep 2")
+            # libvirtd may take its time to exit (a migration job's thread): start it only once gone
+            host.check("pkill -x libvirtd; for i in $(seq 30); do pgrep -x libvirtd >/dev/null || exit 0; sleep 1; done; "
+                       "pkill -9 -x libvirtd; sleep 1")  # fmt: skip
             start_libvirtd(host)
             assert host.sh(f"virsh -c xen:///system dominfo {name}").returncode != 0, f"{name} still in libvirt"

@@ -119,6 +119,8 @@ class Toolstack:
 
     def domain(self, identifier: str | int) -> XenDomain | None:
         """The domain Xen knows by this name or ID, or None when it has none."""
+        if isinstance(identifier, int) and identifier < 0:
+            raise ValueError(f"no Xen domain has the ID {identifier}: look it up by name")  # xl would read an option
         result = self._run("list", "-v", str(identifier))
         if not result.ok:
             if result.returncode is not None and any(answer in result.stderr for answer in _NO_SUCH_DOMAIN):

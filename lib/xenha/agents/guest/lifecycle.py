@@ -160,7 +160,10 @@ def _through_toolstack(action: GuestAction, toolstack: Toolstack, domain: Domain
     active = domain.active()
     if not job and not active:
         return Held.BY_LIBVIRT
-    in_xen = toolstack.domain(domain.id() if active else domain.name)
+    # By ID when libvirt's record has one; the ID the lookup returned is -1 for a record that
+    # was shut off then (an arrival whose restore has since completed): by name then
+    domain_id = domain.id()
+    in_xen = toolstack.domain(domain_id if active and domain_id >= 0 else domain.name)
     if in_xen is not None and in_xen.uuid.lower() == domain.uuid().lower():
         if not job:
             return Held.BY_LIBVIRT
