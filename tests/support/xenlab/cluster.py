@@ -19,6 +19,7 @@ import json
 import os
 import shlex
 import signal
+import subprocess
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
@@ -126,9 +127,13 @@ class XenCluster:
 
     def run(self, node: str, argv: Sequence[str], timeout_s: float = 120.0) -> Result:
         """``argv`` in ``node``'s dom0, as :class:`tests.support.commands.Result` (never raises on
-        the exit code)."""
+        the exit code; a command past ``timeout_s`` is a Result without one, as commands.py has
+        it: a crm_mon that took over 60 s in a loaded dom0 otherwise ended a whole wait_for)."""
         started = time.monotonic()
-        done = self.host(node).run(argv, timeout=timeout_s)
+        try:
+            done = self.host(node).run(argv, timeout=timeout_s)
+        except subprocess.TimeoutExpired as late:
+            return Result(tuple(argv), None, _text(late.stdout), _text(late.stderr), time.monotonic() - started, node)
         return Result(tuple(argv), done.returncode, done.stdout, done.stderr, time.monotonic() - started, node)
 
     def check(self, node: str, argv: Sequence[str], timeout_s: float = 120.0) -> str:
@@ -285,6 +290,11 @@ def _epoch(text: str | None) -> float | None:
         except ValueError:
             continue
     return None
+
+
+def _text(output: str | bytes | None) -> str:
+    """What a timed-out subprocess had printed (``TimeoutExpired`` keeps bytes or nothing)."""
+    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
 
 
 def _sbd_device(host: XenHost) -> str:
