@@ -243,10 +243,13 @@ def test_fencing_a_live_host_powers_it_off(two_hosts: XenCluster) -> None:
     cluster.wait_powered_off(victim, SBD_MSGWAIT_S + 60)
     off_after = time.monotonic() - asked
     # the fencer's log, not only its history: 2.1.5's history showed a repeated fencing of one
-    # host only as its first (docs/xen-lab-findings.md)
+    # host only as its first (docs/xen-lab-findings.md). Its final word on a fencing, as 2.1.5
+    # writes it: "Operation 'reboot' targeting xenhost2 by xenhost1 for pacemaker-controld.341@
+    # xenhost1: OK (complete)" (the agent's own line has its pid: "Operation 'reboot' [1336] ...")
     wait_for_log = time.monotonic() + 180
-    while not (done := pacemaker_log(cluster, "xenhost1", "Operation 'reboot' targeting xenhost2 using sbd-fence "
-                                     "returned 0")) and time.monotonic() < wait_for_log:  # fmt: skip
+    while not (done := [line for line in pacemaker_log(cluster, "xenhost1", "Operation 'reboot' targeting xenhost2 "
+                                                       "by xenhost1 for ") if "OK (complete)" in line]) \
+            and time.monotonic() < wait_for_log:  # fmt: skip
         time.sleep(3)
     assert done and log_epoch(done[-1]) >= since - 1, done
     event = cluster.wait_fenced("xenhost2", since - 600, 60)
