@@ -34,6 +34,7 @@ from tests.support.xenlab.cluster import (
 from tests.support.xenlab.guests import FaultNotArranged, domain_view
 from xenha.admission.resources import memory_demand_mib
 from xenha.libvirt.domxml import GuestType
+from xenha.planner.scheduler import parse_simulate_output
 
 pytestmark = pytest.mark.xen
 
@@ -119,10 +120,13 @@ def test_move_into_a_host_without_room_is_refused_by_the_scheduler(two_hosts: Xe
     on the first run, with another pair, where xen-guest's admission then refused the swap's
     migrate_to and Pacemaker stopped the guest to recover). The layer that refuses is
     Pacemaker's scheduler (placement-strategy=balanced and the utilization xen-host and
-    xen-guest publish): the move's constraint is there, the allocation score on xenhost1 is
-    -INFINITY and no migrate_to is ever run, so the guest keeps running on xenhost2
-    untouched (same Xen domain). xen-guest's admission, the layer behind it, is never asked
-    (tests/xen shows it refusing on its own)."""
+    xen-guest publish): the move's constraint is there (its INFINITY is the allocation score
+    on xenhost1: Pacemaker 2.1.5 checks utilization after scoring, and a refusal does not
+    show as a score), yet the scheduler, asked with the live CIB, assigns the guest to
+    xenhost2, plans no action for it, and leaves xenhost1 less room than it needs; no
+    migrate_to is ever run, so the guest keeps running on xenhost2 untouched (same Xen
+    domain). xen-guest's admission, the layer behind it, is never asked (tests/xen shows it
+    refusing on its own)."""
     cluster, guest = two_hosts, "pv-too-big"
     arrange(cluster, {"pv-moving": "xenhost1", guest: "xenhost2"})
     on_full = [name for name, node in cluster.placements(pool).items() if node == "xenhost1"]
@@ -138,12 +142,16 @@ def test_move_into_a_host_without_room_is_refused_by_the_scheduler(two_hosts: Xe
         cluster.run(cluster.any_node(), ["crm_resource", "--wait", "--timeout=120s"], 180)
         constraints = cluster.check(cluster.any_node(), ["cibadmin", "--query", "--scope", "constraints"])
         assert re.search(f'rsc="{guest}"[^>]*node="xenhost1"', constraints), constraints  # the move was asked
-        scores = cluster.check(cluster.any_node(), ["crm_simulate", "--live-check", "--show-scores",
-                                                    "--show-utilization"])  # fmt: skip
-        refusal = [line for line in scores.splitlines() if f"{guest} allocation score on xenhost1" in line]
-        remaining = [line for line in scores.splitlines() if "Remaining" in line and "xenhost1" in line]
-        print("\n".join(refusal + remaining))
-        assert refusal and all(line.rstrip().endswith("-INFINITY") for line in refusal), refusal
+        # the scheduler's answer with the live CIB, read by the planner's own parser
+        plan = parse_simulate_output(cluster.check(cluster.any_node(), [
+            "crm_simulate", "--live-check", "--run", "--show-utilization", "--output-as=xml"]))  # fmt: skip
+        planned = [action for action in plan.summary if f"resource={guest}" in action.split()]
+        left = plan.remaining.get("xenhost1")
+        print(f"{guest} assigned to {plan.assignments.get(guest)}; planned for it: {planned or 'nothing'}; "
+              f"xenhost1 left with {left} for a demand of {demand(guest)} MiB")  # fmt: skip
+        assert plan.assignments.get(guest) == "xenhost2", plan
+        assert planned == [], plan.summary
+        assert left is not None and left.memory_mib < demand(guest), plan.remaining
         assert cluster.status().started_on(guest) == ("xenhost2",)
         after = domain_view(cluster.host("xenhost2"), guest)
         assert after.xl_id == before.xl_id and after.libvirt_state == "running", (before, after)
@@ -235,10 +243,13 @@ def test_fencing_a_live_host_powers_it_off(two_hosts: XenCluster) -> None:
     cluster.wait_powered_off(victim, SBD_MSGWAIT_S + 60)
     off_after = time.monotonic() - asked
     # the fencer's log, not only its history: 2.1.5's history showed a repeated fencing of one
-    # host only as its first (docs/xen-lab-findings.md)
+    # host only as its first (docs/xen-lab-findings.md). Its final word on a fencing, as 2.1.5
+    # writes it: "Operation 'reboot' targeting xenhost2 by xenhost1 for pacemaker-controld.341@
+    # xenhost1: OK (complete)" (the agent's own line has its pid: "Operation 'reboot' [1336] ...")
     wait_for_log = time.monotonic() + 180
-    while not (done := pacemaker_log(cluster, "xenhost1", "Operation 'reboot' targeting xenhost2 using sbd-fence "
-                                     "returned 0")) and time.monotonic() < wait_for_log:  # fmt: skip
+    while not (done := [line for line in pacemaker_log(cluster, "xenhost1", "Operation 'reboot' targeting xenhost2 "
+                                                       "by xenhost1 for ") if "OK (complete)" in line]) \
+            and time.monotonic() < wait_for_log:  # fmt: skip
         time.sleep(3)
     assert done and log_epoch(done[-1]) >= since - 1, done
     event = cluster.wait_fenced("xenhost2", since - 600, 60)
