@@ -76,7 +76,7 @@ def run(
         )
     except subprocess.TimeoutExpired as expired:
         return Result(
-            tuple(argv), None, _text(expired.stdout), _text(expired.stderr), time.monotonic() - started, where
+            tuple(argv), None, output_text(expired.stdout), output_text(expired.stderr), time.monotonic() - started, where
         )
     return Result(
         tuple(argv),
@@ -95,7 +95,8 @@ def check(argv: Sequence[str], timeout_s: float, *, where: str = "host", hint: s
     return result
 
 
-def _text(data: bytes | str | None) -> str:
+def output_text(data: bytes | str | None) -> str:
+    """What a subprocess printed, as text (``TimeoutExpired`` keeps bytes, or nothing)."""
     if data is None:
         return ""
     return data if isinstance(data, str) else data.decode(errors="replace")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from tests.support.cluster.crm_mon import ClusterStatus, CrmMonError, parse_crm_mon
-from tests.support.commands import Result
+from tests.support.commands import Result, output_text
 from tests.support.xenlab.guests import put_guest, pv_domain_xml
 from tests.support.xenlab.lab import SBD_DISK_SERIAL, Lab, LabError, XenHost, restart_host
 
@@ -133,7 +133,7 @@ class XenCluster:
         try:
             done = self.host(node).run(argv, timeout=timeout_s)
         except subprocess.TimeoutExpired as late:
-            return Result(tuple(argv), None, _text(late.stdout), _text(late.stderr), time.monotonic() - started, node)
+            return Result(tuple(argv), None, output_text(late.stdout), output_text(late.stderr), time.monotonic() - started, node)
         return Result(tuple(argv), done.returncode, done.stdout, done.stderr, time.monotonic() - started, node)
 
     def check(self, node: str, argv: Sequence[str], timeout_s: float = 120.0) -> str:
@@ -290,11 +290,6 @@ def _epoch(text: str | None) -> float | None:
         except ValueError:
             continue
     return None
-
-
-def _text(output: str | bytes | None) -> str:
-    """What a timed-out subprocess had printed (``TimeoutExpired`` keeps bytes or nothing)."""
-    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
 
 
 def _sbd_device(host: XenHost) -> str:

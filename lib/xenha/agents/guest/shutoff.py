@@ -27,7 +27,7 @@ RESTART_WAIT_MAX_S = 20.0
 
 class ShutOff(enum.Enum):
     STOPPED = "stopped"  # verified: nothing of the guest is left in the hypervisor
-    RESTARTING = "being restarted"  # a job of libvirt's holds it: a reboot (or an arrival) under way
+    RESTARTING = "being restarted"  # a job of libvirt's holds it (a reboot or an arrival), or just ended one
     DEAD_KEPT = "dead but kept"  # no job, but it still has an ID: Xen holds its memory (preserve)
 
 
@@ -46,10 +46,25 @@ def meaning(has_id: bool, job_active: bool) -> ShutOff:
 
 def classify(action: GuestAction, domain: Domain) -> ShutOff:
     """What the shut-off ``domain`` is. Asks for its job only where the driver restarts through
-    SHUTOFF (libxl): elsewhere a probe of a stopped guest costs no extra call."""
-    has_id = domain.id() >= 0  # from the lookup that found it: the caller looked it up just now
-    driver = action.hypervisor().driver
-    return meaning(has_id, driver.restarts_through_shutoff and domain.job_active())
+    SHUTOFF (libxl): elsewhere a probe of a stopped guest costs no extra call.
+
+    The caller read "shut off" (and the lookup its ID) before the job is asked for: a restart
+    that ended in between leaves no job and a domain running again, which those older answers
+    would call stopped (no ID) or dead (the old ID). So a "no job" answer is confirmed by
+    reading the domain again after it; one found running again is a restart that just ended.
+    """
+    hypervisor = action.hypervisor()
+    if not hypervisor.driver.restarts_through_shutoff:
+        return meaning(domain.id() >= 0, job_active=False)
+    if domain.job_active():
+        return ShutOff.RESTARTING
+    current = hypervisor.lookup_uuid(domain.uuid())  # its ID now, read after the job's answer
+    status = current.status() if current is not None else None
+    if current is None or status is None:
+        return ShutOff.STOPPED
+    if status.state != states.SHUTOFF:
+        return ShutOff.RESTARTING  # it has just ended: the caller's next read sees the domain back
+    return meaning(current.id() >= 0, job_active=False)
 
 
 def dead_but_kept(action: GuestAction, domain: Domain) -> bool:
