@@ -429,8 +429,29 @@ def configure(cluster: XenCluster, show: Show | None = None) -> None:
     done = cluster.host(node).run(["python3", "-c", PCS_BATCH], input_text=json.dumps(commands), timeout=600)
     if done.returncode != 0:
         raise LabError(f"{node}: configuring the cluster with pcs failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+    _check_settings_pushed(cluster, node)
     cluster.wait_for(f"{FENCE_DEVICE} started", lambda status: bool(status.started_on(FENCE_DEVICE)), 300)
     wait_capacity(cluster, cluster.nodes)
+
+
+def _check_settings_pushed(cluster: XenCluster, node: str) -> None:
+    """The cluster options and resource defaults the batch set are in the live CIB.
+
+    PCS_BATCH runs pcs's commands in one process, which relies on pcs keeping no state from
+    one command to the next beyond the two globals it resets; a command that wrote into the
+    wrong CIB would otherwise go unnoticed (the fencing device and xen-host are checked by
+    the waits that follow: they must start)."""
+    wanted = {"stonith-enabled": "true", "stonith-timeout": f"{STONITH_TIMEOUT_S}s",
+              "placement-strategy": "balanced", "load-threshold": LOAD_THRESHOLD, "resource-stickiness": "100"}  # fmt: skip
+    configuration = ET.fromstring(cluster.check(node, ["cibadmin", "--query", "--scope", "configuration"]))
+    found = {
+        pair.get("name"): pair.get("value")
+        for section in ("crm_config", "rsc_defaults")
+        for pair in configuration.iterfind(f"{section}//nvpair")
+    }
+    missing = {name: value for name, value in wanted.items() if found.get(name) != value}
+    if missing:
+        raise LabError(f"{node}: the CIB lacks what pcs was told to set: {missing} (found {found})")
 
 
 def wait_capacity(cluster: XenCluster, nodes: Sequence[str], timeout_s: float = 300.0) -> dict[str, int]:
