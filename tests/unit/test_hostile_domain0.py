@@ -27,6 +27,7 @@ from xenha.agents.host import _domain0
 from xenha.deadline import Deadline
 from xenha.libvirt.connection import Domain0Memory, Hypervisor
 from xenha.libvirt.errors import ErrorKind, HypervisorError
+from xenha.libvirt.owner import Owner, element
 from xenha.ocf import OcfError, OcfExit
 
 
@@ -148,3 +149,36 @@ def test_xen_host_keeps_domain0s_last_known_memory_on_a_passing_error(tmp_path: 
         _domain0(fresh, Domain0Answers(busy_libxl()))
     assert failed.value.code == OcfExit.ERR_GENERIC
     assert "cannot size the host reserve: look up Domain-0 failed on node2" in failed.value.reason
+
+
+class StaleRecordHost:
+    """A libxl connection listing web1, started by xenha, whose domain Xen has destroyed while a
+    libvirt job held it (libvirt keeps it "running"; every hypervisor read of it fails, as
+    seen in the lab), beside a domain started by hand (no metadata)."""
+
+    def __init__(self) -> None:
+        self.hypervisor_reads: list[str] = []
+
+    def _fails(self) -> Any:
+        self.hypervisor_reads.append("web1")
+        raise libxl_error(libvirt.VIR_ERR_INTERNAL_ERROR, "internal error: libxl_domain_info failed")
+
+    def listAllDomains(self, flags: int) -> list[Any]:
+        owner = element(Owner("web1", "pv", 1, 128, 132))
+        stale = SimpleNamespace(name=lambda: "web1", ID=lambda: 7, info=self._fails, OSType=self._fails,
+                                metadata=lambda kind, uri, flags: owner)  # fmt: skip
+        no_metadata = libxl_error(libvirt.VIR_ERR_NO_DOMAIN_METADATA, "metadata not found")
+        by_hand = SimpleNamespace(name=lambda: "byhand", ID=lambda: 8, info=lambda: [1, 262144, 262144, 2, 0],
+                                  OSType=lambda: "linux", metadata=lambda *_: (_ for _ in ()).throw(no_metadata))  # fmt: skip
+        return [stale, by_hand]
+
+
+def test_a_guests_recorded_size_is_counted_without_asking_the_hypervisor() -> None:
+    """A host's load counts a guest xenha started at the size its metadata records (libvirt's
+    own definition): one call less per guest, and a stale record after a destroy through xl
+    no longer makes every admission into that host, and xen-host's monitor, fail."""
+    connection = StaleRecordHost()
+    found = {domain.name: domain for domain in hypervisor_with(connection).active_domains()}
+    assert (found["web1"].max_memory_mib, found["web1"].vcpus, found["web1"].os_type) == (128, 1, None)
+    assert (found["byhand"].max_memory_mib, found["byhand"].vcpus, found["byhand"].os_type) == (256, 2, "linux")
+    assert connection.hypervisor_reads == []

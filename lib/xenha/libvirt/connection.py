@@ -42,6 +42,14 @@ def _kept(connection: T) -> T:
     return connection
 
 
+def _recorded_size(owner: Owner | None) -> tuple[int, int] | None:
+    """A guest's maximum memory (MiB) and vCPUs as xenha's metadata recorded them at its start,
+    with the demand admission counts it at; None when any is missing (not started by xenha)."""
+    if owner is None or owner.memory_mib is None or owner.vcpus is None or owner.demand_mib is None:
+        return None
+    return owner.memory_mib, owner.vcpus
+
+
 class ActiveDomain(NamedTuple):
     """A domain occupying a host, as the host's libvirt reports it."""
 
@@ -214,15 +222,22 @@ class Hypervisor:
                 domain_id = domain.id()
                 if domain_id == 0:
                     continue  # Xen's Domain-0 is the host itself, not a guest
-                max_memory_kib, vcpus = domain.info()
                 owner = domain.owner()
-                recorded = owner is not None and owner.demand_mib is not None and owner.vcpus is not None
-                os_type = None if recorded else domain.os_type()
+                recorded = _recorded_size(owner)
+                if recorded is not None:
+                    # Its size as recorded at start, libvirt's own definition: no call reaches the
+                    # hypervisor (one less per guest), so a record libvirt keeps of a domain Xen
+                    # has destroyed (stop-through-xl.md), whose every hypervisor read fails,
+                    # still counts at its size instead of failing the whole host's load.
+                    (max_memory_mib, vcpus), os_type = recorded, None
+                else:
+                    max_memory_kib, vcpus = domain.info()
+                    max_memory_mib, os_type = _kib_to_mib(max_memory_kib), domain.os_type()
             except HypervisorError as error:
                 if error.kind is ErrorKind.NO_DOMAIN:
                     continue  # it left while we were looking
                 raise
-            found.append(ActiveDomain(domain.name, domain_id, _kib_to_mib(max_memory_kib), vcpus, os_type, owner))
+            found.append(ActiveDomain(domain.name, domain_id, max_memory_mib, vcpus, os_type, owner))
         return found
 
     def find_owned_by(self, resource: str) -> Domain | None:
