@@ -24,13 +24,14 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
+from pathlib import Path
 
 from tests.support.cluster.crm_mon import ClusterStatus, CrmMonError, parse_crm_mon
 from tests.support.commands import Result
 from tests.support.xenlab.guests import put_guest, pv_domain_xml
-from tests.support.xenlab.lab import SBD_DISK_SERIAL, Lab, LabError, XenHost, restart_host
+from tests.support.xenlab.lab import REPO, SBD_DISK_SERIAL, Lab, LabError, XenHost, restart_host
 
 CLUSTER_NAME = "xenlab"
 # corosync's token: 10 s (default 3 s with knet). A TCG dom0 on a loaded 2-core machine
@@ -78,6 +79,8 @@ LOAD_THRESHOLD = "1000%"
 # that time: libvirt's destroy fails on the job's lock, and the crash test's survivor fenced
 # itself for that failed stop (docs/decisions/xen-cluster.md). 8 is RFC 1122's minimum, ~100 s.
 TCP_RETRIES2 = 8
+# The crash test's figures (Failover.record), printed by `make bench` (bench/xen_bench.py)
+FAILOVER_RECORD = REPO / "build" / "bench" / "xen-crash-failover.json"
 
 
 @dataclass(frozen=True)
@@ -608,6 +611,14 @@ class Failover:
     fenced_after_s: float  # by the survivor's clock; a lower bound (the crash is read after the kill)
     running_after_s: dict[str, float]  # guest -> when Pacemaker first reported it started on the survivor
     placements: dict[str, str | None]  # every guest asked about, once the cluster settled
+
+    def record(self, path: Path, context: str) -> None:
+        """Write the figures as JSON to ``path`` (``make bench`` prints the crash test's last
+        ones: FAILOVER_RECORD); ``context`` says what was moving, on what machine load."""
+        figures = {"measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "context": context,
+                   "load": round(os.getloadavg()[0], 1), **asdict(self)}  # fmt: skip
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(figures, indent=1) + "\n")
 
     def lines(self) -> list[str]:
         out = [f"{self.victim} crashed (its QEMU killed); fenced by {self.fenced.delegate} via "
