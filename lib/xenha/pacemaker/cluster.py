@@ -115,13 +115,20 @@ class ClusterCli:
         if self._file_lock is not None:
             self._file_lock.release()
 
-    def _run(self, argv: Sequence[str], deadline: Deadline | None = None) -> CommandResult:
+    def _run(self, argv: Sequence[str], deadline: Deadline | None = None, read: bool = False) -> CommandResult:
         within = self._deadline if deadline is None else deadline
-        self.hold(within)
-        try:
-            result = self._runner.run(argv, min(CALL_TIMEOUT_S, within.remaining()))
-        finally:
-            self.let_go()
+        while True:
+            self.hold(within)
+            try:
+                result = self._runner.run(argv, min(CALL_TIMEOUT_S, within.remaining()))
+            finally:
+                self.let_go()
+            # A read that ran out of its CALL_TIMEOUT_S is asked again while the caller's
+            # deadline has room for another whole call: a CIB busy for longer than that answers
+            # later (xen-host's start failed on its first read with 70 s of its 120 left, in
+            # the Xen cluster lab). A write is never repeated: one that timed out may be applied.
+            if not (read and result.timed_out and within.remaining() >= CALL_TIMEOUT_S):
+                break
         if result.not_started is not None:
             raise NotInCluster(result.describe() + " (install Pacemaker's command-line tools)")
         if result.timed_out:
@@ -139,7 +146,7 @@ class ClusterCli:
     def query(self, xpath: str, deadline: Deadline | None = None, no_children: bool = False) -> str | None:
         """The elements matching ``xpath`` as XML text, or None when nothing matches."""
         bare = ["--no-children"] if no_children else []
-        result = self._run(["cibadmin", "--query", "--xpath", xpath, *bare], deadline)
+        result = self._run(["cibadmin", "--query", "--xpath", xpath, *bare], deadline, read=True)
         if result.returncode == EXIT_NO_SUCH_OBJECT:
             return None
         return self._check(result).stdout

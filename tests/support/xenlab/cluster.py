@@ -328,13 +328,48 @@ def _install(host: XenHost, corosync_conf: str, keys: dict[str, str]) -> None:
             raise LabError(f"{host.name}: cannot write {path}: {done.stderr.strip()}")
 
 
+# Pacemaker 2.1.5's fencer reads a fence agent's metadata synchronously, with a fixed 10 s
+# limit, and answers nobody meanwhile; fence_sbd (Python) took longer in a TCG dom0, the fencer
+# retried, pacemakerd found it unresponsive five times and killed it, and sbd-fence's start
+# failed ("Lost connection to fencer"): a cluster without fencing (docs/decisions/xen-cluster.md).
+# The lab diverts fence_sbd to a wrapper that answers the metadata action from what the real
+# agent printed for it once at boot, and runs the real agent for everything else (fencing,
+# monitor). The real agent keeps its name (a directory of its own): its metadata names it.
+FENCE_SBD_REAL_DIR = "/usr/lib/xenlab-fence"
+FENCE_SBD_WRAPPER = f"""#!/bin/sh
+# xenlab (tests/support/xenlab/cluster.py): fence_sbd's metadata from the real agent's own
+# output, saved once; every other action runs the real agent
+real={FENCE_SBD_REAL_DIR}/fence_sbd
+metadata={FENCE_SBD_REAL_DIR}/fence_sbd.metadata
+if [ $# -eq 0 ]; then
+    input=$(cat)
+    if printf '%s\\n' "$input" | grep -qxE '(action|option)=metadata'; then exec cat "$metadata"; fi
+    printf '%s\\n' "$input" | "$real"
+    exit $?
+fi
+case " $* " in *" -o metadata "*|*" --action=metadata "*|*" --action metadata "*) exec cat "$metadata" ;; esac
+exec "$real" "$@"
+"""
+CACHED_FENCE_METADATA = (
+    f"if [ ! -d {FENCE_SBD_REAL_DIR} ]; then\n"
+    f"  mkdir -p {FENCE_SBD_REAL_DIR}\n"
+    f"  dpkg-divert --local --rename --divert {FENCE_SBD_REAL_DIR}/fence_sbd --add /usr/sbin/fence_sbd >/dev/null\n"
+    f"  {FENCE_SBD_REAL_DIR}/fence_sbd -o metadata >{FENCE_SBD_REAL_DIR}/fence_sbd.metadata\n"
+    f"  grep -q '<resource-agent name=\"fence_sbd\"' {FENCE_SBD_REAL_DIR}/fence_sbd.metadata\n"
+    f"  cat >/usr/sbin/fence_sbd <<'XENLAB_EOF'\n{FENCE_SBD_WRAPPER}XENLAB_EOF\n"
+    "  chmod 0755 /usr/sbin/fence_sbd\n"
+    "fi\n"
+)
+
+
 def _start_daemons(host: XenHost, sbd_device: str) -> None:
-    """The watchdog's driver, syslog (sbd logs only there), TCP's retry limit (TCP_RETRIES2), sbd,
-    corosync, pacemakerd: in the background, as dom0-init.sh starts libvirtd (the dom0 has no
-    init system)."""
+    """The watchdog's driver, syslog (sbd logs only there), TCP's retry limit (TCP_RETRIES2),
+    fence_sbd's cached metadata (CACHED_FENCE_METADATA), sbd, corosync, pacemakerd: in the
+    background, as dom0-init.sh starts libvirtd (the dom0 has no init system)."""
     host.check(
         "set -e\n"
-        f"modprobe {WATCHDOG_MODULE}\n"
+        + CACHED_FENCE_METADATA
+        + f"modprobe {WATCHDOG_MODULE}\n"
         "for _ in $(seq 20); do [ -c /dev/watchdog ] && break; sleep 0.5; done\n"
         "[ -c /dev/watchdog ]\n"
         "pidof syslogd >/dev/null || busybox syslogd -O /var/log/messages\n"
