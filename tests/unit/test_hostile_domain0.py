@@ -23,7 +23,7 @@ from typing import Any
 import libvirt
 import pytest
 
-from xenha.agents.host import _domain0
+from xenha.agents.host import _domain0, _domain0_reserve_mib
 from xenha.deadline import Deadline
 from xenha.libvirt.connection import Domain0Memory, Hypervisor
 from xenha.libvirt.errors import ErrorKind, HypervisorError
@@ -182,3 +182,18 @@ def test_a_guests_recorded_size_is_counted_without_asking_the_hypervisor() -> No
     assert (found["web1"].max_memory_mib, found["web1"].vcpus, found["web1"].os_type) == (128, 1, None)
     assert (found["byhand"].max_memory_mib, found["byhand"].vcpus, found["byhand"].os_type) == (256, 2, "linux")
     assert connection.hypervisor_reads == []
+
+
+def test_a_domain_being_built_is_not_taken_for_xens_own_memory(tmp_path: Path) -> None:
+    """The Xen cluster lab's host (1535 MiB, Domain-0 768): Xen's own 19 MiB measured idle;
+    then a guest being started holds 128 MiB while libvirt lists no guest yet. That reading
+    must not become Xen's share (before: reserve 915, capacity 620 until every guest stopped,
+    and a later start was refused); a lower idle reading still replaces the remembered one."""
+    ctx: Any = SimpleNamespace(env=SimpleNamespace(rsctmp=str(tmp_path), instance="xen-host"), log=Log())
+    dom0 = Domain0Memory(768, 768)
+    assert _domain0_reserve_mib(ctx, dom0, 1535, 748, 0) == 768 + 19  # idle
+    assert _domain0_reserve_mib(ctx, dom0, 1535, 620, 0) == 768 + 19  # a domain under construction
+    assert _domain0_reserve_mib(ctx, dom0, 1535, 488, 390) == 768 + 19  # guests running
+    inflated: Any = SimpleNamespace(env=SimpleNamespace(rsctmp=str(tmp_path / "b"), instance="xen-host"), log=Log())
+    assert _domain0_reserve_mib(inflated, dom0, 1535, 620, 0) == 768 + 147  # first seen mid-build
+    assert _domain0_reserve_mib(inflated, dom0, 1535, 748, 0) == 768 + 19  # idle: the clean reading

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.support.xenlab.cluster import (
+    FAILOVER_RECORD,
     FENCE_DEVICE,
     SBD_MSGWAIT_S,
     XenCluster,
@@ -225,6 +226,7 @@ def test_host_crash_during_a_migration_fences_it_and_restarts_guests_where_they_
             rc_change,
             failover.fenced,
         )
+        failover.record(FAILOVER_RECORD, f"pv-moving's paused migration to xenhost2 in flight ({in_flight})")
     finally:
         delete_guests(cluster, guests)
 

@@ -285,17 +285,20 @@ def _domain0_reserve_mib(
 
     ``getInfo``'s total counts Xen's heap too (frame table etc., ~1.2 % of the lab's hosts):
     without it the published capacity exceeds what Xen can give guests (issue 11 item 3). It
-    is measured exactly while no guest runs and remembered; with guests running and nothing
+    is measured while no guest runs and remembered; with guests running and nothing
     remembered, it is estimated from their demand (docs/decisions/xen-host-capacity.md).
+
+    A reading higher than the one remembered is not taken: a domain being built or arriving
+    holds memory while libvirt lists no guest, and counting it as Xen's stuck for as long as
+    guests ran (the cluster lab: 128 MiB of capacity lost, a later start refused).
     """
     if domain0 is None:
         return None
     state = _state(ctx)
     measured = hypervisor_own_mib(total_mib, free_mib, domain0.current_mib, guests_mib)
     remembered = state.load().get("hypervisor_own_mib")
-    if guests_mib == 0:
-        if remembered != measured:
-            state.update(hypervisor_own_mib=measured)
+    if guests_mib == 0 and not (isinstance(remembered, int) and remembered <= measured):
+        state.update(hypervisor_own_mib=measured)  # the first reading, or a cleaner one
     elif isinstance(remembered, int):
         measured = remembered
     return domain0.current_mib + measured

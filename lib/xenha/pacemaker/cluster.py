@@ -33,7 +33,12 @@ EXIT_NO_SUCH_OBJECT = 105  # ENXIO: an xpath matched nothing / attribute not set
 EXIT_EXISTS = 108  # EEXIST: cibadmin --create of an id that exists
 EXIT_NOT_CONNECTED = 102  # no CIB manager to talk to: not in a cluster
 
+# One CIB call may take CALL_SHARE of the time its action had when it first talked to the
+# cluster, and at least CALL_TIMEOUT_S: an operator who gives a slow cluster long operation
+# timeouts gives its CIB calls more patience too (a fixed 15 s failed xen-guest starts with
+# minutes of a 240 s timeout left, in the Xen cluster lab: docs/xen-lab-findings.md).
 CALL_TIMEOUT_S = 15.0
+CALL_SHARE = 0.25
 
 
 class PacemakerError(Exception):
@@ -102,6 +107,7 @@ class ClusterCli:
     def __init__(self, runner: CommandRunner, deadline: Deadline) -> None:
         self._runner = runner
         self._deadline = deadline
+        self._call_timeout_s = max(CALL_TIMEOUT_S, CALL_SHARE * deadline.remaining())
         cib_file = runner.environ.get("CIB_file")
         self._file_lock = CibFileLock(cib_file) if cib_file else None
 
@@ -115,13 +121,20 @@ class ClusterCli:
         if self._file_lock is not None:
             self._file_lock.release()
 
-    def _run(self, argv: Sequence[str], deadline: Deadline | None = None) -> CommandResult:
+    def _run(self, argv: Sequence[str], deadline: Deadline | None = None, read: bool = False) -> CommandResult:
         within = self._deadline if deadline is None else deadline
-        self.hold(within)
-        try:
-            result = self._runner.run(argv, min(CALL_TIMEOUT_S, within.remaining()))
-        finally:
-            self.let_go()
+        while True:
+            self.hold(within)
+            try:
+                result = self._runner.run(argv, min(self._call_timeout_s, within.remaining()))
+            finally:
+                self.let_go()
+            # A read that ran out of its call's time is asked again while the caller's
+            # deadline has room for another whole call: a CIB busy for longer than that answers
+            # later (xen-host's start failed on its first read with 70 s of its 120 left, in
+            # the Xen cluster lab). A write is never repeated: one that timed out may be applied.
+            if not (read and result.timed_out and within.remaining() >= self._call_timeout_s):
+                break
         if result.not_started is not None:
             raise NotInCluster(result.describe() + " (install Pacemaker's command-line tools)")
         if result.timed_out:
@@ -139,7 +152,7 @@ class ClusterCli:
     def query(self, xpath: str, deadline: Deadline | None = None, no_children: bool = False) -> str | None:
         """The elements matching ``xpath`` as XML text, or None when nothing matches."""
         bare = ["--no-children"] if no_children else []
-        result = self._run(["cibadmin", "--query", "--xpath", xpath, *bare], deadline)
+        result = self._run(["cibadmin", "--query", "--xpath", xpath, *bare], deadline, read=True)
         if result.returncode == EXIT_NO_SUCH_OBJECT:
             return None
         return self._check(result).stdout
