@@ -256,10 +256,10 @@ def test_fencing_a_live_host_powers_it_off(two_hosts: XenCluster) -> None:
             and time.monotonic() < wait_for_log:  # fmt: skip
         time.sleep(3)
     assert done, f"xenhost1's fencer logged no completed reboot of xenhost2 since {since:.0f}"
-    event = cluster.wait_fenced("xenhost2", since - 600, 60)
-    print(f"xenhost2's QEMU exited {off_after:.1f} s after stonith_admin --reboot; the fencer recorded "
-          f"{event.action} by {event.delegate} done {event.completed and event.completed - since:.1f} s after")  # fmt: skip
+    # its log line, not stonith_admin's history: 2.1.5's history of a host fenced twice keeps
+    # showing the first fencing (the crash test's, when it ran before: a figure of -226.7 s)
+    print(f"xenhost2's QEMU exited {off_after:.1f} s after stonith_admin --reboot; xenhost1's fencer "
+          f"logged the reboot done {log_epoch(done[-1]) - since:.0f} s after")  # fmt: skip
     console = victim.console_log.read_text(errors="replace")
     assert "Hardware Dom0 shutdown" in console, console[-2000:]
     assert off_after < SBD_MSGWAIT_S + 30
-    assert event.status == "success" and event.delegate == "xenhost1", event
