@@ -54,6 +54,19 @@ def fail_first_call(exit_code: int, message: str) -> str:
     )
 
 
+def hang_first_read(seconds: int) -> str:
+    """The first ``cibadmin --query`` hangs for ``seconds`` (a CIB busy for longer than one
+    call: the caller's deadline kills it); later calls are real. Every call's arguments are
+    appended to ``$MARKS/calls``, the held one also written to ``$MARKS/held``."""
+    return (
+        'echo "$*" >> "$MARKS/calls"\n'
+        'case " $* " in *" --query "*|*" -Q "*)\n'
+        f'  if [ ! -e "$MARKS/held" ]; then echo "$*" > "$MARKS/held"; exec sleep {seconds}; fi;;\n'
+        "esac\n"
+        'exec "$REAL" "$@"'
+    )
+
+
 def hang_after_first_booking(seconds: int) -> str:
     """The first write that books (create/modify/replace/patch) is really done, then the
     tool hangs for ``seconds`` before it answers: the CIB holds the booking, the caller does

@@ -248,16 +248,18 @@ def test_fencing_a_live_host_powers_it_off(two_hosts: XenCluster) -> None:
     # host only as its first (docs/xen-lab-findings.md). Its final word on a fencing, as 2.1.5
     # writes it: "Operation 'reboot' targeting xenhost2 by xenhost1 for pacemaker-controld.341@
     # xenhost1: OK (complete)" (the agent's own line has its pid: "Operation 'reboot' [1336] ...")
+    # Only lines logged since the request: the crash test before this one fenced xenhost2 by
+    # xenhost1 too, and its line ended the wait at once (the fifth session's first green crash).
+    needle = "Operation 'reboot' targeting xenhost2 by xenhost1 for "
     wait_for_log = time.monotonic() + 180
-    while not (done := [line for line in pacemaker_log(cluster, "xenhost1", "Operation 'reboot' targeting xenhost2 "
-                                                       "by xenhost1 for ") if "OK (complete)" in line]) \
+    while not (done := [line for line in pacemaker_log(cluster, "xenhost1", needle, since - 1) if "OK (complete)" in line]) \
             and time.monotonic() < wait_for_log:  # fmt: skip
         time.sleep(3)
-    assert done and log_epoch(done[-1]) >= since - 1, done
-    event = cluster.wait_fenced("xenhost2", since - 600, 60)
-    print(f"xenhost2's QEMU exited {off_after:.1f} s after stonith_admin --reboot; the fencer recorded "
-          f"{event.action} by {event.delegate} done {event.completed and event.completed - since:.1f} s after")  # fmt: skip
+    assert done, f"xenhost1's fencer logged no completed reboot of xenhost2 since {since:.0f}"
+    # its log line, not stonith_admin's history: 2.1.5's history of a host fenced twice keeps
+    # showing the first fencing (the crash test's, when it ran before: a figure of -226.7 s)
+    print(f"xenhost2's QEMU exited {off_after:.1f} s after stonith_admin --reboot; xenhost1's fencer "
+          f"logged the reboot done {log_epoch(done[-1]) - since:.0f} s after")  # fmt: skip
     console = victim.console_log.read_text(errors="replace")
     assert "Hardware Dom0 shutdown" in console, console[-2000:]
     assert off_after < SBD_MSGWAIT_S + 30
-    assert event.status == "success" and event.delegate == "xenhost1", event

@@ -153,8 +153,9 @@ def tally(
 def occupant_of(domain: ActiveDomain) -> Occupant:
     """What an active domain occupies: the demand recorded at start, else computed."""
     owner = domain.owner
-    if owner is not None and owner.demand_mib is not None and owner.vcpus is not None:
-        return Occupant(owner.resource, domain.name, Resources(owner.demand_mib, owner.vcpus))
+    recorded = owner.recorded_size if owner is not None else None
+    if recorded is not None:
+        return Occupant(domain.resource, domain.name, Resources(recorded.demand_mib, recorded.vcpus))
     try:
         guest_type = GuestType(owner.guest_type if owner is not None else None)
     except ValueError:

@@ -297,11 +297,13 @@ def _domain0_reserve_mib(
     state = _state(ctx)
     measured = hypervisor_own_mib(total_mib, free_mib, domain0.current_mib, guests_mib)
     remembered = state.load().get("hypervisor_own_mib")
-    if guests_mib == 0 and not (isinstance(remembered, int) and remembered <= measured):
-        state.update(hypervisor_own_mib=measured)  # the first reading, or a cleaner one
-    elif isinstance(remembered, int):
-        measured = remembered
-    return domain0.current_mib + measured
+    if guests_mib == 0:  # exact, but for a domain being built: the lowest reading stands
+        own = measured if not isinstance(remembered, int) else min(remembered, measured)
+        if own != remembered:
+            state.update(hypervisor_own_mib=own)
+    else:  # what was measured idle, else estimated from the guests' demand
+        own = remembered if isinstance(remembered, int) else measured
+    return domain0.current_mib + own
 
 
 def _domain0(ctx: Context, hypervisor: Hypervisor) -> Domain0Memory | None:

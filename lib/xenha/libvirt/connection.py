@@ -42,14 +42,6 @@ def _kept(connection: T) -> T:
     return connection
 
 
-def _recorded_size(owner: Owner | None) -> tuple[int, int] | None:
-    """A guest's maximum memory (MiB) and vCPUs as xenha's metadata recorded them at its start,
-    with the demand admission counts it at; None when any is missing (not started by xenha)."""
-    if owner is None or owner.memory_mib is None or owner.vcpus is None or owner.demand_mib is None:
-        return None
-    return owner.memory_mib, owner.vcpus
-
-
 class ActiveDomain(NamedTuple):
     """A domain occupying a host, as the host's libvirt reports it."""
 
@@ -57,8 +49,8 @@ class ActiveDomain(NamedTuple):
     domain_id: int
     max_memory_mib: int
     vcpus: int
-    # libvirt's OS type; read only when the metadata lacks the recorded demand (it costs an RPC
-    # per domain, and the demand of a guest the suite started is recorded), else None.
+    # libvirt's OS type; read only when the metadata lacks the whole recorded size
+    # (Owner.recorded_size: it costs an RPC per domain), else None.
     os_type: str | None
     # What the suite's metadata records (owner resource, size at start); None when unmanaged.
     owner: Owner | None
@@ -223,13 +215,13 @@ class Hypervisor:
                 if domain_id == 0:
                     continue  # Xen's Domain-0 is the host itself, not a guest
                 owner = domain.owner()
-                recorded = _recorded_size(owner)
+                recorded = owner.recorded_size if owner is not None else None
                 if recorded is not None:
                     # Its size as recorded at start, libvirt's own definition: no call reaches the
                     # hypervisor (one less per guest), so a record libvirt keeps of a domain Xen
                     # has destroyed (stop-through-xl.md), whose every hypervisor read fails,
                     # still counts at its size instead of failing the whole host's load.
-                    (max_memory_mib, vcpus), os_type = recorded, None
+                    max_memory_mib, vcpus, os_type = recorded.memory_mib, recorded.vcpus, None
                 else:
                     max_memory_kib, vcpus = domain.info()
                     max_memory_mib, os_type = _kib_to_mib(max_memory_kib), domain.os_type()

@@ -20,6 +20,14 @@ METADATA_PREFIX = "xenha"
 ELEMENT = "guest"
 
 
+class RecordedSize(NamedTuple):
+    """A guest's size as xenha recorded it at start."""
+
+    memory_mib: int  # its configured maximum memory
+    vcpus: int
+    demand_mib: int  # the host memory admission counts it at
+
+
 class Owner(NamedTuple):
     """What the metadata records: the owning cluster resource and the guest's size at start."""
 
@@ -28,6 +36,22 @@ class Owner(NamedTuple):
     vcpus: int | None = None
     memory_mib: int | None = None  # the guest's configured maximum memory
     demand_mib: int | None = None  # its host memory demand (xenha.admission.demand)
+
+    @property
+    def recorded_size(self) -> RecordedSize | None:
+        """The size recorded at start, when whole; None when any part is missing (a domain not
+        started by xenha, or by a version that recorded less): then its size is read from libvirt.
+        The one rule both a host's load (xenha.libvirt.connection) and admission's occupants
+        (xenha.admission.load) follow.
+
+        >>> Owner("web1", "pv", 2, 4096, 4132).recorded_size
+        RecordedSize(memory_mib=4096, vcpus=2, demand_mib=4132)
+        >>> Owner("web1", "pv", 2, None, 4132).recorded_size is None
+        True
+        """
+        if self.memory_mib is None or self.vcpus is None or self.demand_mib is None:
+            return None
+        return RecordedSize(self.memory_mib, self.vcpus, self.demand_mib)
 
     def attributes(self) -> dict[str, str]:
         """The element's attributes, in the order they are written."""

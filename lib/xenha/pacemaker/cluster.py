@@ -121,20 +121,14 @@ class ClusterCli:
         if self._file_lock is not None:
             self._file_lock.release()
 
-    def _run(self, argv: Sequence[str], deadline: Deadline | None = None, read: bool = False) -> CommandResult:
+    def _run(self, argv: Sequence[str], deadline: Deadline | None = None) -> CommandResult:
+        """One call, given its share of the action's time (CALL_SHARE), never past the deadline."""
         within = self._deadline if deadline is None else deadline
-        while True:
-            self.hold(within)
-            try:
-                result = self._runner.run(argv, min(self._call_timeout_s, within.remaining()))
-            finally:
-                self.let_go()
-            # A read that ran out of its call's time is asked again while the caller's
-            # deadline has room for another whole call: a CIB busy for longer than that answers
-            # later (xen-host's start failed on its first read with 70 s of its 120 left, in
-            # the Xen cluster lab). A write is never repeated: one that timed out may be applied.
-            if not (read and result.timed_out and within.remaining() >= self._call_timeout_s):
-                break
+        self.hold(within)
+        try:
+            result = self._runner.run(argv, min(self._call_timeout_s, within.remaining()))
+        finally:
+            self.let_go()
         if result.not_started is not None:
             raise NotInCluster(result.describe() + " (install Pacemaker's command-line tools)")
         if result.timed_out:
@@ -142,6 +136,19 @@ class ClusterCli:
         if result.returncode == EXIT_NOT_CONNECTED:
             raise NotInCluster(result.describe())
         return result
+
+    def _read(self, argv: Sequence[str], deadline: Deadline | None = None) -> CommandResult:
+        """A call that changes nothing, asked again when it ran out of its time while the
+        deadline has room for another whole call: a CIB busy for longer than one call answers
+        later (xen-host's start failed on its first read with 70 s of its 120 left, in the Xen
+        cluster lab). Writes go through :meth:`_run` alone: one that timed out may be applied."""
+        within = self._deadline if deadline is None else deadline
+        while True:
+            try:
+                return self._run(argv, within)
+            except CibTimeout:
+                if within.remaining() < self._call_timeout_s:
+                    raise
 
     def _check(self, result: CommandResult) -> CommandResult:
         if not result.ok:
@@ -152,7 +159,7 @@ class ClusterCli:
     def query(self, xpath: str, deadline: Deadline | None = None, no_children: bool = False) -> str | None:
         """The elements matching ``xpath`` as XML text, or None when nothing matches."""
         bare = ["--no-children"] if no_children else []
-        result = self._run(["cibadmin", "--query", "--xpath", xpath, *bare], deadline, read=True)
+        result = self._read(["cibadmin", "--query", "--xpath", xpath, *bare], deadline)
         if result.returncode == EXIT_NO_SUCH_OBJECT:
             return None
         return self._check(result).stdout

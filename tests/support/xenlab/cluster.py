@@ -591,9 +591,10 @@ def create_guests(
     for wave in zip_longest(*by_host.values()):
         names = [name for name in wave if name is not None]
         # one CIB change for the wave: two crm_resource calls made two transitions, and the
-        # second start waited for the first to finish (seen in the fourth session's run 3)
+        # second start waited for the first to finish (seen in the fourth session's run 3).
+        # --force: cibadmin 2.1.5 refuses --delete-all without it ("considered dangerous")
         roles = " or ".join(f"@id='{name}-meta-target-role'" for name in names)
-        cluster.check(cluster.any_node(), ["cibadmin", "--delete-all", "--xpath", f"//nvpair[{roles}]"])
+        cluster.check(cluster.any_node(), ["cibadmin", "--delete-all", "--force", "--xpath", f"//nvpair[{roles}]"])
         for name in names:
             cluster.wait_started(name, guests[name][1], 600)
     unpin(cluster, [name for name in guests if name not in pinned])

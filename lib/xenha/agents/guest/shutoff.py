@@ -102,11 +102,7 @@ def monitor_shut_off(action: GuestAction, domain: Domain) -> OcfExit:
                     action.ctx.log.info(f"guest {domain.name} was restarted on {here} and is {verdict.description}")
                     return OcfExit.SUCCESS
                 raise OcfError(verdict.code, f"guest {domain.name} is {verdict.description} on {here}")
-            fresh = hypervisor.lookup_uuid(domain.uuid())  # its ID changes: look it up again
-            if fresh is None:
-                return OcfExit.NOT_RUNNING
-            domain = fresh
-            found = classify(action, domain)
+            found = classify(action, domain)  # without a job, it reads the domain's new ID itself
     if found is ShutOff.STOPPED:
         return OcfExit.NOT_RUNNING
     if found is ShutOff.RESTARTING:
