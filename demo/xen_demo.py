@@ -27,9 +27,8 @@ from tests.support.xenlab.cluster import (
     create_guests,
     form_cluster,
 )
+from tests.support.xenlab.guests import pv_demand_mib
 from tests.support.xenlab.lab import REPO, Lab, attach_lab, start_lab, stop_lab
-from xenha.admission.resources import memory_demand_mib
-from xenha.libvirt.domxml import GuestType
 from xenha.planner.scheduler import parse_simulate_output
 
 # name -> (memory MiB, host): xenhost2 ends up holding three guests of which only one fits on
@@ -43,8 +42,8 @@ PRIORITIES = {"pv-ballast": 30, "pv-app": 20, "pv-web": 10}
 
 
 def demand(guest: str) -> int:
-    """hv_memory a guest of GUESTS needs (one vCPU, PV): 128 MiB -> 132."""
-    return memory_demand_mib(GUESTS[guest][0], 1, GuestType.PV)
+    """hv_memory a guest of GUESTS needs: 128 MiB -> 132."""
+    return pv_demand_mib(GUESTS[guest][0])
 
 
 def run_demo(lab: Lab, narrator: Narrator, attached: bool) -> None:
@@ -124,10 +123,12 @@ def run_demo(lab: Lab, narrator: Narrator, attached: bool) -> None:
     narrator.show(cluster, first, ["stonith_admin", "--history", "xenhost2", "--verbose"])
     narrator.show(cluster, first, ["crm_mon", "-1", "-r"], keep=30)
     narrator.show(cluster, first, ["xenha", "status"], check=False)
+    capacity = cluster.node_utilization()[first]["hv_memory"]  # as xen-host published it
     used = sum(demand(name) for name, node in failover.placements.items() if node == first)
     stopped = [f"{name} ({demand(name)})" for name, node in failover.placements.items() if node is None]
-    narrator.say(f"{first} holds {used} of its 748 MiB for guests, {748 - used} left: "
-                 f"{', '.join(stopped) or 'nothing'} stay stopped (by priority: pv-ballast 30, pv-app 20, pv-web 10)")
+    ranks = ", ".join(f"{name} {priority}" for name, priority in PRIORITIES.items())
+    narrator.say(f"{first} holds {used} of its {capacity} MiB for guests, {capacity - used} left: "
+                 f"{', '.join(stopped) or 'nothing'} stay stopped (by priority: {ranks})")
 
 
 def main() -> int:

@@ -32,9 +32,7 @@ from tests.support.xenlab.cluster import (
     unpin,
     xl_copies,
 )
-from tests.support.xenlab.guests import FaultNotArranged, domain_view
-from xenha.admission.resources import memory_demand_mib
-from xenha.libvirt.domxml import GuestType
+from tests.support.xenlab.guests import FaultNotArranged, domain_view, pv_demand_mib
 from xenha.planner.scheduler import parse_simulate_output
 
 pytestmark = pytest.mark.xen
@@ -47,7 +45,7 @@ PRIORITIES = {"pv-moving": 20, "pv-fits": 10}  # who restarts first on a survivo
 
 def demand(guest: str) -> int:
     """hv_memory a guest of POOL needs (xen-guest publishes it; one vCPU, PV): 128 MiB -> 132."""
-    return memory_demand_mib(POOL[guest][0], 1, GuestType.PV)
+    return pv_demand_mib(POOL[guest][0])
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,17 @@ from dataclasses import dataclass, field
 from tests.support.cib import query
 from tests.support.ocf import AgentRun
 from tests.support.xenlab.lab import Lab, XenHost
+from xenha.admission.resources import memory_demand_mib
+from xenha.libvirt.domxml import GuestType
 
 AGENTS_IN_DOM0 = "/usr/lib/ocf/resource.d/xenha"  # where xenha's .deb installs them
 SAN_IN_DOM0 = "/srv/san"
+
+
+def pv_demand_mib(memory_mib: int) -> int:
+    """hv_memory a lab guest of ``memory_mib`` needs as xen-guest publishes it (one vCPU, PV):
+    128 MiB -> 132."""
+    return memory_demand_mib(memory_mib, 1, GuestType.PV)
 
 
 def pv_domain_xml(
