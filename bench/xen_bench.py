@@ -15,7 +15,7 @@ machine hits them alike.
 3. resource-agents' ``Xen`` agent (in the dom0, from Debian's resource-agents): its
    migrate_to on the same guest defined by an xl configuration file (it runs ``xl migrate``),
    and a plain ``xl migrate``: what they do with a PV guest on Debian's Xen.
-4. Host crash -> guest running elsewhere: measured by tests/xencluster's crash test on the
+4. Host crash -> guest running elsewhere: measured by the Xen cluster's crash test on the
    two-host Pacemaker cluster; its last figures are printed here (build/bench/xen-crash-failover.json).
 
 **Wall time** of a move: measured inside the source dom0 around the command (``date``
@@ -71,7 +71,7 @@ MEMORY_MIB = 128
 XEN_AGENT = "/usr/lib/ocf/resource.d/heartbeat/Xen"
 SAMPLER_LOG = "/run/bench-pause.log"
 CLUSTER_SLOT = (
-    "| host crash (fenced) → guest running on another Xen host | *measured by tests/xencluster, "
+    "| host crash (fenced) → guest running on another Xen host | *measured by tests/xen/test_xen_cluster.py, "
     "see docs/xen-lab-findings.md (the cluster of Xen hosts)* |"
 )
 
@@ -374,18 +374,19 @@ def host_monitor_benchmark(lab: Lab) -> str:
 
 
 def cluster_slot() -> str:
-    """The crash test's last figures (tests/xencluster writes FAILOVER_RECORD when it passes):
+    """The crash test's last figures (tests/xen/test_xen_cluster.py writes FAILOVER_RECORD when it passes):
     a crash needs the two-host Pacemaker cluster, which this benchmark's lab is not."""
     rows = [CLUSTER_SLOT]
-    source = "not measured yet: run `make xen-cluster-test`"
+    source = "not measured yet: run `make xen-test` or `make xen-cluster-test`"
     if FAILOVER_RECORD.exists():
         seen = json.loads(FAILOVER_RECORD.read_text())
         survivor = seen["survivor"]
         rows = [f"| host crash ({seen['victim']}'s QEMU killed) → fenced by {seen['fenced']['delegate']} "
                 f"(SBD, msgwait {SBD_MSGWAIT_S} s) | {seen['fenced_after_s']:.1f} |"]  # fmt: skip
-        rows += [f"| host crash → {guest} running on {survivor} | {seconds:.1f} |"
-                 for guest, seconds in seen["running_after_s"].items()]  # fmt: skip
-        source = (f"measured by tests/xencluster's crash test at {seen['measured']} (load {seen['load']}): "
+        before = seen.get("before", {})  # absent from records of before 2026-12-04
+        rows += [f"| host crash → {guest} {'restarted' if before.get(guest) == seen['victim'] else 'kept'} "
+                 f"on {survivor} | {seconds:.1f} |" for guest, seconds in seen["running_after_s"].items()]  # fmt: skip
+        source = (f"measured by the Xen cluster's crash test at {seen['measured']} (load {seen['load']}): "
                   f"{seen['context']}; read from {FAILOVER_RECORD.relative_to(REPO)}")  # fmt: skip
     return "\n".join([
         "### Host crash → guest running elsewhere, on real Xen",

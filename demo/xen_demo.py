@@ -117,7 +117,7 @@ def run_demo(lab: Lab, narrator: Narrator, attached: bool) -> None:
 
     narrator.step("6. xenhost2 loses power (kill -9 of its QEMU): fencing, then its guests restart where they fit")
     narrator.say(f"xenhost2 runs pv-app, pv-web, pv-db; SBD's msgwait is {SBD_MSGWAIT_S} s")
-    failover = crash_and_recover(cluster, lab.host("xenhost2"), list(GUESTS), ["pv-app"])
+    failover = crash_and_recover(cluster, lab.host("xenhost2"), cluster.placements(list(GUESTS)), ["pv-app"])
     for line in failover.lines():
         narrator.say(line)
     narrator.show(cluster, first, ["stonith_admin", "--history", "xenhost2", "--verbose"])

@@ -674,6 +674,7 @@ class Failover:
     fenced_after_s: float  # by the survivor's clock; a lower bound (the crash is read after the kill)
     running_after_s: dict[str, float]  # guest -> when Pacemaker first reported it started on the survivor
     placements: dict[str, str | None]  # every guest asked about, once the cluster settled
+    before: dict[str, str | None]  # where each ran before the crash (a migration's guest: its source)
 
     def record(self, path: Path, context: str) -> None:
         """Write the figures as JSON to ``path`` (``make bench`` prints the crash test's last
@@ -686,18 +687,31 @@ class Failover:
     def lines(self) -> list[str]:
         out = [f"{self.victim} crashed (its QEMU killed); fenced by {self.fenced.delegate} via "
                f"{self.fenced.action} {self.fenced_after_s:.1f} s after the crash"]  # fmt: skip
-        out += [f"{guest} running on {self.survivor} {seconds:.1f} s after the crash"
+        out += [f"{guest} {self.whence(guest)} {seconds:.1f} s after the crash"
                 for guest, seconds in self.running_after_s.items()]  # fmt: skip
         out += [f"{guest} stays stopped" for guest, node in self.placements.items() if node is None]
         return out
 
+    def whence(self, guest: str) -> str:
+        """How a guest came to run on the survivor: restarted there after the crash, or kept
+        (it ran there, or was migrating away from there, and Pacemaker reported it started again)."""
+        if self.before.get(guest) == self.victim:
+            return f"restarted on {self.survivor} (it ran on {self.victim})"
+        return f"kept on {self.survivor} (it ran there), reported started"
+
 
 def crash_and_recover(
-    cluster: XenCluster, victim: XenHost, guests: Sequence[str], expect_running: Sequence[str], timeout_s: float = 600
+    cluster: XenCluster,
+    victim: XenHost,
+    before: Mapping[str, str | None],
+    expect_running: Sequence[str],
+    timeout_s: float = 600,
 ) -> Failover:
     """Kill ``victim``'s QEMU (a power loss), then wait for the survivor to fence it and for
     ``expect_running`` to be started on the survivor; the cluster is then left to settle and
-    where every one of ``guests`` ended up is recorded. Used by the tests and the benchmark."""
+    where every guest of ``before`` (guest -> where it ran before the crash) ended up is
+    recorded. Used by the crash test and the demo."""
+    guests = list(before)
     survivor = next(name for name in cluster.nodes if name != victim.name)
     killed = time.monotonic()
     cluster.crash(victim)
@@ -723,4 +737,4 @@ def crash_and_recover(
     fenced = cluster.wait_fenced(victim.name, crashed, 120)
     cluster.run(survivor, ["crm_resource", "--wait", "--timeout=180s"], 240)
     placed = cluster.placements(guests)
-    return Failover(victim.name, survivor, fenced, (fenced.completed or 0.0) - crashed, running, placed)
+    return Failover(victim.name, survivor, fenced, (fenced.completed or 0.0) - crashed, running, placed, dict(before))

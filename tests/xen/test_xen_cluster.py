@@ -3,11 +3,15 @@
 Each host offers 748 MiB to guests (1536 MiB, dom0_mem=768M, Xen's own share: xen-host
 publishes it as hv_memory); a 128 MiB PV guest needs 132 MiB of it. The four guests of
 ``POOL`` are created once for the three tests that need guests (a round of guest starts
-costs minutes under TCG) and each of those tests first puts them where it needs them
-(``arrange``: nothing to do when the previous test left them there). The tests run in the
-order written: the two that kill a host come last (the second brings the first's victim
-back through the ``two_hosts`` fixture), so a fault never leaves the earlier tests a
-one-host cluster.
+costs minutes under TCG), where the crash test wants them, and each test first puts them
+where it needs them (``arrange``: nothing to do when they are there already). The tests
+run after the lab's other tests (conftest.py) and in the order written: the two that kill a
+host come last (the second brings the first's victim back through the ``two_hosts``
+fixture), so a fault never leaves the earlier tests a one-host cluster.
+
+`make test` runs the crash test only (node-crash failover during a migration in flight):
+the others are marked ``beyond_budget`` and run with `make xen-cluster-test` — with them the
+Xen part of the suite outgrows `make test`'s 45 minutes (docs/decisions/xen-cluster.md).
 """
 
 from __future__ import annotations
@@ -37,8 +41,10 @@ from xenha.planner.scheduler import parse_simulate_output
 
 pytestmark = pytest.mark.xen
 
-# name -> (memory MiB, the host it is created on); pv-ballast stays pinned to xenhost1
-POOL = {"pv-ballast": (384, "xenhost1"), "pv-moving": (128, "xenhost1"), "pv-fits": (128, "xenhost1"),
+# name -> (memory MiB, the host it is created on): where the crash test needs them, so that
+# `make test`, which runs that test alone, moves none before it (two waves of starts, not three)
+# pv-ballast stays pinned to xenhost1
+POOL = {"pv-ballast": (384, "xenhost1"), "pv-moving": (128, "xenhost1"), "pv-fits": (128, "xenhost2"),
         "pv-too-big": (256, "xenhost2")}  # fmt: skip
 PRIORITIES = {"pv-moving": 20, "pv-fits": 10}  # who restarts first on a survivor short of room
 
@@ -82,37 +88,41 @@ def reservations(cluster: XenCluster, guest: str) -> list[str]:
     return [part for part in crm_config.split('"') if "-rsv-" in part and guest in part]
 
 
+@pytest.mark.beyond_budget
 def test_move_through_pacemaker_is_capacity_checked_and_paused(two_hosts: XenCluster, pool: list[str]) -> None:
     """``pcs resource move`` of a running PV guest: Pacemaker migrates it (migrate_to on the
     source, migrate_from on the target) by the method the host supports (paused: Debian's
     Xen cannot live-migrate PV), Pacemaker then reports it on the target, Xen holds exactly
-    one copy, and no reservation is left."""
-    cluster, guest = two_hosts, "pv-fits"
-    arrange(cluster, {guest: "xenhost1"})
-    assert list(xl_copies(cluster, guest)) == ["xenhost1"]
-    since = cluster.dom0_clock("xenhost1")
+    one copy, and no reservation is left. pv-fits moves from xenhost2 to xenhost1, into
+    the room pv-ballast and pv-moving leave it (390 + 132 + 132 of 748 MiB)."""
+    cluster, guest, source, target = two_hosts, "pv-fits", "xenhost2", "xenhost1"
+    arrange(cluster, {guest: source})
+    assert list(xl_copies(cluster, guest)) == [source]
+    since = cluster.dom0_clock(source)
     started = time.monotonic()
     # pcs 0.11: the move's constraint, a wait for the cluster to apply it, the constraint removed
-    cluster.pcs("resource", "move", guest, "xenhost2", timeout_s=600)
-    cluster.wait_started(guest, "xenhost2", 300)
-    print(f"{guest} started on xenhost2 {time.monotonic() - started:.1f} s after pcs resource move")
+    cluster.pcs("resource", "move", guest, target, timeout_s=600)
+    cluster.wait_started(guest, target, 300)
+    print(f"{guest} started on {target} {time.monotonic() - started:.1f} s after pcs resource move")
     copies = xl_copies(cluster, guest)
-    assert list(copies) == ["xenhost2"] and "p" not in copies["xenhost2"], copies
-    moved = pacemaker_log(cluster, "xenhost1", f"xen-guest({guest})", since)
+    assert list(copies) == [target] and "p" not in copies[target], copies
+    moved = pacemaker_log(cluster, source, f"xen-guest({guest})", since)
     print("\n".join(line.split(": ", 1)[-1] for line in moved[-6:]))
-    assert any("paused: pv_migration=auto: xenhost1 cannot live-migrate PV guests" in line for line in moved)
-    pause = [m for line in moved if (m := re.search(r"was paused for ([0-9.]+) s to move to xenhost2", line))]
+    assert any(f"paused: pv_migration=auto: {source} cannot live-migrate PV guests" in line for line in moved)
+    pause = [m for line in moved if (m := re.search(f"was paused for ([0-9.]+) s to move to {target}", line))]
     assert pause, "xen-guest logged no measured pause"
-    assert pacemaker_log(cluster, "xenhost1", f"Result of migrate_to operation for {guest} on xenhost1: ok", since)
-    assert pacemaker_log(cluster, "xenhost2", f"Result of migrate_from operation for {guest} on xenhost2: ok", since)
-    assert not pacemaker_log(cluster, "xenhost2", f"Result of start operation for {guest} on xenhost2", since)
+    assert pacemaker_log(cluster, source, f"Result of migrate_to operation for {guest} on {source}: ok", since)
+    assert pacemaker_log(cluster, target, f"Result of migrate_from operation for {guest} on {target}: ok", since)
+    assert not pacemaker_log(cluster, target, f"Result of start operation for {guest} on {target}", since)
     assert reservations(cluster, guest) == []
     assert cluster.status().failures == ()
 
 
+@pytest.mark.beyond_budget
 def test_move_into_a_host_without_room_is_refused_by_the_scheduler(two_hosts: XenCluster, pool: list[str]) -> None:
     """pv-too-big (256 MiB: 262 of hv_memory) is asked to move to xenhost1, which runs
-    pv-ballast (384) and pv-moving (128): 390 + 132 of its 748 MiB, no room for 262 (the
+    pv-ballast (384), pv-moving (128) and pv-fits (128) when the test before moved it there:
+    390 + 132 (+ 132) of its 748 MiB, no room for 262 (the
     guests boot ballooned down to 128 MiB, but xenha counts their maximum). The guests on
     xenhost1 are pinned there by location constraints for this test: unpinned, the scheduler
     makes room by a swap (it migrates pv-moving to xenhost2 while pv-too-big moves in — seen
@@ -179,6 +189,7 @@ def test_host_crash_during_a_migration_fences_it_and_restarts_guests_where_they_
     guests = pool
     try:
         arrange(cluster, {"pv-moving": "xenhost1", "pv-fits": "xenhost2", "pv-too-big": "xenhost2"})
+        before = cluster.placements(guests)
         asked = cluster.dom0_clock(source.name)
         # crm_resource --move: what pcs resource move-with-constraint runs, without pcs's minute
         cluster.check(source.name, ["crm_resource", "--move", "--resource", "pv-moving", "--node", "xenhost2"])
@@ -195,7 +206,7 @@ def test_host_crash_during_a_migration_fences_it_and_restarts_guests_where_they_
                 time.sleep(0.5)
         if in_flight is None:
             raise FaultNotArranged(f"never saw pv-moving arriving on xenhost2: {xl_copies(cluster, 'pv-moving')}")
-        failover = crash_and_recover(cluster, target, guests, ["pv-moving", "pv-fits"])
+        failover = crash_and_recover(cluster, target, before, ["pv-moving", "pv-fits"])
         print(f"in flight: {in_flight}")
         print("\n".join(failover.lines()))
         crashed = (failover.fenced.completed or 0.0) - failover.fenced_after_s
@@ -229,6 +240,7 @@ def test_host_crash_during_a_migration_fences_it_and_restarts_guests_where_they_
         delete_guests(cluster, guests)
 
 
+@pytest.mark.beyond_budget
 def test_fencing_a_live_host_powers_it_off(two_hosts: XenCluster) -> None:
     """``stonith_admin --reboot xenhost2`` (what ``pcs stonith fence xenhost2`` asks the
     fencer, without pcs's half-minute start): fence_sbd writes the poison pill into
