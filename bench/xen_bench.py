@@ -52,7 +52,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "lib"), str(REPO)]
 
 from tests.support.cib import write_cib
-from tests.support.xenlab.cluster import FAILOVER_RECORD, SBD_MSGWAIT_S
+from tests.support.xenlab.cluster import FAILOVER_RECORD, SBD_MSGWAIT_S, Failover
 from tests.support.xenlab.guests import (
     Dom0Agent,
     DomainView,
@@ -380,12 +380,11 @@ def cluster_slot() -> str:
     source = "not measured yet: run `make xen-test` or `make xen-cluster-test`"
     if FAILOVER_RECORD.exists():
         seen = json.loads(FAILOVER_RECORD.read_text())
-        survivor = seen["survivor"]
-        rows = [f"| host crash ({seen['victim']}'s QEMU killed) → fenced by {seen['fenced']['delegate']} "
-                f"(SBD, msgwait {SBD_MSGWAIT_S} s) | {seen['fenced_after_s']:.1f} |"]  # fmt: skip
-        before = seen.get("before", {})  # absent from records of before 2026-12-04
-        rows += [f"| host crash → {guest} {'restarted' if before.get(guest) == seen['victim'] else 'kept'} "
-                 f"on {survivor} | {seconds:.1f} |" for guest, seconds in seen["running_after_s"].items()]  # fmt: skip
+        crash = Failover.from_record(seen)
+        rows = [f"| host crash ({crash.victim}'s QEMU killed) → fenced by {crash.fenced.delegate} "
+                f"(SBD, msgwait {SBD_MSGWAIT_S} s) | {crash.fenced_after_s:.1f} |"]  # fmt: skip
+        rows += [f"| host crash → {guest} {crash.whence(guest)} | {seconds:.1f} |"
+                 for guest, seconds in crash.running_after_s.items()]  # fmt: skip
         source = (f"measured by the Xen cluster's crash test at {seen['measured']} (load {seen['load']}): "
                   f"{seen['context']}; read from {FAILOVER_RECORD.relative_to(REPO)}")  # fmt: skip
     return "\n".join([

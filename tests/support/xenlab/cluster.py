@@ -676,6 +676,23 @@ class Failover:
     placements: dict[str, str | None]  # every guest asked about, once the cluster settled
     before: dict[str, str | None]  # where each ran before the crash (a migration's guest: its source)
 
+    @classmethod
+    def from_record(cls, figures: Mapping[str, object]) -> Failover:
+        """The failover :meth:`record` wrote (its extra keys ignored; ``before`` is absent from
+        records written before 2026-12-04, which then say nothing of where a guest came from).
+
+        >>> fenced = FenceEvent("xenhost2", "reboot", "success", "xenhost1", 100.0)
+        >>> crash = Failover("xenhost2", "xenhost1", fenced, 64.8, {"pv-a": 23.7, "pv-b": 85.4},
+        ...                  {"pv-a": "xenhost1", "pv-b": "xenhost1"}, {"pv-a": "xenhost1", "pv-b": "xenhost2"})
+        >>> again = Failover.from_record({"measured": "now", **json.loads(json.dumps(asdict(crash)))})
+        >>> again == crash, again.whence("pv-a"), again.whence("pv-b")
+        (True, 'kept on xenhost1 (it ran there), reported started', 'restarted on xenhost1 (it ran on xenhost2)')
+        """
+        fields = {name: figures[name] for name in cls.__dataclass_fields__ if name in figures}
+        fields["fenced"] = FenceEvent(**fields["fenced"])  # type: ignore[arg-type]
+        fields.setdefault("before", {})
+        return cls(**fields)  # type: ignore[arg-type]
+
     def record(self, path: Path, context: str) -> None:
         """Write the figures as JSON to ``path`` (``make bench`` prints the crash test's last
         ones: FAILOVER_RECORD); ``context`` says what was moving, on what machine load."""
@@ -695,7 +712,9 @@ class Failover:
     def whence(self, guest: str) -> str:
         """How a guest came to run on the survivor: restarted there after the crash, or kept
         (it ran there, or was migrating away from there, and Pacemaker reported it started again)."""
-        if self.before.get(guest) == self.victim:
+        if guest not in self.before:
+            return f"running on {self.survivor}"
+        if self.before[guest] == self.victim:
             return f"restarted on {self.survivor} (it ran on {self.victim})"
         return f"kept on {self.survivor} (it ran there), reported started"
 
